@@ -1,0 +1,201 @@
+"""CTC candidate calls, EMT state and the ctc_support verdict, on planted truth."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from seedsoil.interpret.ctc import call_ctc, ctc_support, emt_state
+
+SIGNATURES = [
+    "CTC_epithelial_identity",
+    "IMM_neutrophil",
+    "IMM_CD4_T",
+    "IMM_platelet",
+    "EMT_bidirectional",
+]
+
+
+def _sample(n_cells=40, ptprc=None):
+    """AnnData with genes PTPRC and EPCAM (PTPRC all zero unless given) and neutral p/FDR tables."""
+    cells = [f"c{i}" for i in range(n_cells)]
+    x = np.zeros((n_cells, 2), dtype=np.float32)
+    if ptprc is not None:
+        x[:, 0] = ptprc
+    adata = ad.AnnData(
+        sp.csr_matrix(x), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=["PTPRC", "EPCAM"])
+    )
+    neutral = pd.DataFrame(0.5, index=cells, columns=SIGNATURES)
+    return adata, neutral.copy(), neutral.copy()
+
+
+def test_planted_ctc_cells_are_exactly_the_candidates():
+    adata, pvalues, fdr = _sample()
+    fdr.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert calls.index[calls["ctc_candidate"]].tolist() == [f"c{i}" for i in range(5)]
+
+
+def test_significant_leukocyte_identity_vetoes_a_call():
+    adata, pvalues, fdr = _sample()
+    fdr.iloc[:5, 0] = 0.001
+    fdr.loc["c0", "IMM_CD4_T"] = 0.01
+    calls = call_ctc(adata, pvalues, fdr)
+    assert not calls.loc["c0", "ctc_candidate"] and calls["ctc_candidate"].sum() == 4
+
+
+def test_platelet_identity_does_not_veto_a_call():
+    adata, pvalues, fdr = _sample()
+    fdr.iloc[:5, 0] = 0.001
+    fdr.loc["c0", "IMM_platelet"] = 0.01
+    assert call_ctc(adata, pvalues, fdr).loc["c0", "ctc_candidate"]
+
+
+def test_detected_ptprc_vetoes_a_call():
+    ptprc = np.zeros(40)
+    ptprc[1] = 0.7
+    adata, pvalues, fdr = _sample(ptprc=ptprc)
+    fdr.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert not calls.loc["c1", "ctc_candidate"]
+    assert call_ctc(adata, pvalues, fdr, ptprc_max=1.0).loc["c1", "ctc_candidate"]
+
+
+def test_confidence_is_bounded_zero_off_calls_and_orders_by_evidence():
+    adata, pvalues, fdr = _sample()
+    fdr.loc["c0", "CTC_epithelial_identity"] = 0.001
+    fdr.loc["c1", "CTC_epithelial_identity"] = 0.04
+    confidence = call_ctc(adata, pvalues, fdr)["ctc_confidence"]
+    assert confidence.between(0, 1).all()
+    assert (confidence.iloc[2:] == 0).all()
+    # (1 - q) × least leukocyte FDR (0.5 here): exact to 1e-12
+    assert confidence["c0"] == pytest.approx(0.999 * 0.5, abs=1e-12)
+    assert confidence["c0"] > confidence["c1"]
+
+
+def test_emt_state_follows_the_null_tails_of_the_bidirectional_score():
+    cells = ["a", "b", "c"]
+    pvalues = pd.DataFrame({"EMT_bidirectional": [0.01, 0.5, 0.99]}, index=cells)
+    assert emt_state(pvalues, pvalues).tolist() == ["mesenchymal", "hybrid", "epithelial"]
+
+
+def test_emt_state_falls_back_to_the_one_sided_programmes():
+    cells = ["a", "b", "c", "d"]
+    fdr = pd.DataFrame(
+        {"EMT_epithelial": [0.9, 0.01, 0.01, 0.9], "EMT_mesenchymal": [0.01, 0.9, 0.01, 0.9]},
+        index=cells,
+    )
+    assert emt_state(fdr, fdr).tolist() == ["mesenchymal", "epithelial", "hybrid", "hybrid"]
+
+
+def test_emt_state_is_empty_for_non_candidates():
+    adata, pvalues, fdr = _sample()
+    fdr.iloc[:2, 0] = 0.001
+    pvalues["EMT_bidirectional"] = 0.01
+    states = call_ctc(adata, pvalues, fdr)["emt_state"]
+    assert (
+        states.iloc[:2].tolist() == ["mesenchymal", "mesenchymal"] and (states.iloc[2:] == "").all()
+    )
+
+
+def test_pure_immune_sample_is_not_supported():
+    ptprc = np.full(40, 1.5)  # every cell a CD45+ leukocyte
+    adata, pvalues, fdr = _sample(ptprc=ptprc)
+    fdr["IMM_CD4_T"] = 0.001
+    fdr.iloc[:3, 0] = 0.01  # chance epithelial hits among leukocytes
+    calls = call_ctc(adata, pvalues, fdr)
+    assert calls["ctc_candidate"].sum() == 0
+    assert ctc_support(calls, scored=True).startswith("not supported")
+
+
+def test_support_verdicts():
+    adata, pvalues, fdr = _sample()
+    fdr.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert ctc_support(calls, scored=True) == "supported"
+    assert ctc_support(calls.iloc[3:], scored=True).startswith("not supported: only 2")
+    assert ctc_support(calls, scored=False).startswith("not supported")
+
+
+def test_unscored_ctc_signature_gives_no_calls():
+    adata, pvalues, fdr = _sample()
+    fdr = fdr.drop(columns="CTC_epithelial_identity")
+    calls = call_ctc(adata, pvalues, fdr)
+    assert not calls["ctc_candidate"].any() and calls["ctc_fdr"].isna().all()
+
+
+def test_interpret_sample_returns_the_documented_tables_and_a_json_ready_summary():
+    import json
+
+    from seedsoil.interpret import CALL_COLUMNS, interpret_sample
+    from seedsoil.interpret.communication import OUTPUT_COLUMNS
+
+    rng = np.random.default_rng(3)
+    n = 30
+    adata, pvalues, fdr = _sample(n_cells=n)
+    adata.obs["cell_type"] = "unlabelled"
+    adata.obs["n_counts"] = rng.integers(1000, 2000, n)
+    adata.obs["n_genes"] = rng.integers(500, 900, n)
+    fdr.iloc[:10, SIGNATURES.index("CTC_epithelial_identity")] = 0.001
+    fdr.iloc[10:, SIGNATURES.index("IMM_CD4_T")] = 0.001
+    scores = pd.DataFrame(rng.random(fdr.shape), index=fdr.index, columns=fdr.columns)
+    pairs = pd.DataFrame(
+        {
+            "ligand": ["EPCAM"],
+            "receptor": ["PTPRC"],
+            "theme": ["t"],
+            "description": [""],
+            "references": [""],
+        }
+    )
+    calls, communication, summary = interpret_sample(
+        adata, scores, pvalues, fdr, pairs=pairs, n_perm=20
+    )
+    assert list(calls.columns) == CALL_COLUMNS and calls.index.equals(adata.obs_names)
+    assert list(communication.columns) == OUTPUT_COLUMNS
+    assert summary["n_ctc_candidates"] == 10 and summary["ctc_support"] == "supported"
+    assert summary["cell_type_source"] == "assigned" and summary["immune_composition"] == {
+        "CD4 T": 1.0
+    }
+    json.dumps(summary, allow_nan=False)
+
+
+def test_interpret_sample_rejects_scores_for_other_cells():
+    from seedsoil.errors import InputError
+    from seedsoil.interpret import interpret_sample
+
+    adata, pvalues, fdr = _sample()
+    with pytest.raises(InputError, match="missing"):
+        interpret_sample(adata, fdr.iloc[1:], pvalues.iloc[1:], fdr.iloc[1:], pairs=None)
+
+
+def test_engine_scores_of_planted_epithelial_cells_give_exactly_those_candidates():
+    """Integration: synthetic UMI counts → seedsoil.scoring (UCell, matched null) → calls."""
+    from seedsoil.interpret.ctc import call_ctc
+    from seedsoil.scoring import score, significance
+    from seedsoil.synthetic import log_normalise, umi_counts
+
+    n_cells, n_genes, n_tumour = 200, 400, 20
+    counts = umi_counts(n_cells, n_genes, nnz_per_cell=150, seed=5).tolil()
+    genes = [f"G{i}" for i in range(n_genes)]
+    epithelial = ["EPCAM", "KRT8", "KRT18", "KRT19", "KRT7"]
+    t_cell = ["CD3E", "CD3D", "IL7R"]
+    for k, name in enumerate([*epithelial, *t_cell, "PTPRC"]):
+        genes[k] = name
+        counts[:, k] = 0
+    counts[:n_tumour, : len(epithelial)] = 8  # planted carcinoma cells
+    counts[n_tumour:, len(epithelial) : len(epithelial) + 3] = 6  # T cells
+    counts[n_tumour:, len(epithelial) + 3] = 4  # CD45 on every leukocyte
+    x = log_normalise(counts.tocsr())
+    adata = ad.AnnData(
+        x, obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]), var=pd.DataFrame(index=genes)
+    )
+    signatures = {
+        "CTC_epithelial_identity": {"up": epithelial, "down": ["PTPRC"]},
+        "IMM_CD4_T": t_cell,
+    }
+    scores = score(adata, signatures, method="ucell")
+    pvalues, fdr = significance(adata, signatures, n_null=200, random_state=0)
+    calls = call_ctc(adata, pvalues, fdr.reindex(columns=scores.columns))
+    assert calls["ctc_candidate"].to_numpy().nonzero()[0].tolist() == list(range(n_tumour))

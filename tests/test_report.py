@@ -1,0 +1,217 @@
+"""Reports: escaping, self-containment, optional panels, cohort statistics and pseudobulks."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_fixtures import XSS, sample_inputs
+
+from seedsoil.errors import InputError
+from seedsoil.report import (
+    condition_tests,
+    pseudobulk,
+    pseudobulk_ssgsea,
+    summarise_sample,
+    write_cohort,
+    write_sample_report,
+)
+from seedsoil.report.cohort import bh_fdr_finite
+
+OPTIONAL = ("calls", "communication", "interpretation", "pvalues", "fdr")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return sample_inputs(n_cells=300)
+
+
+@pytest.fixture(scope="module")
+def full_html(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "report.html"
+    write_sample_report(out, **inputs)
+    return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def bare_html(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bare") / "report.html"
+    write_sample_report(out, **{k: v for k, v in inputs.items() if k not in OPTIONAL})
+    return out.read_text()
+
+
+def test_sample_name_is_escaped(full_html):
+    assert XSS not in full_html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in full_html
+
+
+def test_labels_and_config_are_escaped(full_html):
+    assert "<b>cell</b>" not in full_html  # a cell-type label
+    assert "<img src=x>" not in full_html  # a missing gene name
+    assert "</pre><b>config</b>" not in full_html  # a config value
+
+
+def test_page_runs_no_script(full_html):
+    assert "<script" not in full_html.lower()
+
+
+def test_no_external_resources(full_html):
+    targets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", full_html)
+    assert targets, "expected some src/href attributes"
+    assert not [t for t in targets if re.match(r"(?i)(https?:)?//", t)]
+    assert "<link" not in full_html.lower()
+
+
+def test_figures_are_embedded_png(full_html):
+    images = re.findall(r'<img src="([^"]*)"', full_html)
+    assert len(images) >= 8
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+
+
+def test_optional_panels_absent_say_not_computed(bare_html):
+    for what in ("CTC candidate calls", "immune composition", "heterotypic cluster flags"):
+        assert f"Not computed: {what}" in bare_html
+    assert "Not computed: sender → receiver communication" in bare_html
+
+
+def test_optional_panels_present_when_given(full_html, inputs):
+    n_ctc = int(inputs["calls"]["ctc_candidate"].sum())
+    assert f"{n_ctc:,} of 300 cells" in full_html
+    assert "Not computed" not in full_html
+    assert "Senders (rows) → receivers (columns)" in full_html
+
+
+def test_links_are_relative_file_names(full_html):
+    for name in ("scores.parquet", "fdr.parquet", "calls.parquet", "communication.tsv"):
+        assert f'href="{name}"' in full_html
+
+
+def test_report_file_is_readable_by_others(inputs, tmp_path):
+    out = tmp_path / "r.html"
+    write_sample_report(out, **{k: v for k, v in inputs.items() if k not in OPTIONAL})
+    assert out.stat().st_mode & 0o044  # group/other can read, unless the umask forbids it
+
+
+def test_scores_of_another_sample_are_rejected(inputs, tmp_path):
+    other = inputs["scores"].set_axis([f"x{i}" for i in range(len(inputs["scores"]))])
+    with pytest.raises(InputError, match="shares no cell name"):
+        write_sample_report(tmp_path / "r.html", **{**inputs, "scores": other})
+
+
+def test_bh_fdr_known_values():
+    q = bh_fdr_finite([0.01, 0.04, 0.03, 0.2, np.nan])
+    np.testing.assert_allclose(q[:4], [0.04, 0.16 / 3, 0.16 / 3, 0.2], rtol=1e-12)
+    assert np.isnan(q[4])
+
+
+def test_bh_fdr_is_monotone_in_p():
+    p = np.array([0.5, 0.001, 0.02, 0.3, 0.04])
+    q = bh_fdr_finite(p)
+    order = np.argsort(p)
+    assert np.all(np.diff(q[order]) >= 0) and np.all(q >= p)
+
+
+def _summary(values_a, values_b, extra=()):
+    rows = [("a", v) for v in values_a] + [("b", v) for v in values_b] + list(extra)
+    return pd.DataFrame(
+        {
+            "dataset": "d",
+            "sample": [f"s{i}" for i in range(len(rows))],
+            "condition": [c for c, _ in rows],
+            "n_cells": 100,
+            "mean:EMT_mesenchymal": [v for _, v in rows],
+        }
+    )
+
+
+def test_condition_test_known_answer():
+    # Exact two-sided Mann–Whitney U for complete separation of 3 vs 3: 2 / C(6,3) = 0.1.
+    table = condition_tests(_summary([1.0, 2.0, 3.0], [4.0, 5.0, 6.0], extra=[("NA", 9.0)]))
+    assert len(table) == 1  # "NA" joins no comparison; n_cells is not a statistic
+    row = table.iloc[0]
+    assert (row.group_a, row.group_b, row.n_a, row.n_b) == ("a", "b", 3, 3)
+    assert row.pvalue == pytest.approx(0.1, abs=1e-12)
+    assert row.effect == pytest.approx(-3.0)
+    assert row.fdr == pytest.approx(0.1, abs=1e-12)
+
+
+def test_condition_test_skips_single_sample_groups():
+    row = condition_tests(_summary([1.0, 2.0], [4.0])).iloc[0]
+    assert np.isnan(row.pvalue) and row.test.startswith("not tested")
+
+
+def test_condition_test_needs_two_conditions():
+    assert condition_tests(_summary([1.0, 2.0], [])).empty
+
+
+def test_summarise_sample(inputs):
+    row = summarise_sample(
+        inputs["adata"], inputs["scores"], inputs["calls"], inputs["interpretation"]
+    )
+    assert (row["sample"], row["condition"], row["n_cells"]) == (XSS, "tumour", 300)
+    assert row["mean:NET_formation"] == pytest.approx(inputs["scores"]["NET_formation"].mean())
+    assert row["n_ctc_candidates"] == int(inputs["calls"]["ctc_candidate"].sum())
+    assert row["frac:T cell"] == pytest.approx(0.4)
+
+
+def test_pseudobulk_sums_counts_per_cell_type(inputs, tmp_path):
+    adata = inputs["adata"]
+    table = pseudobulk(adata)
+    t_cells = (adata.obs["cell_type"] == "T cell").to_numpy()
+    expected = np.asarray(adata.layers["counts"][t_cells].sum(axis=0)).ravel()
+    np.testing.assert_allclose(table["T cell"].to_numpy(), expected, rtol=1e-6)
+    table.to_parquet(tmp_path / "pb.parquet")
+    assert pd.read_parquet(tmp_path / "pb.parquet").attrs["n_cells"]["T cell"] == t_cells.sum()
+
+
+def test_ssgsea_matches_genes_ignoring_case_and_drops_small_sets(inputs):
+    gene_sets = {"epi": ["krt8", "KRT18", "Epcam"], "tiny": ["KRT8", "NOTAGENE"]}
+    result = pseudobulk_ssgsea(
+        {("d", "s1"): pseudobulk(inputs["adata"])}, gene_sets, min_size=3, min_cells=40
+    )
+    assert set(result["signature"]) == {"epi"}
+    assert (result["n_genes_matched"] == 3).all()
+    assert (result["n_cells"] >= 40).all()
+    assert "B <b>cell</b>" not in set(result["cell_type"])  # ~15 cells < min_cells
+    assert np.isfinite(result["nes"]).all()
+
+
+def test_write_cohort_writes_four_files(inputs, tmp_path):
+    rows = []
+    for i, condition in enumerate(["blood", "tumour", "blood", "tumour"]):
+        row = summarise_sample(inputs["adata"], inputs["scores"] + i * 0.01)
+        rows.append({**row, "sample": f"S{i}", "condition": condition})
+    reports = {("demo <i>set</i>", "S0"): "../S0/report.html"}
+    write_cohort(tmp_path, summary=pd.DataFrame(rows), sample_reports=reports)
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "index.html",
+        "summary.tsv",
+        "condition_tests.tsv",
+        "ssgsea.tsv",
+    }
+    tests = pd.read_csv(tmp_path / "condition_tests.tsv", sep="\t")
+    assert set(tests["group_a"]) == {"blood"} and len(tests) == inputs["scores"].shape[1]
+    assert pd.read_csv(tmp_path / "ssgsea.tsv", sep="\t").empty
+    html = (tmp_path / "index.html").read_text()
+    assert 'href="../S0/report.html"' in html and "Not computed: pseudobulk ssGSEA" in html
+
+
+def test_minimal_anndata_renders_without_embedding_or_metadata(inputs, tmp_path):
+    adata = inputs["adata"].copy()
+    del adata.obsm["X_embedding"]
+    adata.uns = {}
+    adata.obs["cell_type"] = "unlabelled"
+    out = tmp_path / "r.html"
+    write_sample_report(out, adata=adata, scores=inputs["scores"], coverage=inputs["coverage"])
+    html = out.read_text()
+    assert "Not computed: embedding plots" in html
+    assert "unknown dataset" in html
+
+
+def test_condition_tests_compare_means_and_fractions_only():
+    summary = _summary([1.0, 2.0], [3.0, 4.0]).assign(
+        **{"frac_ctc": [0.1, 0.2, 0.3, 0.4], "alpha": 0.05, "emt_states:hybrid": [1, 2, 3, 4]}
+    )
+    assert set(condition_tests(summary)["statistic"]) == {"mean:EMT_mesenchymal", "frac_ctc"}

@@ -1,0 +1,121 @@
+"""The real workflow, end to end, on a small config: outputs exist and their numbers are right."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from workflow_helpers import REPO, run_snakemake, synthetic_tumour, write_config, write_sheet
+
+from seedsoil import score
+from seedsoil.signatures import load_library
+
+pytestmark = pytest.mark.workflow
+
+SAMPLES = [("tumour", "P1"), ("tumour", "P2"), ("pbmc", "pbmc")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    (workdir / "data").mkdir()
+    synthetic_tumour().write_h5ad(workdir / "data" / "tumour.h5ad")
+    sheet = write_sheet(
+        workdir / "datasets.tsv",
+        [
+            {
+                "id": "tumour",
+                "source": "data/tumour.h5ad",
+                "format": "h5ad",
+                "sample_column": "patient",
+                "cell_type_column": "label",
+                "condition_column": "site",
+            },
+            {
+                "id": "pbmc",
+                "source": "builtin:pbmc68k_reduced",
+                "format": "h5ad",
+                "cell_type_column": "bulk_labels",
+                "condition": "blood",
+                "counts": "raw",
+                "min_genes": "50",
+            },
+        ],
+    )
+    config = write_config(workdir, sheet)
+    result = run_snakemake(workdir, config)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_every_sample_gets_every_output(finished_run):
+    for dataset, sample in SAMPLES:
+        folder = finished_run / "results" / dataset / sample
+        for name in (
+            "cells.h5ad",
+            "scores.parquet",
+            "pvalues.parquet",
+            "fdr.parquet",
+            "coverage.tsv",
+            "calls.parquet",
+            "communication.tsv",
+            "interpretation.json",
+            "report.html",
+        ):
+            assert (folder / name).is_file(), f"{dataset}/{sample}/{name} missing"
+    assert (finished_run / "results" / "cohort" / "index.html").is_file()
+
+
+def test_scores_equal_the_engine_on_the_sample_file(finished_run):
+    folder = finished_run / "results" / "tumour" / "P1"
+    written = pd.read_parquet(folder / "scores.parquet")
+    library = load_library([REPO / "resources" / "signatures"])
+    recomputed = score(
+        ad.read_h5ad(folder / "cells.h5ad"),
+        {name: library[name] for name in written.columns},
+        method="ucell",
+    )
+    np.testing.assert_allclose(written.to_numpy(), recomputed.to_numpy(), rtol=0, atol=1e-12)
+    assert list(written.index) == list(recomputed.index)
+
+
+def test_planted_epithelial_cells_score_highest_for_ctc_identity(finished_run):
+    folder = finished_run / "results" / "tumour" / "P2"
+    scores = pd.read_parquet(folder / "scores.parquet")
+    cell_type = ad.read_h5ad(folder / "cells.h5ad").obs["cell_type"]
+    means = scores["CTC_epithelial_identity"].groupby(cell_type, observed=True).mean()
+    assert means.idxmax() == "tumour"
+    assert means["tumour"] > means["T cell"] + 0.2
+
+
+def test_qc_keeps_cells_of_each_patient_apart(finished_run):
+    for sample in ("P1", "P2"):
+        cells = ad.read_h5ad(finished_run / "results" / "tumour" / sample / "cells.h5ad")
+        assert set(cells.obs["sample"]) == {sample}
+        assert cells.n_obs == 120
+        assert cells.layers["counts"].max() > 1
+
+
+def test_coverage_reports_genes_missing_from_the_data(finished_run):
+    coverage = pd.read_csv(finished_run / "results" / "tumour" / "P1" / "coverage.tsv", sep="\t")
+    ctc = coverage.set_index("signature").loc["CTC_epithelial_identity"]
+    assert ctc["n_present"] < ctc["n_genes"]
+    assert ctc["scored"]
+    skipped = coverage[~coverage["scored"]]
+    assert len(skipped) > 0, "filler-gene data cannot cover every signature"
+    assert (skipped["fraction"] < 0.5).all()
+
+
+def test_cohort_summary_has_one_row_per_sample(finished_run):
+    summary = pd.read_csv(finished_run / "results" / "cohort" / "summary.tsv", sep="\t")
+    assert sorted(zip(summary["dataset"], summary["sample"], strict=True)) == sorted(SAMPLES)
+
+
+def test_interpretation_refuses_ctc_claims_in_blood_without_epithelial_signal(finished_run):
+    summary = json.loads(
+        (finished_run / "results" / "pbmc" / "pbmc" / "interpretation.json").read_text()
+    )
+    assert summary["ctc_support"].startswith("not supported")

@@ -1,0 +1,102 @@
+# Sheet loading, input functions and wildcard constraints shared by every stage.
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+# Shipped files (schemas, resources) live beside the Snakefile, whatever the working directory.
+BASEDIR = Path(workflow.basedir)
+# The rule scripts get workflow/scripts on sys.path from Snakemake; the Snakefile needs it too.
+sys.path.insert(0, str(BASEDIR / "workflow" / "scripts"))
+
+from seedsoil.datasets import get_builtin
+from seedsoil.fetch import url_filename
+from seedsoil.sheet import load_sheet, source_kind
+from seedsoil.errors import InputError
+from snakemake.exceptions import WorkflowError
+
+try:
+    DATASETS = load_sheet(
+        config["datasets"], BASEDIR / "workflow" / "schemas" / "datasets.schema.yaml"
+    )
+except InputError as error:
+    raise WorkflowError(str(error)) from None
+
+
+wildcard_constraints:
+    dataset="|".join(map(re.escape, DATASETS.index)),
+    sample="[^/]+",
+    name="[A-Za-z0-9_.-]+",
+
+
+def configured_path(path):
+    """A path from the config: relative to the working directory, else to the workflow (shipped files)."""
+    return Path(path) if Path(path).exists() else BASEDIR / path
+
+
+# Signature files are inputs of the scoring rules, so editing one re-runs scoring.
+SIGNATURE_PATHS = [str(configured_path(p)) for p in config["signatures"]["library"]]
+GMT_PATHS = [str(configured_path(p)) for p in config["signatures"]["gmt"]]
+LIBRARY_INPUTS = [
+    str(path)
+    for entry in map(Path, SIGNATURE_PATHS)
+    for path in (sorted(entry.glob("*.yaml")) if entry.is_dir() else [entry])
+] + GMT_PATHS
+COMMUNICATION_PAIRS = str(BASEDIR / "resources" / "communication" / "pairs.tsv")
+
+
+def dataset_row(wildcards):
+    return DATASETS.loc[wildcards.dataset].to_dict()
+
+
+def dataset_input(wildcards):
+    """The file (or 10x directory) ingest reads for a dataset, fetched first when remote."""
+    row = DATASETS.loc[wildcards.dataset]
+    kind = source_kind(row.source)
+    if kind == "url":
+        return f"resources/downloads/url/{row.id}/{url_filename(row.source)}"
+    if kind == "builtin":
+        name = row.source.removeprefix("builtin:")
+        return (
+            f"resources/downloads/builtin/{name}/{Path(get_builtin(name).member).name}"
+        )
+    return row.source
+
+
+def qc_params(wildcards):
+    """QC thresholds for a dataset: the config's defaults, overridden by the sheet's row."""
+    row = DATASETS.loc[wildcards.dataset]
+    qc = dict(config["qc"])
+    if row.min_genes:
+        qc["min_genes"] = int(row.min_genes)
+    if row.max_mito_fraction:
+        qc["max_mito_fraction"] = float(row.max_mito_fraction)
+    return qc
+
+
+def samples_of(dataset):
+    """Sample names of a dataset, known once its ingest checkpoint has run."""
+    table = checkpoints.ingest.get(dataset=dataset).output.samples
+    return pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)[
+        "sample"
+    ].tolist()
+
+
+def sample_outputs(pattern):
+    """Input function: ``pattern`` expanded over every dataset and sample."""
+
+    def expand_over_samples(wildcards):
+        return [
+            pattern.format(dataset=dataset, sample=sample)
+            for dataset in DATASETS.index
+            for sample in samples_of(dataset)
+        ]
+
+    return expand_over_samples
+
+
+def get_final_output():
+    # Asking for every sample table up front lets all ingest checkpoints run in parallel.
+    samples = [f"results/{dataset}/samples.tsv" for dataset in DATASETS.index]
+    return samples + ["results/cohort/index.html"]

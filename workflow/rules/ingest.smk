@@ -1,0 +1,35 @@
+# Any supported format -> one AnnData convention (docs/architecture.md), then one file per sample.
+
+
+checkpoint ingest:
+    input:
+        data=dataset_input,
+        sheet=config["datasets"],
+    output:
+        h5ad="results/{dataset}/ingested.h5ad",
+        samples="results/{dataset}/samples.tsv",
+    log:
+        "logs/ingest/{dataset}.log",
+    benchmark:
+        "results/benchmarks/ingest/{dataset}.tsv"
+    conda:
+        "../../envs/seedsoil.yaml"
+    threads: 2
+    params:
+        row=dataset_row,
+        qc=qc_params,
+    script:
+        "../scripts/ingest.py"
+
+
+rule split_sample:
+    input:
+        "results/{dataset}/ingested.h5ad",
+    output:
+        "results/{dataset}/{sample}/cells.h5ad",
+    log:
+        "logs/split_sample/{dataset}/{sample}.log",
+    conda:
+        "../../envs/seedsoil.yaml"
+    script:
+        "../scripts/split_sample.py"

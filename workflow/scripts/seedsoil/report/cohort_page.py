@@ -1,0 +1,142 @@
+"""The cohort index's content, assembled for ``templates/cohort.html.j2``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from seedsoil.report import plots
+from seedsoil.report.cohort import NO_CONDITION
+from seedsoil.report.context import THEMES, figure, fmt, order_by_theme, signature_themes, table
+
+FDR_LEVEL = 0.05
+MAX_SSGSEA_ROWS = 60
+TOC = [
+    ("samples", "Samples"),
+    ("heatmap", "Samples × signatures"),
+    ("conditions", "Condition comparison"),
+    ("ssgsea", "Pseudobulk ssGSEA"),
+    ("files", "Tables"),
+    ("methods", "Methods and caveats"),
+]
+
+
+def cohort_context(summary, sample_reports, tests, ssgsea, *, condition="condition") -> dict:
+    """Everything the cohort template shows (strings are escaped by the template)."""
+    context = {
+        "title": "seedsoil cohort report",
+        "facts": [
+            ("datasets", fmt(int(summary["dataset"].nunique()))),
+            ("samples", fmt(len(summary))),
+            ("cells", fmt(int(summary["n_cells"].sum())) if "n_cells" in summary else "–"),
+            ("conditions", fmt(len(_conditions(summary, condition)))),
+        ],
+        "samples": _samples(summary, sample_reports, condition),
+        "heatmap": _heatmap(summary),
+        "conditions": _conditions_section(tests, summary, condition),
+        "ssgsea": _ssgsea(ssgsea),
+    }
+    context["toc"] = [(i, name, context.get(i, True) is not None) for i, name in TOC]
+    return context
+
+
+def _conditions(summary, condition) -> list[str]:
+    if condition not in summary:
+        return []
+    return sorted(set(summary[condition].astype(str)) - NO_CONDITION)
+
+
+def _samples(summary, sample_reports, condition) -> dict:
+    extra = [c for c in ("n_cells", "frac_ctc", "n_ctc_candidates") if c in summary]
+    rows = []
+    for record in summary.to_dict("records"):
+        key = (str(record["dataset"]), str(record["sample"]))
+        rows.append(
+            {
+                "dataset": key[0],
+                "sample": key[1],
+                "href": sample_reports.get(key),
+                "condition": str(record.get(condition, "NA")),
+                "values": [fmt(record[c]) for c in extra],
+            }
+        )
+    return {"columns": extra, "rows": rows}
+
+
+def _mean_columns(summary) -> pd.DataFrame:
+    columns = [c for c in summary.columns if str(c).startswith("mean:")]
+    means = summary[columns].astype(float)
+    means.columns = [c[len("mean:") :] for c in columns]
+    single = summary["dataset"].nunique() == 1
+    means.index = [
+        s if single else f"{d} · {s}"
+        for d, s in zip(summary["dataset"], summary["sample"], strict=False)
+    ]
+    return means
+
+
+def _heatmap(summary) -> dict | None:
+    means = _mean_columns(summary)
+    if means.empty:
+        return None
+    themes = signature_themes(means.columns)
+    order = order_by_theme(themes)
+    scaled = (means - means.mean()) / means.std(ddof=0).replace(0, np.nan)
+    fig = plots.heatmap(
+        scaled[order].T,
+        cmap="RdBu_r",
+        centre=0.0,
+        colourbar="z-score across samples",
+        row_groups=themes.map(THEMES),
+    )
+    caption = (
+        "Mean score per sample (columns) and signature (rows, grouped by theme), standardised "
+        "across samples for each signature (red = highest). Grey: constant across samples. "
+        "Samples of different datasets differ also by technology and gene coverage."
+    )
+    return {
+        "figure": figure(fig, caption, "samples by signatures heatmap"),
+        "table": table(means[order].rename_axis("sample"), index=True),
+    }
+
+
+def _conditions_section(tests, summary, condition) -> dict | None:
+    groups = _conditions(summary, condition)
+    if len(groups) < 2 or tests.empty:
+        return None
+    counts = summary[condition].astype(str).value_counts()
+    shown = tests.sort_values(["pvalue", "statistic"], na_position="last").head(40)
+    n_significant = int((tests["fdr"] < FDR_LEVEL).sum())
+    sentence = (
+        f"Conditions: {', '.join(f'{g} ({counts[g]} samples)' for g in groups)}. "
+        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. "
+        "Each sample contributes one value (its mean score or fraction); cells are never "
+        "treated as replicates."
+    )
+    return {
+        "sentence": sentence,
+        "table": table(shown, digits={"pvalue": 2, "fdr": 2}),
+        "n_rows": len(tests),
+    }
+
+
+def _ssgsea(ssgsea) -> dict | None:
+    if ssgsea is None or ssgsea.empty:
+        return None
+    frame = ssgsea.assign(row=ssgsea["sample"] + " · " + ssgsea["cell_type"])
+    per_row = frame["row"].nunique() <= MAX_SSGSEA_ROWS
+    key = "row" if per_row else "cell_type"
+    matrix = frame.pivot_table(index=key, columns="signature", values="nes", aggfunc="mean")
+    themes = signature_themes(matrix.columns)
+    matrix = matrix[order_by_theme(themes)]
+    fig = plots.heatmap(matrix, cmap="RdBu_r", centre=0.0, colourbar="NES")
+    what = "sample · cell type pseudobulk" if per_row else "cell type (mean NES over samples)"
+    caption = (
+        f"ssGSEA normalised enrichment score per {what} (rows) and signature (columns). NES is "
+        "the enrichment score divided by the range of scores of its dataset's run: compare "
+        "within a dataset."
+    )
+    return {
+        "figure": figure(fig, caption, "ssGSEA heatmap"),
+        "sentence": f"{len(ssgsea):,} scores for {frame['row'].nunique()} pseudobulks.",
+    }

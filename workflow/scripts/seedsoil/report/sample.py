@@ -1,0 +1,474 @@
+"""The per-sample report's content: one function per section, assembled by
+:func:`sample_context` into the dictionary ``templates/sample.html.j2`` renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from seedsoil.report import plots
+from seedsoil.report.context import (
+    THEMES,
+    cell_groups,
+    figure,
+    fmt,
+    group_order,
+    headline_signatures,
+    order_by_theme,
+    signature_themes,
+    table,
+)
+
+FDR_LEVEL = 0.05
+TOC = [
+    ("overview", "Overview"),
+    ("qc", "Quality control"),
+    ("coverage", "Signature coverage"),
+    ("cell-types", "Cell types"),
+    ("scores", "Scores by cell type"),
+    ("embedding", "Embedding"),
+    ("ctc", "CTC candidates"),
+    ("neutrophils", "Neutrophils and NETs"),
+    ("immune", "Immune composition"),
+    ("clusters", "Heterotypic clusters"),
+    ("communication", "Communication"),
+    ("files", "Per-cell tables"),
+    ("methods", "Methods and caveats"),
+]
+
+
+def sample_context(
+    adata, *, scores, coverage, fdr, calls, communication, interpretation, config
+) -> dict:
+    """Everything the sample template shows (strings are escaped by the template)."""
+    meta = dict(adata.uns.get("seedsoil", {}))
+    obs = adata.obs
+    sample = _mode(obs, "sample", "unnamed sample")
+    labels, label_source = cell_groups(obs, calls)
+    order = group_order(labels)
+    colours = plots.category_colours(order)
+    themes = signature_themes(scores.columns, coverage)
+    signatures = order_by_theme(themes)
+    means = scores[signatures].groupby(labels.to_numpy()).mean().reindex(order)
+    headline = headline_signatures(means, themes)
+    coords = _embedding(adata)
+    context = {
+        "title": f"seedsoil report — {sample}",
+        "sample": sample,
+        "dataset": str(meta.get("dataset", "unknown dataset")),
+        "condition": _mode(obs, "condition", "NA"),
+        "facts": _facts(adata, scores, labels, meta),
+        "warnings": [str(w) for w in meta.get("warnings", [])],
+        "provenance": _provenance(meta),
+        "qc": _qc(adata, meta.get("qc", {})),
+        "coverage": _coverage(coverage, scores, fdr),
+        "groups": _groups(labels, order, colours, label_source),
+        "scores": _scores(scores, means, themes, signatures, headline, labels, order, colours),
+        "embedding": _embedding_section(coords, labels, colours, scores, headline, meta),
+        "ctc": _ctc(calls, labels, order, coords, interpretation),
+        "neutrophils": _neutrophils(scores, themes, labels, coords),
+        "immune": _immune(interpretation),
+        "clusters": _clusters(calls, labels),
+        "communication": _communication(communication),
+        "interpretation": _interpretation_rows(interpretation),
+        "methods": _methods(config, meta, fdr is not None),
+    }
+    context["toc"] = [(i, name, context.get(_key(i), True) is not None) for i, name in TOC]
+    return context
+
+
+def _key(section_id: str) -> str:
+    return {"cell-types": "groups", "overview": "facts", "files": "methods"}.get(
+        section_id, section_id
+    )
+
+
+def _mode(obs: pd.DataFrame, column: str, default: str) -> str:
+    if column not in obs or not len(obs):
+        return default
+    return str(obs[column].astype(str).mode().iloc[0])
+
+
+def _embedding(adata) -> np.ndarray | None:
+    coords = adata.obsm.get("X_embedding") if hasattr(adata, "obsm") else None
+    if coords is None:
+        return None
+    coords = np.asarray(coords, dtype=float)
+    return coords[:, :2] if coords.ndim == 2 and coords.shape[1] >= 2 else None
+
+
+def _facts(adata, scores, labels, meta) -> list[tuple[str, str]]:
+    return [
+        ("cells after QC", fmt(int(adata.n_obs))),
+        ("genes", fmt(int(adata.n_vars))),
+        ("cell types", fmt(int(labels.nunique()))),
+        ("signatures scored", fmt(int(scores.shape[1]))),
+        ("species", str(meta.get("species", "not recorded"))),
+        ("input scale", str(meta.get("input_scale", "not recorded"))),
+    ]
+
+
+def _provenance(meta: dict) -> list[tuple[str, str]]:
+    provenance = dict(meta.get("provenance", {}) or {})
+    rows = [
+        (key, str(provenance.pop(key, "not recorded")))
+        for key in ("publication", "accession", "licence", "url", "sha256")
+    ]
+    rows += [(str(k), str(v)) for k, v in provenance.items()]
+    rows += [(k, str(meta[k])) for k in ("source", "format", "counts_source") if k in meta]
+    return rows
+
+
+def _flatten(qc: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in qc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _qc_thresholds(flat: dict) -> dict[str, list[float]]:
+    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column."""
+    lines: dict[str, list[float]] = {}
+    for key, value in flat.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        name = str(key).rsplit(".", 1)[-1].lower()
+        if not name.startswith(("min", "max")):
+            continue
+        column = "mito_fraction" if "mito" in name else "n_genes" if "gene" in name else None
+        column = column or ("n_counts" if "count" in name or "umi" in name else None)
+        if column:
+            lines.setdefault(column, []).append(float(value))
+    return lines
+
+
+def _qc(adata, qc: dict) -> dict:
+    qc = dict(qc or {})
+    reason_keys = [
+        k
+        for k, v in qc.items()
+        if isinstance(v, dict) and any(w in str(k).lower() for w in ("reason", "remov"))
+    ]
+    removed = {str(r): n for k in reason_keys for r, n in qc[k].items()}
+    flat = _flatten({k: v for k, v in qc.items() if k not in reason_keys})
+    settings = [(k, fmt(v)) for k, v in flat.items()]
+    removed_table = None
+    if removed:
+        frame = pd.DataFrame({"reason": list(removed), "cells": list(removed.values())})
+        removed_table = table(frame)
+    kept = int(adata.n_obs)
+    sentence = f"{kept:,} cells passed quality control and are analysed in this report."
+    fig = plots.qc_distributions(adata.obs, _qc_thresholds(_flatten(qc)))
+    caption = (
+        "Distributions over the cells kept, after QC. Dashed red lines: QC thresholds recorded "
+        "by the ingest step (when any)."
+    )
+    return {
+        "sentence": sentence,
+        "removed": removed_table,
+        "settings": settings,
+        "figure": figure(fig, caption, "QC metric histograms"),
+    }
+
+
+def _coverage(coverage, scores, fdr) -> dict:
+    if coverage is None or not len(coverage):
+        return {"sentence": "", "table": None}
+    frame = coverage.copy()
+    for column, default in (("theme", ""), ("scored", True), ("reason", ""), ("missing", "")):
+        if column not in frame:
+            frame[column] = default
+    scored = frame["scored"].astype(bool)
+    rows = pd.DataFrame(
+        {
+            "signature": frame["signature"].astype(str),
+            "theme": frame["theme"].astype(str),
+            "present / total": [
+                f"{int(p)} / {int(n)}"
+                for p, n in zip(frame["n_present"], frame["n_genes"], strict=False)
+            ],
+            "fraction": frame["fraction"].astype(float).round(2),
+            "status": [
+                "scored" if s else f"skipped: {r}"
+                for s, r in zip(scored, frame["reason"].fillna("").astype(str), strict=False)
+            ],
+            "missing genes": [_genes(m) for m in frame["missing"].fillna("")],
+        }
+    )
+    if fdr is not None:
+        significant = (fdr < FDR_LEVEL).sum(axis=0)
+        rows.insert(
+            4,
+            f"cells FDR < {FDR_LEVEL}",
+            [int(significant.get(s, 0)) if s in fdr else np.nan for s in rows["signature"]],
+        )
+    sentence = (
+        f"{int(scored.sum())} of {len(frame)} signatures were scored; a signature is skipped when "
+        "too few of its genes are measured in this dataset. Low coverage makes a score less "
+        "specific: read it with the missing genes in mind."
+    )
+    return {"sentence": sentence, "table": table(rows)}
+
+
+def _genes(missing: str, shown: int = 12) -> str:
+    genes = [g for g in str(missing).split(",") if g.strip()]
+    if not genes:
+        return "–"
+    more = f" … (+{len(genes) - shown} more)" if len(genes) > shown else ""
+    return ", ".join(g.strip() for g in genes[:shown]) + more
+
+
+def _groups(labels, order, colours, source) -> dict:
+    counts = labels.value_counts().reindex(order)
+    fig = plots.bars(counts, xlabel="cells", colours=colours)
+    sentence = f"Cell types come from {source}. {len(order)} types; largest first."
+    return {"sentence": sentence, "figure": figure(fig, "Cells per cell type.", "cell counts")}
+
+
+def _scores(scores, means, themes, signatures, headline, labels, order, colours) -> dict:
+    scaled = (means - means.mean()) / means.std(ddof=0).replace(0, np.nan)
+    heat = plots.heatmap(
+        scaled.T,
+        cmap="RdBu_r",
+        centre=0.0,
+        colourbar="z-score across cell types",
+        row_groups=themes.map(THEMES),
+    )
+    caption = (
+        "Mean score per cell type (columns) and signature (rows, grouped by theme). Colour: the "
+        "cell-type means of each signature standardised across cell types (red = highest in "
+        "that type), so each row reads on its own scale; raw means are in the table below. "
+        "Grey: not defined (constant signature)."
+    )
+    distributions = []
+    for theme, members in headline.items():
+        fig = plots.boxplots(scores[members], labels, colours, order)
+        text = (
+            f"{THEMES[theme]}: score per cell by cell type (box: quartiles and median; whiskers: "
+            "1.5 × IQR; outliers not drawn)."
+        )
+        distributions.append(figure(fig, text, f"{THEMES[theme]} score distributions"))
+    return {
+        "heatmap": figure(heat, caption, "heatmap of mean scores"),
+        "means": table(means.T.rename_axis("signature"), index=True),
+        "distributions": distributions,
+    }
+
+
+def _embedding_section(coords, labels, colours, scores, headline, meta) -> dict | None:
+    if coords is None:
+        return None
+    source = str(meta.get("embedding", "not recorded"))
+    n = coords.shape[0]
+    shown = min(n, plots.MAX_POINTS)
+    sample_note = "" if shown == n else f" A seeded random {shown:,} of {n:,} cells are drawn."
+    fig = plots.embedding_categories(coords, labels, colours, "cell type")
+    by_type = figure(fig, f"Embedding coloured by cell type.{sample_note}", "embedding by type")
+    columns = [members[0] for members in headline.values()]
+    by_score = None
+    if columns:
+        fig = plots.embedding_values(coords, scores[columns])
+        caption = (
+            "Embedding coloured by one signature per headline theme (viridis; highest-scoring "
+            f"cells drawn on top).{sample_note}"
+        )
+        by_score = figure(fig, caption, "embedding by score")
+    return {"sentence": f"Coordinates: {source}.", "by_type": by_type, "by_score": by_score}
+
+
+def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
+    if calls is None or "ctc_candidate" not in calls:
+        return None
+    candidate = calls["ctc_candidate"].fillna(False).astype(bool).to_numpy()
+    n = int(candidate.sum())
+    sentence = (
+        f"{n:,} of {len(candidate):,} cells ({n / max(len(candidate), 1):.1%}) are CTC candidates."
+    )
+    frame = pd.DataFrame({"cell type": labels.to_numpy()[candidate]})
+    if "emt_state" in calls:
+        frame["EMT state"] = calls["emt_state"].fillna("").astype(str).to_numpy()[candidate]
+    result = {"sentence": sentence, "support": None, "table": None, "figures": []}
+    if interpretation and "ctc_support" in interpretation:
+        result["support"] = str(interpretation["ctc_support"])
+    if n:
+        by = list(frame.columns)
+        counts = frame.value_counts(by).rename("cells").reset_index()
+        result["table"] = table(counts.sort_values("cells", ascending=False))
+        if coords is not None:
+            fig = plots.embedding_highlight(coords, candidate, "CTC candidates", "CTC candidate")
+            result["figures"].append(
+                figure(fig, "CTC candidates (red) on the embedding.", "CTC map")
+            )
+    if "ctc_confidence" in calls:
+        values = calls["ctc_confidence"].to_numpy(float)[candidate] if n else []
+        if n:
+            fig = plots.histogram(values, xlabel="CTC confidence", bins=20)
+            result["figures"].append(
+                figure(fig, "Confidence of the CTC candidates (0–1).", "CTC confidence histogram")
+            )
+    return result
+
+
+def _neutrophils(scores, themes, labels, coords) -> dict | None:
+    members = [s for s in themes.index if themes[s] == "neutrophil_net" and s in scores]
+    members += [s for s in ("IMM_neutrophil",) if s in scores]
+    if not members:
+        return None
+    mask = labels.str.contains("neutrophil", case=False).to_numpy()
+    n = int(mask.sum())
+    rows = pd.DataFrame(
+        {
+            "signature": members,
+            f"neutrophils (n={n:,})": [
+                scores[s].to_numpy(float)[mask].mean() if n else np.nan for s in members
+            ],
+            f"other cells (n={int((~mask).sum()):,})": [
+                scores[s].to_numpy(float)[~mask].mean() for s in members
+            ],
+        }
+    )
+    sentence = (
+        f"{n:,} cells carry a neutrophil label. NET formation is a neutrophil programme, so its "
+        "score is most informative within neutrophils."
+        if n
+        else "No cell carries a neutrophil label in this sample; scores below are for all cells."
+    )
+    figures = []
+    if n and coords is not None:
+        fig = plots.embedding_highlight(coords, mask, "neutrophils", "neutrophil")
+        figures.append(figure(fig, "Neutrophils (red) on the embedding.", "neutrophil map"))
+    return {"sentence": sentence, "table": table(rows), "figures": figures}
+
+
+def _immune(interpretation) -> dict | None:
+    composition = next(
+        (
+            v
+            for k, v in (interpretation or {}).items()
+            if "immune" in k and "composition" in k and isinstance(v, dict)
+        ),
+        None,
+    )
+    if not composition:
+        return None
+    series = pd.Series({str(k): float(v) for k, v in composition.items()}).sort_values(
+        ascending=False
+    )
+    fig = plots.bars(series, xlabel="fraction of immune cells")
+    return {
+        "sentence": "Immune cell types as fractions of the immune cells of this sample "
+        "(interpretation step).",
+        "figure": figure(fig, "Immune composition.", "immune composition bars"),
+    }
+
+
+def _clusters(calls, labels) -> dict | None:
+    if calls is None or "heterotypic_cluster" not in calls:
+        return None
+    kinds = calls["heterotypic_cluster"].fillna("").astype(str)
+    flagged = kinds != ""
+    n = int(flagged.sum())
+    sentence = (
+        f"{n:,} cells are flagged as possible heterotypic clusters (e.g. a CTC bound to a "
+        "neutrophil or platelets), or as doublet-like. Droplet data cannot separate true "
+        "clusters from doublets with certainty."
+    )
+    if not n:
+        return {"sentence": sentence, "table": None}
+    frame = pd.DataFrame(
+        {"kind": kinds[flagged].to_numpy(), "cell type": labels[flagged.to_numpy()]}
+    )
+    counts = frame.value_counts(["kind", "cell type"]).rename("cells").reset_index()
+    return {"sentence": sentence, "table": table(counts)}
+
+
+def _communication(communication) -> dict | None:
+    if communication is None or not len(communication):
+        return None
+    frame = communication.copy()
+    has_fdr = "fdr" in frame
+    types = sorted(set(frame["sender"].astype(str)) | set(frame["receiver"].astype(str)))
+    grouped = frame.groupby(["sender", "receiver"])
+    matrix = grouped["score"].sum().unstack().reindex(index=types, columns=types)
+    annotate = None
+    what = "summed score of all ligand–receptor pairs"
+    if has_fdr:
+        significant = frame["fdr"].astype(float) < FDR_LEVEL
+        counts = significant.groupby([frame["sender"], frame["receiver"]]).sum().unstack()
+        annotate = counts.reindex(index=types, columns=types).fillna(0).astype(int)
+        what += f"; numbers: pairs with FDR < {FDR_LEVEL}"
+    fig = plots.heatmap(matrix, cmap="magma", colourbar="summed pair score", annotate=annotate)
+    keys = ["fdr", "score"] if has_fdr else ["score"]
+    top = frame.sort_values(keys, ascending=[True, False][: len(keys)]).head(25)
+    columns = [
+        c for c in ("sender", "receiver", "pair", "theme", "score", "pvalue", "fdr") if c in top
+    ]
+    return {
+        "sentence": f"{len(frame):,} sender → receiver ligand–receptor scores were computed.",
+        "figure": figure(
+            fig,
+            f"Senders (rows) → receivers (columns). Colour: {what}.",
+            "communication heatmap",
+        ),
+        "table": table(top[columns], digits={"pvalue": 2, "fdr": 2}),
+    }
+
+
+def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
+    """Scalar entries, and flat dicts as "key: value" lists; nested tables and lists (shown
+    in their own panels, e.g. top communication pairs) are left out."""
+    if not interpretation:
+        return None
+    rows = []
+    for key, value in interpretation.items():
+        if isinstance(value, dict):
+            if any(isinstance(v, dict | list) for v in value.values()):
+                continue
+            value = ", ".join(f"{k}: {fmt(v)}" for k, v in value.items()) or "–"
+        elif isinstance(value, list):
+            continue
+        rows.append((str(key).replace("_", " "), fmt(value)))
+    return rows
+
+
+def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
+    from seedsoil.report.html import METHOD_TEXT
+
+    scoring = (config or {}).get("scoring", {}) if isinstance(config, dict) else {}
+    method = str(scoring.get("method", "ucell") if isinstance(scoring, dict) else scoring)
+    text = METHOD_TEXT.get(method.lower(), f"Method '{method}' as configured.")
+    paragraphs = [
+        (
+            "Scores.",
+            f"{text} Each signature's genes come from the seedsoil signature library; genes "
+            "absent from this dataset are listed in the coverage table and left out.",
+        ),
+        (
+            "What p-values mean.",
+            (
+                "Each cell's score is compared with the scores of random gene sets matched to the "
+                "signature in size and expression; the empirical p-value is the share of random "
+                "sets scoring at least as high, and the FDR is Benjamini–Hochberg across the cells "
+                "of this sample. A small FDR says that this cell expresses the signature more than "
+                "random genes of similar expression — not that the cell is of a given type, and not "
+                "that the sample differs from another sample. Comparisons between conditions are in "
+                "the cohort report, on samples as replicates."
+                if has_pvalues
+                else "No p-values were computed for this sample."
+            ),
+        ),
+        (
+            "Caveats.",
+            "Signature scores measure transcriptional programmes, not cell states with "
+            "certainty: a high EMT or CTC score is a hypothesis for follow-up. Scores of different "
+            "signatures are not on a common scale. Cell-type labels come from the dataset or from "
+            "marker-based assignment and inherit their errors.",
+        ),
+    ]
+    if meta.get("version"):
+        paragraphs.append(("Provenance.", f"Ingested with seedsoil {meta['version']}."))
+    return paragraphs

@@ -1,0 +1,260 @@
+"""The scoring engine: every signature in one pass over the cells, streamed in chunks.
+
+``score(data, signatures, method)`` returns a cells × signatures DataFrame;
+``significance(data, signatures)`` returns empirical p-values against expression-matched
+null signatures and their Benjamini–Hochberg FDR across cells. Method modules follow the
+contract in :mod:`seedsoil.scoring.base`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import logging
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ._input import open_source
+from .base import GeneSet, GeneStats
+from .stats import gene_stats
+
+__all__ = ["METHODS", "GeneSet", "GeneStats", "resolve_gene_sets", "score", "significance"]
+
+#: method name -> module implementing the contract (imported on first use)
+METHODS = {
+    "scanpy": "seedsoil.scoring.scanpy",
+    "ucell": "seedsoil.scoring.ucell",
+    "aucell": "seedsoil.scoring.aucell",
+    "mean": "seedsoil.scoring.mean",
+}
+
+log = logging.getLogger("seedsoil.scoring")
+
+
+def _signature_parts(name: str, spec) -> tuple[list, list, Mapping]:
+    """(up genes, down genes, weights) of one signature given in any accepted form."""
+    if isinstance(spec, str):
+        raise InputError(
+            f"signature {name!r}: expected a list of genes, got the single string {spec!r}"
+        )
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - {"up", "down", "weights"}
+        if unknown:
+            raise InputError(
+                f"signature {name!r}: unknown keys {sorted(unknown)}; use 'up', 'down', 'weights'"
+            )
+        up, down, weights = spec.get("up") or [], spec.get("down") or [], spec.get("weights") or {}
+    elif hasattr(spec, "up"):
+        up, down, weights = (
+            spec.up or [],
+            getattr(spec, "down", None) or [],
+            getattr(spec, "weights", None) or {},
+        )
+    else:
+        up, down, weights = spec, [], {}
+    for part in (up, down):
+        if isinstance(part, str):
+            raise InputError(
+                f"signature {name!r}: expected a list of genes, got the single string {part!r}"
+            )
+    return list(dict.fromkeys(up)), list(dict.fromkeys(down)), weights
+
+
+def _present(
+    name: str, genes: list, weights: Mapping, index: pd.Index
+) -> tuple[np.ndarray, np.ndarray, list]:
+    positions = (
+        index.get_indexer(pd.Index(genes, dtype=object).astype(str))
+        if genes
+        else np.empty(0, dtype=np.int64)
+    )
+    missing = [g for g, p in zip(genes, positions, strict=True) if p < 0]
+    found = positions >= 0
+    w = (
+        np.array([float(weights.get(g, 1.0)) for g in genes], dtype=np.float64)[found]
+        if genes
+        else np.empty(0)
+    )
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise InputError(f"signature {name!r}: weights must be finite and positive")
+    order = np.argsort(positions[found], kind="stable")
+    return positions[found][order].astype(np.int64), w[order], missing
+
+
+def resolve_gene_sets(signatures: Mapping, var_names) -> list[GeneSet]:
+    """Resolve each signature against the matrix's genes (``var_names``), in input order.
+
+    ``signatures`` maps a name to a gene list, to ``{"up": [...], "down": [...],
+    "weights": {gene: w}}`` (``down``/``weights`` optional), or to an object with ``.up``,
+    ``.down`` and ``.weights``. Genes absent from ``var_names`` are recorded in
+    ``GeneSet.missing``; a signature with no gene present raises :class:`InputError`.
+    """
+    if not isinstance(signatures, Mapping) or not signatures:
+        raise InputError("signatures must be a non-empty mapping of name -> genes")
+    index = pd.Index(var_names).astype(str)
+    gene_sets = []
+    for name, spec in signatures.items():
+        up, down, weights = _signature_parts(str(name), spec)
+        both = set(up) & set(down)
+        if both:
+            raise InputError(
+                f"signature {name!r}: genes listed both up and down: {sorted(both)[:5]}"
+            )
+        up_idx, up_w, up_missing = _present(str(name), up, weights, index)
+        down_idx, down_w, down_missing = _present(str(name), down, weights, index)
+        if up_idx.size + down_idx.size == 0:
+            raise InputError(
+                f"signature {name!r}: none of its {len(up) + len(down)} genes is in the data "
+                f"(e.g. {(up + down)[:5]}); check species and gene identifiers, or drop the signature"
+            )
+        gene_sets.append(
+            GeneSet(str(name), up_idx, down_idx, up_w, down_w, tuple(up_missing + down_missing))
+        )
+    return gene_sets
+
+
+@contextlib.contextmanager
+def _numba_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block with ``n_threads`` numba threads (capped at numba's maximum), then restore."""
+    import numba
+
+    if n_threads is None:
+        yield
+        return
+    if n_threads < 1:
+        raise InputError(f"n_threads must be at least 1, got {n_threads}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _method_module(method: str):
+    if method not in METHODS:
+        raise InputError(f"unknown scoring method {method!r}; choose one of {sorted(METHODS)}")
+    return importlib.import_module(METHODS[method])
+
+
+def _check_options(method: str, prepare, options: dict) -> None:
+    accepted = [
+        p.name
+        for p in inspect.signature(prepare).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InputError(
+            f"method {method!r} has no option(s) {unknown}; its options are {accepted}"
+        )
+
+
+def _report_missing(gene_sets: list[GeneSet]) -> dict[str, list[str]]:
+    missing = {gs.name: list(gs.missing) for gs in gene_sets if gs.missing}
+    for name, genes in missing.items():
+        log.warning(
+            "signature %r: %d gene(s) not in the data and ignored: %s", name, len(genes), genes[:10]
+        )
+    return missing
+
+
+def score(
+    data,
+    signatures: Mapping,
+    method: str = "scanpy",
+    *,
+    layer: str | None = None,
+    var_names=None,
+    obs_names=None,
+    chunk_size: int = 20_000,
+    n_threads: int | None = None,
+    **options,
+) -> pd.DataFrame:
+    """Score every cell for every signature with ``method``.
+
+    ``data``: an AnnData (its ``X``, or ``layers[layer]``), a scipy sparse matrix or
+    array with ``var_names=`` (and optionally ``obs_names=``), or a path to an ``.h5ad``
+    file (read ``chunk_size`` cells at a time with h5py). ``options`` go to the method
+    (defaults equal the reference tool's: scanpy ``ctrl_size=50, n_bins=25,
+    random_state=0``; mean ``zscore=False``; see each module). ``n_threads`` sets the
+    numba threads and never changes the result.
+
+    Returns a cells × signatures float64 DataFrame (columns in input order, named as the
+    signatures); ``.attrs["missing_genes"]`` maps signature -> genes absent from the data.
+    """
+    module = _method_module(method)
+    _check_options(method, module.prepare, options)
+    source = open_source(data, layer=layer, var_names=var_names, obs_names=obs_names)
+    gene_sets = resolve_gene_sets(signatures, source.var_names)
+    needs = module.needs_stats(**options) if hasattr(module, "needs_stats") else module.NEEDS_STATS
+    result = np.empty((source.n_cells, len(gene_sets)), dtype=np.float64)
+    with _numba_threads(n_threads):
+        stats = gene_stats(source.chunks(chunk_size), source.n_genes) if needs else None
+        prepared = module.prepare(gene_sets, source.n_genes, stats, **options)
+        start = 0
+        for chunk in source.chunks(chunk_size):
+            result[start : start + chunk.shape[0]] = module.score_chunk(chunk, prepared)
+            start += chunk.shape[0]
+    frame = pd.DataFrame(result, index=source.obs_names, columns=[gs.name for gs in gene_sets])
+    frame.attrs.update(
+        {"method": method, "options": dict(options), "missing_genes": _report_missing(gene_sets)}
+    )
+    return frame
+
+
+def significance(
+    data,
+    signatures: Mapping,
+    *,
+    n_null: int = 1000,
+    random_state: int = 0,
+    n_bins: int = 25,
+    layer: str | None = None,
+    var_names=None,
+    obs_names=None,
+    chunk_size: int = 20_000,
+    n_threads: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Empirical p-values of each cell's mean score and their BH FDR across cells.
+
+    See :mod:`seedsoil.scoring.null` for the exact definition. Returns ``(pvalues, fdr)``,
+    two cells × signatures DataFrames laid out as :func:`score`'s.
+    """
+    from . import null
+
+    if n_null < 1:
+        raise InputError(f"n_null must be at least 1, got {n_null}")
+    source = open_source(data, layer=layer, var_names=var_names, obs_names=obs_names)
+    gene_sets = resolve_gene_sets(signatures, source.var_names)
+    pvalues = np.empty((source.n_cells, len(gene_sets)), dtype=np.float64)
+    with _numba_threads(n_threads):
+        stats = gene_stats(source.chunks(chunk_size), source.n_genes)
+        prepared = null.prepare(
+            gene_sets,
+            source.n_genes,
+            stats,
+            n_null=n_null,
+            random_state=random_state,
+            n_bins=n_bins,
+        )
+        start = 0
+        for chunk in source.chunks(chunk_size):
+            _, exceed = null.exceedances(chunk, prepared)
+            pvalues[start : start + chunk.shape[0]] = null.empirical_pvalues(exceed, n_null)
+            start += chunk.shape[0]
+    fdr = np.column_stack([null.benjamini_hochberg(p) for p in pvalues.T]) if gene_sets else pvalues
+    columns = [gs.name for gs in gene_sets]
+    missing = _report_missing(gene_sets)
+    frames = []
+    for values in (pvalues, fdr):
+        frame = pd.DataFrame(values, index=source.obs_names, columns=columns)
+        frame.attrs.update(
+            {"n_null": n_null, "random_state": random_state, "missing_genes": missing}
+        )
+        frames.append(frame)
+    return frames[0], frames[1]

@@ -1,0 +1,198 @@
+"""Turn what the user gave (AnnData, CSR matrix + names, ``.h5ad`` path) into row chunks.
+
+Scoring never needs more than one chunk of cells in memory: an ``.h5ad`` file is read
+with h5py one block of rows at a time (CSR ``X``/layer, or dense ``X`` converted block by
+block), and sparse input is never densified.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class MatrixSource:
+    """Cells × genes data that can be read as CSR row chunks, as many times as needed."""
+
+    label: str
+    obs_names: pd.Index
+    var_names: pd.Index
+    _read_rows: Callable[[int, int], sp.csr_matrix] | None  # in-memory data
+    _path: Path | None = None  # on-disk data: the .h5ad and the key of the matrix in it
+    _key: str | None = None
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.obs_names)
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.var_names)
+
+    def chunks(self, chunk_size: int) -> Iterator[sp.csr_matrix]:
+        """Yield consecutive CSR blocks of at most ``chunk_size`` rows, in row order."""
+        if chunk_size < 1:
+            raise InputError(f"chunk_size must be a positive number of cells, got {chunk_size}")
+        if self._path is not None:
+            import h5py
+
+            with h5py.File(self._path, "r") as f:
+                node = f[self._key]
+                indptr = node["indptr"][...] if isinstance(node, h5py.Group) else None
+                for start in range(0, self.n_cells, chunk_size):
+                    stop = min(start + chunk_size, self.n_cells)
+                    yield self._checked(
+                        _read_h5_rows(node, indptr, start, stop, self.n_genes), start
+                    )
+        else:
+            for start in range(0, self.n_cells, chunk_size):
+                stop = min(start + chunk_size, self.n_cells)
+                yield self._checked(self._read_rows(start, stop), start)
+
+    def _checked(self, chunk: sp.csr_matrix, start: int) -> sp.csr_matrix:
+        # A sum propagates NaN/inf without a temporary of the chunk's size; only a
+        # non-finite sum (rarely an overflow) pays for the element-wise check.
+        if np.isfinite(chunk.data.sum()):
+            return chunk
+        bad_values = np.flatnonzero(~np.isfinite(chunk.data))
+        if bad_values.size:
+            row = start + int(np.searchsorted(chunk.indptr, bad_values[0], side="right")) - 1
+            raise InputError(
+                f"{self.label}: cell {self.obs_names[row]!r} (row {row}) holds a NaN or infinite "
+                "value; scoring needs finite expression values — fix or drop those cells first"
+            )
+        return chunk
+
+
+def _read_h5_rows(node, indptr, start: int, stop: int, n_genes: int) -> sp.csr_matrix:
+    if indptr is None:  # dense dataset
+        return sp.csr_matrix(node[start:stop, :])
+    lo, hi = int(indptr[start]), int(indptr[stop])
+    return sp.csr_matrix(
+        (node["data"][lo:hi], node["indices"][lo:hi], indptr[start : stop + 1] - lo),
+        shape=(stop - start, n_genes),
+    )
+
+
+def _row_view(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` sharing ``data``/``indices`` with ``matrix`` (scipy's slicing copies them)."""
+    lo, hi = matrix.indptr[start], matrix.indptr[stop]
+    indptr = (matrix.indptr[start : stop + 1] - lo).astype(matrix.indices.dtype)
+    # scipy's constructor copies the arrays, so fill an empty matrix of the right shape instead
+    view = sp.csr_matrix((stop - start, matrix.shape[1]), dtype=matrix.dtype)
+    view.data, view.indices, view.indptr = matrix.data[lo:hi], matrix.indices[lo:hi], indptr
+    return view
+
+
+def _names(values, what: str, label: str) -> pd.Index:
+    names = pd.Index(values).astype(str)
+    if what == "var_names" and not names.is_unique:
+        dup = names[names.duplicated()][:5].tolist()
+        raise InputError(
+            f"{label}: gene names (var_names) are not unique, e.g. {dup}; make them unique "
+            "(e.g. AnnData.var_names_make_unique()) before scoring"
+        )
+    return names
+
+
+def _from_matrix(matrix, var_names, obs_names, label: str) -> MatrixSource:
+    if var_names is None:
+        raise InputError(f"{label}: a bare matrix needs var_names= (one gene name per column)")
+    if sp.issparse(matrix):
+        # shares the arrays of CSR input; other sparse formats are converted (chunks need CSR)
+        matrix = sp.csr_matrix(matrix)
+    elif not isinstance(matrix, np.ndarray):
+        raise InputError(
+            f"{label}: expected a scipy sparse matrix or a numpy array, got {type(matrix).__name__}"
+        )
+    if matrix.ndim != 2:
+        raise InputError(f"{label}: expected a 2-D cells × genes matrix, got shape {matrix.shape}")
+    n_cells, n_genes = matrix.shape
+    var = _names(var_names, "var_names", label)
+    if len(var) != n_genes:
+        raise InputError(f"{label}: {len(var)} var_names for a matrix with {n_genes} columns")
+    obs = _names(range(n_cells) if obs_names is None else obs_names, "obs_names", label)
+    if len(obs) != n_cells:
+        raise InputError(f"{label}: {len(obs)} obs_names for a matrix with {n_cells} rows")
+    if sp.issparse(matrix):
+        return MatrixSource(label, obs, var, lambda a, b: _row_view(matrix, a, b))
+    return MatrixSource(label, obs, var, lambda a, b: sp.csr_matrix(matrix[a:b]))
+
+
+def _h5_names(f, group: str, path) -> pd.Index:
+    import h5py
+
+    node = f.get(group)
+    if not isinstance(node, h5py.Group) or "_index" not in node.attrs:
+        raise InputError(
+            f"{path}: /{group} is not in the AnnData ≥ 0.7 layout; re-save the file with a current "
+            "anndata (anndata.read_h5ad(path).write_h5ad(path))"
+        )
+    index = node[node.attrs["_index"]]
+    return pd.Index(index.asstr()[...] if index.dtype.kind in "OS" else index[...]).astype(str)
+
+
+def _from_h5ad(path: Path, layer: str | None) -> MatrixSource:
+    import h5py
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such .h5ad file")
+    with h5py.File(path, "r") as f:
+        key = "X" if layer is None else f"layers/{layer}"
+        if key not in f:
+            have = sorted(f["layers"].keys()) if "layers" in f else []
+            raise InputError(f"{path}: no layer {layer!r} (layers present: {have})")
+        node = f[key]
+        if isinstance(node, h5py.Group):
+            encoding = node.attrs.get("encoding-type", node.attrs.get("h5sparse_format", ""))
+            if encoding in ("csc_matrix", "csc"):
+                raise InputError(
+                    f"{path}: /{key} is stored as CSC (gene-major), which cannot be read cell by cell; "
+                    "convert it once to CSR, e.g. adata.X = adata.X.tocsr(); adata.write_h5ad(...)"
+                )
+            if encoding not in ("csr_matrix", "csr"):
+                raise InputError(
+                    f"{path}: /{key} has unsupported encoding {encoding!r}; expected a CSR or dense matrix"
+                )
+            n_genes = int(node.attrs.get("shape", node.attrs.get("h5sparse_shape"))[1])
+        else:
+            n_genes = int(node.shape[1])
+        obs, var = _h5_names(f, "obs", path), _h5_names(f, "var", path)
+    if len(var) != n_genes:
+        raise InputError(f"{path}: /var has {len(var)} genes but /{key} has {n_genes} columns")
+    _names(var, "var_names", str(path))
+    return MatrixSource(str(path), obs, var, None, _path=path, _key=key)
+
+
+def open_source(data, *, layer: str | None = None, var_names=None, obs_names=None) -> MatrixSource:
+    """Wrap ``data`` (AnnData, CSR/ndarray with ``var_names``, or a path to an ``.h5ad``)."""
+    if isinstance(data, str | os.PathLike):
+        path = Path(data)
+        if path.suffix != ".h5ad":
+            raise InputError(f"{path}: expected an .h5ad file")
+        return _from_h5ad(path, layer)
+    if hasattr(data, "obs_names") and hasattr(data, "X"):  # AnnData, duck-typed
+        if getattr(data, "isbacked", False):
+            return _from_h5ad(Path(data.filename), layer)
+        label = "AnnData" if layer is None else f"AnnData layer {layer!r}"
+        if layer is None:
+            matrix = data.X
+        elif layer not in data.layers:
+            raise InputError(
+                f"AnnData has no layer {layer!r} (layers present: {sorted(data.layers.keys())})"
+            )
+        else:
+            matrix = data.layers[layer]
+        return _from_matrix(matrix, data.var_names, data.obs_names, label)
+    if layer is not None:
+        raise InputError("layer= applies only to AnnData or .h5ad input")
+    return _from_matrix(data, var_names, obs_names, "matrix")

@@ -1,0 +1,160 @@
+"""Numba kernels shared by the linear scoring methods (scanpy, mean, null).
+
+All kernels read a CSR chunk as its three arrays and a gene × column weight matrix
+``W`` as CSR (row = gene). Per-cell kernels run in parallel over cells; each cell's
+row is computed in a fixed order (its stored non-zeros, then ``W``'s row), so results
+are bit-identical whatever the thread count or chunking.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def accumulate_gene_stats(indptr, indices, data, sum_native, total, total_sq, nnz):
+    """Add one chunk's rows, in row order, to running per-gene accumulators (serial on purpose:
+    ``sum_native`` must see the rows in the same order as scipy's ``X.sum(axis=0)``)."""
+    for row in range(indptr.size - 1):
+        for jj in range(indptr[row], indptr[row + 1]):
+            gene = indices[jj]
+            value = data[jj]
+            sum_native[gene] += value
+            value64 = np.float64(value)
+            total[gene] += value64
+            total_sq[gene] += value64 * value64
+            if value != 0:
+                nnz[gene] += 1
+
+
+@numba.njit(parallel=True, cache=True)
+def weighted_sums(indptr, indices, data, w_indptr, w_indices, w_data, out):
+    """``out[i, k] = sum_j X[i, j] * W[j, k]`` accumulated in ``out``'s dtype, scipy's order.
+
+    The order (stored non-zeros of the row, then ``W``'s row) is that of scipy's
+    ``csr_matmat``; with float32 ``data`` and ``W`` the sums are float32, as scipy gives.
+    """
+    n_rows = indptr.size - 1
+    for row in numba.prange(n_rows):
+        for jj in range(indptr[row], indptr[row + 1]):
+            gene = indices[jj]
+            value = data[jj]
+            for kk in range(w_indptr[gene], w_indptr[gene + 1]):
+                out[row, w_indices[kk]] += value * w_data[kk]
+
+
+@numba.njit(parallel=True, cache=True)
+def null_exceedances(indptr, indices, data, w_indptr, w_indices, w_data, n_sets, n_null):
+    """Observed scores and, per cell and set, how many null scores are ``>=`` the observed one.
+
+    ``W``'s columns are the ``n_sets`` observed sets followed by ``n_null`` nulls per set
+    (set ``s``, null ``j`` at column ``n_sets + s * n_null + j``).
+    Null scores live only in a per-cell accumulator, never as a cells × nulls matrix.
+    """
+    n_rows = indptr.size - 1
+    n_cols = n_sets * (n_null + 1)
+    observed = np.empty((n_rows, n_sets), dtype=np.float64)
+    exceed = np.empty((n_rows, n_sets), dtype=np.int64)
+    block = 64  # one accumulator per block of cells, reused row after row
+    for b in numba.prange((n_rows + block - 1) // block):
+        acc = np.empty(n_cols, dtype=np.float64)
+        for row in range(b * block, min(n_rows, (b + 1) * block)):
+            acc[:] = 0.0
+            for jj in range(indptr[row], indptr[row + 1]):
+                gene = indices[jj]
+                value = np.float64(data[jj])
+                for kk in range(w_indptr[gene], w_indptr[gene + 1]):
+                    acc[w_indices[kk]] += value * w_data[kk]
+            for s in range(n_sets):
+                score = acc[s]
+                base = n_sets + s * n_null
+                count = 0
+                for j in range(n_null):
+                    if acc[base + j] >= score:
+                        count += 1
+                observed[row, s] = score
+                exceed[row, s] = count
+    return observed, exceed
+
+
+@numba.njit(cache=True)
+def _pairwise_sum(values, start, n, zero):
+    """numpy's pairwise summation of ``values[start:start + n]`` (blocks of 128, 8 accumulators)."""
+    if n < 8:
+        total = zero
+        for i in range(start, start + n):
+            total += values[i]
+        return total
+    if n <= 128:
+        r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+        r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+        i = 8
+        while i < n - n % 8:
+            k = start + i
+            r0 += values[k]
+            r1 += values[k + 1]
+            r2 += values[k + 2]
+            r3 += values[k + 3]
+            r4 += values[k + 4]
+            r5 += values[k + 5]
+            r6 += values[k + 6]
+            r7 += values[k + 7]
+            i += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            total += values[start + i]
+            i += 1
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values, start, half, zero) + _pairwise_sum(
+        values, start + half, n - half, zero
+    )
+
+
+@numba.njit(parallel=True, cache=True)
+def subset_sums(indptr, indices, data, w_indptr, w_indices, zero, out):
+    """``out[i, k]`` = sum of cell ``i``'s stored values over the genes of column ``k`` of the
+    indicator ``W``, summed exactly as scanpy does it: ``X[:, genes].sum(axis=1)`` keeps the
+    row's stored order and numpy's ``add.reduceat`` returns ``v[0] + pairwise_sum(v[1:])``,
+    in the data's dtype (``zero`` is a zero of that dtype)."""
+    n_rows = indptr.size - 1
+    n_cols = out.shape[1]
+    max_row = 0
+    for row in range(n_rows):
+        max_row = max(max_row, indptr[row + 1] - indptr[row])
+    max_w = 0
+    for gene in range(w_indptr.size - 1):
+        max_w = max(max_w, w_indptr[gene + 1] - w_indptr[gene])
+    capacity = max_row * max_w
+    block = 64  # scratch buffers are allocated once per block of cells
+    for b in numba.prange((n_rows + block - 1) // block):
+        hit_col = np.empty(capacity, dtype=np.int64)
+        hit_value = np.empty(capacity, dtype=data.dtype)
+        grouped = np.empty(capacity, dtype=data.dtype)
+        starts = np.empty(n_cols + 1, dtype=np.int64)
+        fill = np.empty(n_cols, dtype=np.int64)
+        for row in range(b * block, min(n_rows, (b + 1) * block)):
+            # the row's values per column, in stored order (a stable counting sort by column)
+            n_hits = 0
+            for jj in range(indptr[row], indptr[row + 1]):
+                gene = indices[jj]
+                for kk in range(w_indptr[gene], w_indptr[gene + 1]):
+                    hit_col[n_hits] = w_indices[kk]
+                    hit_value[n_hits] = data[jj]
+                    n_hits += 1
+            starts[:] = 0
+            for h in range(n_hits):
+                starts[hit_col[h] + 1] += 1
+            for col in range(n_cols):
+                starts[col + 1] += starts[col]
+                fill[col] = starts[col]
+            for h in range(n_hits):
+                col = hit_col[h]
+                grouped[fill[col]] = hit_value[h]
+                fill[col] += 1
+            for col in range(n_cols):
+                n = starts[col + 1] - starts[col]
+                if n > 0:
+                    out[row, col] = grouped[starts[col]] + _pairwise_sum(grouped, starts[col] + 1, n - 1, zero)

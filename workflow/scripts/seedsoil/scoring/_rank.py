@@ -1,0 +1,346 @@
+"""Per-cell rank kernels shared by the rank-based methods (UCell, AUCell).
+
+Both methods need, in each cell, the rank of a few signature genes among the cell's
+values, never the full ranking. A UMI cell has ~1,800 non-zeros but only a few dozen
+distinct values, so a gene's rank follows from a table of the row's distinct values:
+how many non-zeros are greater than its value and how many equal it. The table is an
+open-addressing hash keyed on the value's bit pattern, filled in one pass over the row;
+only the distinct values are then sorted.
+
+Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
+its own row alone with integer or exactly representable arithmetic, so results are
+bit-identical whatever the thread count, block size or chunking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, prange
+
+CELLS_PER_BLOCK = 64
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SHIFT = np.uint64(29)
+
+
+def canonical_csr(X) -> sp.csr_matrix:
+    """``X`` as CSR without duplicate entries (summed, as densifying would), copying only when needed."""
+    X = X if isinstance(X, sp.csr_matrix) else sp.csr_matrix(X)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def value_bits(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` (4- or 8-byte values, anything else cast to float64) and an unsigned view of its bits.
+
+    Equal bit patterns mean equal values for everything the kernels rank (zeros and NaN
+    are filtered out before hashing), so the view is the hash key.
+    """
+    if data.dtype.itemsize not in (4, 8) or data.dtype.kind not in "fiu":
+        data = data.astype(np.float64)
+    unsigned = np.uint32 if data.dtype.itemsize == 4 else np.uint64
+    return data, data.view(unsigned)
+
+
+def table_size(indptr: np.ndarray) -> int:
+    """A power of two at least twice the longest row, so the hash table stays half empty."""
+    longest = int(np.diff(indptr).max(initial=0))
+    return 1 << max(4, int(2 * longest).bit_length())
+
+
+@njit(cache=True, inline="always")
+def _slot(key, mask):
+    h = np.uint64(key) * _GOLDEN
+    h ^= h >> _SHIFT
+    return np.int64(h & np.uint64(mask))
+
+
+@njit(cache=True)
+def group_values(
+    data,
+    bits,
+    entry_k,
+    m,
+    table_key,
+    table_group,
+    group_value,
+    group_count,
+    group_slot,
+    entry_group,
+):
+    """Assign the ``m`` entries ``data[entry_k[:m]]`` to groups of equal value; return the number of groups.
+
+    Fills ``group_value``/``group_count`` per group and ``entry_group`` per entry.
+    The table must be empty on entry; :func:`clear_groups` empties it again.
+    """
+    mask = table_group.size - 1
+    n_groups = 0
+    for e in range(m):
+        k = entry_k[e]
+        key = np.uint64(bits[k])
+        s = _slot(key, mask)
+        while True:
+            group = table_group[s]
+            if group < 0:
+                table_group[s] = n_groups
+                table_key[s] = key
+                group_value[n_groups] = data[k]
+                group_count[n_groups] = 1
+                group_slot[n_groups] = s
+                entry_group[e] = n_groups
+                n_groups += 1
+                break
+            if table_key[s] == key:
+                group_count[group] += 1
+                entry_group[e] = group
+                break
+            s = (s + 1) & mask
+    return n_groups
+
+
+@njit(cache=True)
+def count_greater(group_value, group_count, n_groups, group_greater):
+    """``group_greater[g]`` = number of entries whose value is strictly greater than group ``g``'s."""
+    order = np.argsort(group_value[:n_groups])
+    greater = 0
+    for i in range(n_groups - 1, -1, -1):
+        g = order[i]
+        group_greater[g] = greater
+        greater += group_count[g]
+
+
+@njit(cache=True)
+def clear_groups(table_group, group_slot, n_groups):
+    for g in range(n_groups):
+        table_group[group_slot[g]] = -1
+
+
+@njit(parallel=True, cache=True)
+def ucell_rank_sums(
+    indptr,
+    indices,
+    data,
+    bits,
+    union_of_gene,
+    n_union,
+    col_ptr,
+    col_union,
+    max_rank,
+    tie_offset,
+    n_table,
+):
+    """Per cell and column, the sum of the column's genes' capped ranks.
+
+    A gene's rank is taken among the cell's non-zero, non-NaN values in decreasing order,
+    ties resolved as ``greater + 1 + tie_offset * (count - 1)`` (0.5: average, 0: min,
+    1: max). A rank above ``max_rank``, or a gene that is zero in the cell, counts as
+    ``max_rank``. Column ``c`` holds the union-gene indices ``col_union[col_ptr[c]:col_ptr[c+1]]``.
+    Sums of half-integers below 2**52 are exact in float64, so summation order is irrelevant.
+    """
+    n_cells = indptr.size - 1
+    n_cols = col_ptr.size - 1
+    out = np.empty((n_cells, n_cols))
+    longest = n_table // 2
+    n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
+    for b in prange(n_blocks):
+        table_key = np.zeros(n_table, np.uint64)
+        table_group = np.full(n_table, -1, np.int64)
+        entry_k = np.empty(longest, np.int64)
+        entry_group = np.empty(longest, np.int64)
+        group_value = np.empty(longest, np.float64)
+        group_count = np.empty(longest, np.int64)
+        group_slot = np.empty(longest, np.int64)
+        group_greater = np.empty(longest, np.int64)
+        sig_entry = np.empty(longest, np.int64)
+        rank_of_union = np.full(n_union, np.float64(max_rank))
+        touched = np.empty(longest, np.int64)
+        for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
+            m = 0
+            n_sig = 0
+            for k in range(indptr[cell], indptr[cell + 1]):
+                v = data[k]
+                if v == 0 or v != v:
+                    continue
+                if union_of_gene[indices[k]] >= 0:
+                    sig_entry[n_sig] = m
+                    n_sig += 1
+                entry_k[m] = k
+                m += 1
+            n_groups = group_values(
+                data,
+                bits,
+                entry_k,
+                m,
+                table_key,
+                table_group,
+                group_value,
+                group_count,
+                group_slot,
+                entry_group,
+            )
+            count_greater(group_value, group_count, n_groups, group_greater)
+            n_touched = 0
+            for i in range(n_sig):
+                e = sig_entry[i]
+                g = entry_group[e]
+                rank = group_greater[g] + 1 + tie_offset * (group_count[g] - 1)
+                if rank <= max_rank:
+                    u = union_of_gene[indices[entry_k[e]]]
+                    rank_of_union[u] = rank
+                    touched[n_touched] = u
+                    n_touched += 1
+            for c in range(n_cols):
+                total = 0.0
+                for j in range(col_ptr[c], col_ptr[c + 1]):
+                    total += rank_of_union[col_union[j]]
+                out[cell, c] = total
+            for i in range(n_touched):
+                rank_of_union[touched[i]] = max_rank
+            clear_groups(table_group, group_slot, n_groups)
+    return out
+
+
+@njit(cache=True)
+def _radix_sort_high(keys, buffer, m, n_bytes):
+    """Sort ``keys[:m]`` by bits 32 and up (``n_bytes`` bytes of them), stably; the result is in ``keys``."""
+    counts = np.empty(257, np.int64)
+    src, dst = keys, buffer
+    for byte in range(n_bytes):
+        shift = 32 + 8 * byte
+        counts[:] = 0
+        for i in range(m):
+            counts[((src[i] >> shift) & 255) + 1] += 1
+        for d in range(256):
+            counts[d + 1] += counts[d]
+        for i in range(m):
+            d = (src[i] >> shift) & 255
+            dst[counts[d]] = src[i]
+            counts[d] += 1
+        src, dst = dst, src
+    if n_bytes % 2 == 1:
+        keys[:m] = src[:m]
+
+
+@njit(parallel=True, cache=True)
+def ordinal_auc(
+    indptr,
+    indices,
+    data,
+    bits,
+    pos_of_gene,
+    n_kept,
+    union_of_gene,
+    union_pos,
+    col_ptr,
+    col_union,
+    n_up,
+    max_auc,
+    n_table,
+):
+    """AUCell's recovery AUC per cell and column from ordinal ranks broken by gene position.
+
+    Only the ``n_kept`` genes with ``pos_of_gene >= 0`` take part. In a cell, gene ``g``
+    with value ``v`` has rank ``1 + #{value > v} + #{value == v and position < pos_of_gene[g]}``
+    (zeros counted among the kept genes). For a column with ``p`` genes ranked at most
+    ``n_up`` and rank sum ``S`` the AUC is ``(p * n_up - S) / max_auc[c]`` — the area of the
+    step recovery curve up to ``n_up``. Union genes are numbered in position order:
+    ``union_of_gene`` maps a gene to its union index ``i``, whose position is ``union_pos[i]``. A cell without any
+    non-zero kept value gets NaN: its ranking would be the shuffle alone.
+    """
+    n_cells = indptr.size - 1
+    n_cols = col_ptr.size - 1
+    out = np.empty((n_cells, n_cols))
+    longest = n_table // 2
+    n_union = union_pos.size
+    n_bytes = 1
+    while (n_kept - 1) >> (8 * n_bytes) > 0:
+        n_bytes += 1
+    n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
+    for b in prange(n_blocks):
+        table_key = np.zeros(n_table, np.uint64)
+        table_group = np.full(n_table, -1, np.int64)
+        entry_k = np.empty(longest, np.int64)
+        entry_group = np.empty(longest, np.int64)
+        group_value = np.empty(longest, np.float64)
+        group_count = np.empty(longest, np.int64)
+        group_slot = np.empty(longest, np.int64)
+        group_greater = np.empty(longest, np.int64)
+        group_seen = np.zeros(longest, np.int64)
+        entry_union = np.empty(longest, np.int64)
+        keys = np.empty(longest, np.int64)
+        buffer = np.empty(longest, np.int64)
+        rank_of_union = np.zeros(n_union, np.int64)
+        for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
+            m = 0
+            n_positive = 0
+            for k in range(indptr[cell], indptr[cell + 1]):
+                v = data[k]
+                gene = indices[k]
+                pos = pos_of_gene[gene]
+                if v == 0 or pos < 0:
+                    continue
+                entry_k[m] = k
+                entry_union[m] = union_of_gene[gene]
+                keys[m] = (pos << 32) | m
+                m += 1
+                if v > 0:
+                    n_positive += 1
+            if m == 0:
+                out[cell, :] = np.nan
+                continue
+            n_groups = group_values(
+                data,
+                bits,
+                entry_k,
+                m,
+                table_key,
+                table_group,
+                group_value,
+                group_count,
+                group_slot,
+                entry_group,
+            )
+            count_greater(group_value, group_count, n_groups, group_greater)
+            n_zero = n_kept - m
+            for g in range(n_groups):
+                if group_value[g] < 0:
+                    group_greater[g] += n_zero
+            # Visiting entries in position order turns "tied and earlier" into a running count.
+            _radix_sort_high(keys, buffer, m, n_bytes)
+            for i in range(m):
+                e = keys[i] & 0xFFFFFFFF
+                g = entry_group[e]
+                before = group_seen[g]
+                group_seen[g] = before + 1
+                u = entry_union[e]
+                if u >= 0:
+                    rank = 1 + group_greater[g] + before
+                    if rank <= n_up:
+                        rank_of_union[u] = rank
+            # Zero genes rank after the positive values, in position order.
+            if n_positive + 1 <= n_up:
+                j = 0
+                for i in range(n_union):
+                    p = union_pos[i]
+                    while j < m and (keys[j] >> 32) < p:
+                        j += 1
+                    if j < m and (keys[j] >> 32) == p:
+                        continue
+                    rank = n_positive + 1 + p - j
+                    if rank <= n_up:
+                        rank_of_union[i] = rank
+            for c in range(n_cols):
+                recovered = 0
+                rank_sum = 0
+                for j in range(col_ptr[c], col_ptr[c + 1]):
+                    rank = rank_of_union[col_union[j]]
+                    if rank > 0:
+                        recovered += 1
+                        rank_sum += rank
+                out[cell, c] = (recovered * n_up - rank_sum) / max_auc[c]
+            rank_of_union[:] = 0
+            group_seen[:n_groups] = 0
+            clear_groups(table_group, group_slot, n_groups)
+    return out

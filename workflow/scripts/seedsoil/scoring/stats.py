@@ -1,0 +1,49 @@
+"""The statistics pass: per-gene sums over all cells, read chunk by chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._kernels import accumulate_gene_stats
+from .base import GeneStats
+
+
+def sum_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype scipy sums a matrix of ``dtype`` in (numpy's rule: small ints widen, floats keep)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return np.dtype(np.int64)
+    if dtype.kind in "iu" and dtype.itemsize < np.dtype(np.int64).itemsize:
+        return np.dtype(np.int64 if dtype.kind == "i" else np.uint64)
+    return dtype
+
+
+def gene_stats(chunks: Iterable[sp.csr_matrix], n_genes: int) -> GeneStats:
+    """Accumulate :class:`GeneStats` over CSR row chunks given in row order.
+
+    The first chunk fixes the native dtype of ``sum_native``.
+    """
+    n_cells = 0
+    sum_native = None
+    total = np.zeros(n_genes, dtype=np.float64)
+    total_sq = np.zeros(n_genes, dtype=np.float64)
+    nnz = np.zeros(n_genes, dtype=np.int64)
+    for chunk in chunks:
+        if sum_native is None:
+            sum_native = np.zeros(n_genes, dtype=sum_dtype(chunk.dtype))
+        accumulate_gene_stats(
+            chunk.indptr,
+            chunk.indices,
+            chunk.data.astype(sum_native.dtype, copy=False),
+            sum_native,
+            total,
+            total_sq,
+            nnz,
+        )
+        n_cells += chunk.shape[0]
+    if sum_native is None:
+        sum_native = np.zeros(n_genes, dtype=np.float32)
+    return GeneStats(n_cells=n_cells, sum=total, sum_native=sum_native, sum_sq=total_sq, nnz=nnz)

@@ -1,0 +1,553 @@
+"""The signature library: YAML format and validation, GMT in/out, species mapping, coverage.
+
+A library is a ``dict[name, Signature]`` loaded from YAML files (format and field meanings in
+``workflow/schemas/signatures.schema.yaml``) and optionally GMT files. Gene symbols are human
+HGNC symbols; :func:`to_species` maps them to mouse through the shipped ortholog table.
+
+GMT convention (both directions): an undirected signature is one set ``NAME``; a directed one
+(with down genes) is two sets ``NAME_UP`` and ``NAME_DOWN``. On reading, a ``X_UP``/``X_DOWN``
+pair becomes one directed signature ``X``; any other set is undirected (its genes are up genes).
+GMT carries no weights, references or themes: GMT sets get theme ``custom``.
+
+Coverage: a signature is scored on a dataset only when at least ``min_coverage`` (default
+:data:`DEFAULT_MIN_COVERAGE` = 0.5) of its genes are present; otherwise it is skipped with a
+warning, never scored as zero.
+
+Command line: ``python -m seedsoil.signatures --readme resources/signatures`` regenerates the
+library README; ``--gmt out.gmt`` exports the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from seedsoil import genes
+from seedsoil.errors import InputError
+from seedsoil.util import atomic_path
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[3]
+LIBRARY_DIR = REPO / "resources" / "signatures"
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "signatures.schema.yaml"
+DEFAULT_MIN_COVERAGE = 0.5
+COVERAGE_COLUMNS = [
+    "signature",
+    "theme",
+    "n_genes",
+    "n_present",
+    "fraction",
+    "missing",
+    "scored",
+    "reason",
+    "no_ortholog",
+]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One gene signature. ``up``/``down`` hold symbols of the species the library is mapped to.
+
+    ``weights`` is empty when unweighted; ``references`` are dicts with ``citation`` and
+    optional ``doi``/``pmid``; ``source`` is the file the signature came from; ``dropped``
+    lists the human genes removed by :func:`to_species` for lack of a usable ortholog.
+    """
+
+    name: str
+    theme: str
+    description: str
+    up: tuple[str, ...]
+    down: tuple[str, ...] = ()
+    weights: dict[str, float] = field(default_factory=dict)
+    references: tuple[dict, ...] = ()
+    notes: str = ""
+    source: str = ""
+    rationale: str = ""
+    general_knowledge: str = ""
+    version: str = ""
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def genes(self) -> tuple[str, ...]:
+        """All genes, up then down."""
+        return self.up + self.down
+
+    @property
+    def directed(self) -> bool:
+        """True when the signature has down genes."""
+        return bool(self.down)
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+@functools.cache
+def _schema_validator():
+    import jsonschema
+
+    with open(SCHEMA_PATH) as handle:
+        schema = yaml.safe_load(handle)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _expand(paths: Iterable[PathLike], suffixes: tuple[str, ...]) -> list[Path]:
+    """Files named in ``paths``; a folder stands for its files with one of ``suffixes``."""
+    files: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in suffixes))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: signature file or folder not found; check config signatures")
+    return files
+
+
+def _schema_errors(document: object, source: Path) -> list[str]:
+    """Human-readable schema violations, each naming the signature it concerns."""
+    messages = []
+    for error in sorted(_schema_validator().iter_errors(document), key=lambda e: list(e.path)):
+        where = "file"
+        path = list(error.absolute_path)
+        if len(path) >= 2 and path[0] == "signatures" and isinstance(path[1], int):
+            entry = document["signatures"][path[1]]
+            name = entry.get("name") if isinstance(entry, dict) else None
+            where = f"signature {name!r}" if name else f"signature #{path[1] + 1}"
+            path = path[2:]
+        field_name = ".".join(str(p) for p in path) or "(top level)"
+        if error.validator == "anyOf":
+            text = "has no references and no general_knowledge note; give at least one"
+        else:
+            text = error.message
+        messages.append(f"{source}: {where}: {field_name}: {text}")
+    return messages
+
+
+def _clean_genes(symbols: list[str], where: str) -> list[str]:
+    """Resolve aliases (logged) and reject unknown symbols; ``where`` names file and signature."""
+    resolved, changes = genes.resolve_aliases(symbols)
+    if changes:
+        logger.warning(
+            "%s: outdated symbols replaced by current HGNC symbols: %s",
+            where,
+            genes.symbol_changes_text(changes),
+        )
+    unknown = [s for s in resolved if not genes.is_known_symbol(s, "human")]
+    if unknown:
+        hint = (
+            " They look like mouse symbols: signatures use human symbols and are mapped to mouse automatically."
+            if genes.guess_species(unknown) == "mouse"
+            else ""
+        )
+        raise InputError(
+            f"{where}: unknown gene symbols {', '.join(unknown)} (not current in GENCODE v44 "
+            f"nor listed in resources/genes/aliases.tsv). Fix the symbols or remove them.{hint}"
+        )
+    return resolved
+
+
+def _make_signature(entry: Mapping, source: Path, version: str) -> Signature:
+    """Build a checked Signature from one schema-valid YAML entry."""
+    where = f"{source}: signature {entry['name']!r}"
+    up = _clean_genes(list(entry["genes"]["up"]), where)
+    down = _clean_genes(list(entry["genes"].get("down", [])), where)
+    duplicated = sorted({g for g in up + down if (up + down).count(g) > 1})
+    if duplicated:
+        raise InputError(
+            f"{where}: genes listed more than once (after alias resolution): {', '.join(duplicated)}"
+        )
+    weight_keys, _ = genes.resolve_aliases(entry.get("weights", {}))
+    weights = dict(zip(weight_keys, entry.get("weights", {}).values(), strict=True))
+    stray = sorted(set(weights) - set(up + down))
+    if stray:
+        raise InputError(
+            f"{where}: weights given for genes not in the signature: {', '.join(stray)}"
+        )
+    return Signature(
+        name=entry["name"],
+        theme=entry["theme"],
+        description=" ".join(entry["description"].split()),
+        up=tuple(up),
+        down=tuple(down),
+        weights={g: float(w) for g, w in weights.items()},
+        references=tuple(dict(r) for r in entry["references"]),
+        notes=" ".join(entry.get("species_notes", "").split()),
+        source=str(source),
+        rationale=" ".join(entry["rationale"].split()),
+        general_knowledge=" ".join(entry.get("general_knowledge", "").split()),
+        version=version,
+    )
+
+
+def read_yaml(path: PathLike) -> dict[str, Signature]:
+    """Signatures of one YAML library file, schema-validated and gene-checked."""
+    source = Path(path)
+    try:
+        with open(source) as handle:
+            document = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise InputError(f"{source}: not valid YAML: {error}") from error
+    problems = _schema_errors(document, source)
+    if problems:
+        raise InputError("invalid signature file:\n  " + "\n  ".join(problems))
+    library: dict[str, Signature] = {}
+    for entry in document["signatures"]:
+        if entry["name"] in library:
+            raise InputError(f"{source}: signature {entry['name']!r} is defined twice in this file")
+        library[entry["name"]] = _make_signature(entry, source, document["version"])
+    return library
+
+
+def _gmt_set_names(source: Path) -> list[str]:
+    """Set names in file order, rejecting sets without genes (gseapy skips them silently)."""
+    names = []
+    with open(source) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) < 3 or not any(f.strip() for f in fields[2:]):
+                raise InputError(
+                    f"{source}: line {number}: set {fields[0]!r} has no genes; a GMT line is "
+                    "NAME<tab>DESCRIPTION<tab>GENE1<tab>GENE2..."
+                )
+            names.append(fields[0])
+    return names
+
+
+def read_gmt(path: PathLike) -> dict[str, Signature]:
+    """Signatures of one GMT file, read with ``gseapy.read_gmt`` (module docstring: conventions)."""
+    import gseapy
+
+    source = Path(path)
+    if not source.name.lower().endswith("gmt"):
+        raise InputError(f"{source}: a GMT gene-set file must end in .gmt")
+    if not source.is_file():
+        raise InputError(f"{source}: GMT file not found; check config signatures.gmt")
+    names = _gmt_set_names(source)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{source}: gene sets named more than once: {', '.join(repeated)}")
+    sets = {
+        name: [g.strip() for g in members if g.strip()]
+        for name, members in gseapy.read_gmt(str(source)).items()
+    }
+    library: dict[str, Signature] = {}
+    for name, members in sets.items():
+        base, _, direction = name.rpartition("_")
+        paired = direction in ("UP", "DOWN") and f"{base}_UP" in sets and f"{base}_DOWN" in sets
+        if paired and direction == "DOWN":
+            continue
+        signature_name = base if paired else name
+        entry = {
+            "name": signature_name,
+            "theme": "custom",
+            "description": f"User gene set from {source.name}.",
+            "rationale": "User-supplied gene set.",
+            "genes": {"up": members, "down": sets[f"{base}_DOWN"] if paired else []},
+            "references": [],
+            "general_knowledge": f"user-supplied gene set from {source}",
+        }
+        library[signature_name] = _make_signature(entry, source, version="")
+    return library
+
+
+def load_library(paths: Iterable[PathLike], gmt: Iterable[PathLike] = ()) -> dict[str, Signature]:
+    """Load YAML files/folders and GMT files into one library, checking names are unique.
+
+    Raises :class:`InputError` naming file and signature for schema violations, unknown gene
+    symbols (after alias resolution), duplicated genes and names defined in two files.
+    """
+    library: dict[str, Signature] = {}
+    readers = [(p, read_yaml) for p in _expand(paths, (".yaml", ".yml"))]
+    readers += [(p, read_gmt) for p in _expand(gmt, (".gmt",))]
+    for path, reader in readers:
+        for name, signature in reader(path).items():
+            if name in library:
+                raise InputError(
+                    f"{path}: signature {name!r} is already defined in {library[name].source}; "
+                    "rename one of them"
+                )
+            library[name] = signature
+    if not library:
+        raise InputError("no signatures found in " + ", ".join(str(p) for p in paths))
+    return library
+
+
+def load_signatures(
+    paths: Iterable[PathLike] | None = None, gmt: Iterable[PathLike] = (), species: str = "human"
+) -> dict[str, Signature]:
+    """The signature library for ``species``: the shipped library by default, plus GMT sets."""
+    library = load_library([LIBRARY_DIR] if paths is None else paths, gmt)
+    return to_species(library, species)
+
+
+def library_version(library: Mapping[str, Signature]) -> str:
+    """Version string of a library: its distinct file versions joined by "+" ("custom" for GMT-only)."""
+    versions = sorted({s.version for s in library.values() if s.version})
+    return "+".join(versions) if versions else "custom"
+
+
+# ---------------------------------------------------------------- species and GMT export
+
+
+def to_species(library: Mapping[str, Signature], species: str) -> dict[str, Signature]:
+    """Map a human library to ``species`` ("human" returns it unchanged).
+
+    Each human gene becomes the mouse gene chosen by :func:`seedsoil.genes.pick_mouse_ortholog`;
+    genes without one are dropped and listed in ``Signature.dropped`` (and logged). A mouse
+    gene reached twice is kept once; a gene reached from both up and down stays up only.
+    """
+    genes._check_species(species)
+    if species == "human":
+        return dict(library)
+    mapped: dict[str, Signature] = {}
+    for name, signature in library.items():
+        orthologs = genes.human_to_mouse(signature.genes)
+        choice = {h: genes.pick_mouse_ortholog(h, orthologs[h]) for h in signature.genes}
+        dropped = tuple(h for h in signature.genes if choice[h] is None)
+        up = tuple(dict.fromkeys(choice[h] for h in signature.up if choice[h]))
+        down = tuple(
+            g for g in dict.fromkeys(choice[h] for h in signature.down if choice[h]) if g not in up
+        )
+        weights = {choice[h]: w for h, w in signature.weights.items() if choice[h]}
+        if dropped:
+            logger.warning(
+                "%s: %d of %d genes have no usable mouse ortholog and are dropped: %s",
+                name,
+                len(dropped),
+                len(signature.genes),
+                ", ".join(dropped),
+            )
+        mapped[name] = replace(signature, up=up, down=down, weights=weights, dropped=dropped)
+    return mapped
+
+
+def _gmt_description(signature: Signature) -> str:
+    return re.sub(r"\s+", " ", f"seedsoil {signature.version or 'custom'} {signature.theme}")
+
+
+def write_gmt(library: Mapping[str, Signature], path: PathLike) -> None:
+    """Write the library as GMT: ``NAME`` for undirected, ``NAME_UP``/``NAME_DOWN`` for directed.
+
+    Weights, references and notes are not representable in GMT and are not written.
+    """
+    lines = []
+    for name, signature in library.items():
+        description = _gmt_description(signature)
+        parts = [(f"{name}_UP", signature.up), (f"{name}_DOWN", signature.down)]
+        for set_name, members in parts if signature.directed else [(name, signature.up)]:
+            lines.append("\t".join([set_name, description, *members]))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- coverage
+
+
+def coverage(
+    library: Mapping[str, Signature],
+    var_names: Iterable[str],
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> pd.DataFrame:
+    """Per-signature gene coverage of a dataset, and whether the signature will be scored.
+
+    ``fraction = n_present / n_genes`` over up and down genes; a signature is scored when
+    ``fraction >= min_coverage`` and at least one gene is present. Columns:
+    :data:`COVERAGE_COLUMNS` (``missing`` and ``no_ortholog`` are comma-separated gene lists).
+    Each skipped signature is logged as a warning.
+    """
+    if not 0 <= min_coverage <= 1:
+        raise InputError(f"signatures.min_coverage must be between 0 and 1, got {min_coverage}")
+    present_names = set(map(str, var_names))
+    rows = []
+    for name, signature in library.items():
+        present = [g for g in signature.genes if g in present_names]
+        missing = [g for g in signature.genes if g not in present_names]
+        n_genes = len(signature.genes)
+        fraction = len(present) / n_genes if n_genes else 0.0
+        scored = bool(present) and fraction >= min_coverage
+        reason = ""
+        if not scored:
+            reason = (
+                "no genes left after species mapping"
+                if n_genes == 0
+                else f"coverage {fraction:.2f} below min_coverage {min_coverage:.2f}"
+            )
+            logger.warning(
+                "signature %s not scored: %s (%d of %d genes present)",
+                name,
+                reason,
+                len(present),
+                n_genes,
+            )
+        rows.append(
+            {
+                "signature": name,
+                "theme": signature.theme,
+                "n_genes": n_genes,
+                "n_present": len(present),
+                "fraction": fraction,
+                "missing": ",".join(missing),
+                "scored": scored,
+                "reason": reason,
+                "no_ortholog": ",".join(signature.dropped),
+            }
+        )
+    return pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
+
+
+def require_some_coverage(
+    coverage_df: pd.DataFrame, source_label: str, var_names: Iterable[str] | None = None
+) -> None:
+    """Raise :class:`InputError` when no signature reaches the coverage threshold.
+
+    ``source_label`` names the dataset/sample in the message; with ``var_names`` the message
+    says which likely cause applies (Ensembl ids declared as symbols, wrong species).
+    """
+    if bool(coverage_df["scored"].any()):
+        return
+    causes = []
+    if var_names is not None:
+        names = [str(n) for n in var_names]
+        if genes.looks_like_ensembl(names):
+            causes.append(
+                "its var_names are Ensembl gene ids (e.g. "
+                f"{names[0]}), not symbols: declare gene_id as Ensembl in the dataset sheet"
+            )
+        guessed = genes.guess_species(names)
+        if guessed != "unknown":
+            causes.append(
+                f"its gene symbols look {guessed}: check the species in the dataset sheet"
+            )
+    if not causes:
+        causes = [
+            "var_names are Ensembl ids declared as symbols (set the gene id type in the dataset sheet)",
+            "the species is wrong (mouse data declared human or the reverse)",
+            "the data is a small targeted panel, or signatures.min_coverage is too high",
+        ]
+    best = coverage_df["fraction"].max() if len(coverage_df) else 0.0
+    raise InputError(
+        f"{source_label}: no signature reaches the coverage threshold (best coverage {best:.2f}); "
+        "nothing would be scored. Likely cause: " + "; or ".join(causes) + "."
+    )
+
+
+# ---------------------------------------------------------------- README
+
+
+def _short_reference(reference: Mapping) -> str:
+    """``Aceto et al. 2014`` from a citation string (linked to its DOI when given)."""
+    citation = reference["citation"]
+    authors, _, rest = citation.partition(" (")
+    year = rest[:4] if rest[:4].isdigit() else ""
+    first = authors.split(",")[0].replace(" et al.", "").strip()
+    words = first.split()
+    if len(words) > 1 and words[-1].isupper() and len(words[-1]) <= 3:
+        first = " ".join(words[:-1])
+    label = f"{first}{' et al.' if ',' in authors or 'et al' in authors else ''} {year}".strip()
+    return f"[{label}](https://doi.org/{reference['doi']})" if "doi" in reference else label
+
+
+def render_readme(library: Mapping[str, Signature]) -> str:
+    """Markdown documentation of a library: summary table, then one section per signature."""
+    out = [
+        "# seedsoil signature library",
+        "",
+        "<!-- Generated by `python -m seedsoil.signatures --readme resources/signatures`; do not edit. -->",
+        "",
+        f"Version {library_version(library)}: {len(library)} signatures curated from the chapter "
+        "*Cancer Metastasis: Dynamic Hetero-cellular Communications Between Cancer Cells and Host "
+        "Tissues* (Saliba et al. 2023, Handbook of Cancer and Immunology) and its references.",
+        "",
+        "- Format: one YAML file per theme, validated against `workflow/schemas/signatures.schema.yaml`.",
+        "- Genes are human HGNC symbols checked against GENCODE v44; outdated symbols in",
+        "  `resources/genes/aliases.tsv` are replaced with a warning. Mouse data use Ensembl 105",
+        "  orthologs (`resources/genes/`); genes without a usable ortholog are dropped and reported.",
+        "- Add your own sets as more YAML files (`signatures.library`) or GMT files (`signatures.gmt`);",
+        "  in GMT a directed signature is a pair `NAME_UP` / `NAME_DOWN`.",
+        f"- A signature is scored only when at least `signatures.min_coverage` (default {DEFAULT_MIN_COVERAGE})",
+        "  of its genes are present; the per-sample coverage table lists present and missing genes.",
+        "- *Basis*: `refs` = chapter references; `refs + general knowledge` = references support the",
+        "  biology, the gene choice is general knowledge; `general knowledge` = no chapter reference.",
+        "",
+        "| Signature | Theme | Up | Down | References | Basis |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in library.items():
+        refs = "; ".join(_short_reference(r) for r in s.references) or "—"
+        basis = (
+            "refs"
+            if not s.general_knowledge
+            else ("refs + general knowledge" if s.references else "general knowledge")
+        )
+        out.append(
+            f"| [{name}](#{name.lower()}) | {s.theme} | {len(s.up)} | {len(s.down)} | {refs} | {basis} |"
+        )
+    for name, s in library.items():
+        out += [
+            "",
+            f"## {name}",
+            "",
+            f"*Theme* {s.theme} · *file* `{Path(s.source).name}`",
+            "",
+            s.description,
+            "",
+        ]
+        out += [f"**Rationale.** {s.rationale}", "", f"**Up ({len(s.up)}).** {', '.join(s.up)}"]
+        if s.down:
+            out += ["", f"**Down ({len(s.down)}).** {', '.join(s.down)}"]
+        if s.weights:
+            out += ["", "**Weights.** " + ", ".join(f"{g}={w:g}" for g, w in s.weights.items())]
+        if s.references:
+            out += ["", "**References.**", ""]
+            for r in s.references:
+                ids = "".join(
+                    [
+                        f" doi:{r['doi']}" if "doi" in r else "",
+                        f" PMID:{r['pmid']}" if "pmid" in r else "",
+                    ]
+                )
+                out.append(f"- {r['citation']}{ids}")
+        if s.general_knowledge:
+            out += ["", f"**General knowledge.** {s.general_knowledge}"]
+        if s.notes:
+            out += ["", f"**Species notes.** {s.notes}"]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m seedsoil.signatures", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--readme", metavar="FOLDER", help="regenerate FOLDER/README.md from FOLDER/*.yaml"
+    )
+    parser.add_argument("--gmt", metavar="FILE", help="export the shipped library as GMT")
+    args = parser.parse_args(argv)
+    if args.readme:
+        folder = Path(args.readme)
+        text = render_readme(load_library([folder]))
+        with atomic_path(folder / "README.md") as tmp:
+            tmp.write_text(text)
+    if args.gmt:
+        write_gmt(load_signatures(), args.gmt)
+    if not (args.readme or args.gmt):
+        parser.print_help()
+
+
+if __name__ == "__main__":
+    main()

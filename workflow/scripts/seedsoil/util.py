@@ -1,0 +1,83 @@
+"""Small shared helpers: atomic writes and logging set-up."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A failed job therefore never leaves a partial output under the final name.
+    With ``directory=True`` the temporary is a directory.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{final.name}."
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final.parent))
+    else:
+        fd, name = tempfile.mkstemp(
+            prefix=prefix, suffix=".tmp" + "".join(final.suffixes), dir=final.parent
+        )
+        os.close(fd)
+        tmp = Path(name)
+        # mkstemp creates 0600; outputs should get the usual permissions of a new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
+    try:
+        yield tmp
+        if final.is_dir() and directory:
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def setup_logging(
+    log_file: str | os.PathLike | None = None, level: int = logging.INFO
+) -> logging.Logger:
+    """Route the package's log records to ``log_file`` (and stderr) and return the package logger."""
+    logger = logging.getLogger("seedsoil")
+    logger.setLevel(level)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    return logger
+
+
+@contextlib.contextmanager
+def rule_logging(log_file: str | os.PathLike) -> Iterator[logging.Logger]:
+    """Run a workflow step: log to ``log_file``; a bad input ends the process with its message.
+
+    An :class:`~seedsoil.errors.InputError` is written to the log and to stderr without a
+    traceback and the process exits with status 1, so the user reads what to fix.
+    """
+    from .errors import InputError
+
+    logger = setup_logging(log_file)
+    logging.captureWarnings(True)
+    try:
+        yield logger
+    except InputError as error:
+        logger.error("%s", error)
+        raise SystemExit(1) from None
+    except Exception:
+        logger.exception("unexpected failure; please report it with this log")
+        raise
