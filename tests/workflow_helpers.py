@@ -22,7 +22,9 @@ SHEET_HEADER = [
     "condition_column",
     "condition",
     "species",
+    "gene_id",
     "counts",
+    "sha256",
     "min_genes",
 ]
 
