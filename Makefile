@@ -50,6 +50,10 @@ lock:
 	.lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 	rm -rf .lock-venv
 
+## test-slurm: the workflow on a real one-node SLURM cluster on this machine (root + apt-get; ~2.5 min)
+test-slurm: $(STAMP)
+	$(BIN)/pytest -m slurm tests/test_slurm.py
+
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_scoring.py
 

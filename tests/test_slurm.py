@@ -147,7 +147,8 @@ def test_slurm_run_writes_the_same_tables_as_a_local_run(local_results, slurm_ru
 def test_every_cluster_rule_ran_as_a_completed_slurm_job(slurm_run):
     workdir, log = slurm_run
     submitted = SUBMITTED.findall(log)
-    cluster_jobs = re.findall(r"^rule (\w+):$", log, flags=re.MULTILINE)
+    # "checkpoint ingest:" is a cluster job too; "localrule"/"localcheckpoint" lines are not
+    cluster_jobs = re.findall(r"^(?:rule|checkpoint) (\w+):$", log, flags=re.MULTILINE)
     assert cluster_jobs, "no rule was sent to the cluster"
     assert len(submitted) == len(cluster_jobs)
     # the rules' own log directories name each rule: every SLURM log lies in one of them
@@ -170,7 +171,7 @@ def test_every_cluster_rule_ran_as_a_completed_slurm_job(slurm_run):
 
 def test_local_aggregation_rules_stay_off_the_cluster(slurm_run):
     _, log = slurm_run
-    local_jobs = set(re.findall(r"^localrule (\w+):$", log, flags=re.MULTILINE))
+    local_jobs = set(re.findall(r"^local(?:rule|checkpoint) (\w+):$", log, flags=re.MULTILINE))
     assert "cohort" in local_jobs
     submitted_rules = {re.search(r"/rule_(\w+)/", p).group(1) for _, p in SUBMITTED.findall(log)}
     assert not local_jobs & submitted_rules

@@ -1,4 +1,5 @@
 # Sheet loading, input functions and wildcard constraints shared by every stage.
+import math
 import re
 import sys
 from pathlib import Path
@@ -100,3 +101,37 @@ def get_final_output():
     # Asking for every sample table up front lets all ingest checkpoints run in parallel.
     samples = [f"results/{dataset}/samples.tsv" for dataset in DATASETS.index]
     return samples + ["results/cohort/index.html"]
+
+
+def input_size_mb(input):
+    """Total size of a job's input files in MB, counting a directory (10x folder) by its contents."""
+    total = 0
+    for name in input:
+        path = Path(name)
+        files = (p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        total += sum(p.stat().st_size for p in files)
+    return total / 2**20
+
+
+def mem_mb_from_input(base_mb, per_input_mb):
+    """mem_mb resource: (base_mb + per_input_mb * input MB) * attempt.
+
+    Measured: scoring a 7.8 MB gzipped cells.h5ad peaked at 360 MB, a 75 MB one at 650 MB;
+    the smallest ingest peaked at 460 MB, interpret at 245 MB.
+    """
+
+    def mem_mb(wildcards, input, attempt):
+        return math.ceil((base_mb + per_input_mb * input_size_mb(input)) * attempt)
+
+    return mem_mb
+
+
+def runtime_from_input(base_min, per_input_gb_min):
+    """runtime resource in minutes: (base_min + per_input_gb_min * input GB) * attempt."""
+
+    def runtime(wildcards, input, attempt):
+        return math.ceil(
+            (base_min + per_input_gb_min * input_size_mb(input) / 1024) * attempt
+        )
+
+    return runtime

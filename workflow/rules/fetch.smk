@@ -7,6 +7,8 @@ rule fetch_url:
     log:
         "logs/fetch_url/{dataset}/{filename}.log",
     retries: 2
+    # Compute nodes often have no internet; downloading is I/O only.
+    localrule: True
     conda:
         "../../envs/seedsoil.yaml"
     params:
@@ -21,6 +23,7 @@ rule fetch_builtin:
         "resources/downloads/builtin/{name}/{filename}",
     log:
         "logs/fetch_builtin/{name}/{filename}.log",
+    localrule: True
     conda:
         "../../envs/seedsoil.yaml"
     script:

@@ -12,9 +12,13 @@ checkpoint ingest:
         "logs/ingest/{dataset}.log",
     benchmark:
         "results/benchmarks/ingest/{dataset}.tsv"
+    retries: 2
     conda:
         "../../envs/seedsoil.yaml"
     threads: 2
+    resources:
+        mem_mb=mem_mb_from_input(1000, 10),
+        runtime=runtime_from_input(20, 120),
     params:
         row=dataset_row,
         qc=qc_params,
@@ -29,7 +33,11 @@ rule split_sample:
         "results/{dataset}/{sample}/cells.h5ad",
     log:
         "logs/split_sample/{dataset}/{sample}.log",
+    retries: 2
     conda:
         "../../envs/seedsoil.yaml"
+    resources:
+        mem_mb=mem_mb_from_input(800, 6),
+        runtime=runtime_from_input(10, 30),
     script:
         "../scripts/split_sample.py"

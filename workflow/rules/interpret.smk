@@ -16,8 +16,12 @@ rule interpret:
         "logs/interpret/{dataset}/{sample}.log",
     benchmark:
         "results/benchmarks/interpret/{dataset}/{sample}.tsv"
+    retries: 2
     conda:
         "../../envs/seedsoil.yaml"
+    resources:
+        mem_mb=mem_mb_from_input(600, 5),
+        runtime=runtime_from_input(15, 60),
     params:
         interpretation=config["interpretation"],
     script:

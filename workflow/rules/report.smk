@@ -27,6 +27,9 @@ rule sample_report:
         "results/benchmarks/sample_report/{dataset}/{sample}.tsv"
     conda:
         "../../envs/seedsoil.yaml"
+    resources:
+        mem_mb=mem_mb_from_input(1000, 5),
+        runtime=runtime_from_input(10, 30),
     params:
         library=SIGNATURE_PATHS,
         gmt=GMT_PATHS,

@@ -14,9 +14,13 @@ rule score:
         "logs/score/{dataset}/{sample}.log",
     benchmark:
         "results/benchmarks/score/{dataset}/{sample}.tsv"
+    retries: 2
     conda:
         "../../envs/seedsoil.yaml"
     threads: 2
+    resources:
+        mem_mb=mem_mb_from_input(600, 5),
+        runtime=runtime_from_input(15, 60),
     params:
         library=SIGNATURE_PATHS,
         gmt=GMT_PATHS,

@@ -33,8 +33,14 @@ def compute_embedding(
         return work.obsm["X_pca"][:, :2].astype(
             np.float32
         ), f"computed: PCA {n_comps} (first two PCs)"
+    # scanpy 1.11's default pynndescent path fails on scipy 1.17 sparse arrays (no getnnz);
+    # exact neighbours from scikit-learn work at every size we embed.
     sc.pp.neighbors(
-        work, n_neighbors=min(n_neighbors, n_cells - 1), n_pcs=n_comps, random_state=random_state
+        work,
+        n_neighbors=min(n_neighbors, n_cells - 1),
+        n_pcs=n_comps,
+        random_state=random_state,
+        transformer="sklearn",
     )
     sc.tl.umap(work, random_state=random_state)
     return work.obsm["X_umap"].astype(np.float32), f"computed: PCA {n_comps} → UMAP"

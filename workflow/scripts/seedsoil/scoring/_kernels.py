@@ -12,36 +12,58 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
-def accumulate_gene_stats(indptr, indices, data, sum_native, total, total_sq, nnz):
-    """Add one chunk's rows, in row order, to running per-gene accumulators (serial on purpose:
-    ``sum_native`` must see the rows in the same order as scipy's ``X.sum(axis=0)``)."""
-    for row in range(indptr.size - 1):
-        for jj in range(indptr[row], indptr[row + 1]):
+@numba.njit(parallel=True, cache=True)
+def accumulate_gene_stats(indptr, indices, data, sum_native, total, total_sq, nnz, n_parts):
+    """Add one chunk's rows to running per-gene accumulators, each gene seeing the rows in order.
+
+    ``sum_native`` must accumulate in row order, as scipy's ``X.sum(axis=0)`` does, so the
+    work is split by gene range (each part scans all non-zeros) rather than by rows; a
+    gene's order, hence every result, is the same for any ``n_parts``.
+    """
+    n_genes = sum_native.size
+    for part in numba.prange(n_parts):
+        lo = part * n_genes // n_parts
+        hi = (part + 1) * n_genes // n_parts
+        for jj in range(indptr[0], indptr[indptr.size - 1]):
             gene = indices[jj]
-            value = data[jj]
-            sum_native[gene] += value
-            value64 = np.float64(value)
-            total[gene] += value64
-            total_sq[gene] += value64 * value64
-            if value != 0:
-                nnz[gene] += 1
+            if lo <= gene < hi:
+                value = data[jj]
+                sum_native[gene] += value
+                value64 = np.float64(value)
+                total[gene] += value64
+                total_sq[gene] += value64 * value64
+                nnz[gene] += value != 0
 
 
 @numba.njit(parallel=True, cache=True)
 def weighted_sums(indptr, indices, data, w_indptr, w_indices, w_data, out):
-    """``out[i, k] = sum_j X[i, j] * W[j, k]`` accumulated in ``out``'s dtype, scipy's order.
+    """``out[i, k] += sum_j X[i, j] * W[j, k]`` accumulated in ``out``'s dtype, scipy's order.
 
     The order (stored non-zeros of the row, then ``W``'s row) is that of scipy's
     ``csr_matmat``; with float32 ``data`` and ``W`` the sums are float32, as scipy gives.
     """
     n_rows = indptr.size - 1
-    for row in numba.prange(n_rows):
-        for jj in range(indptr[row], indptr[row + 1]):
-            gene = indices[jj]
-            value = data[jj]
-            for kk in range(w_indptr[gene], w_indptr[gene + 1]):
-                out[row, w_indices[kk]] += value * w_data[kk]
+    in_w = np.zeros(w_indptr.size - 1, dtype=np.int64)
+    for gene in range(in_w.size):
+        in_w[gene] = w_indptr[gene + 1] > w_indptr[gene]
+    max_row = 0
+    for row in range(n_rows):
+        max_row = max(max_row, indptr[row + 1] - indptr[row])
+    block = 64
+    for b in numba.prange((n_rows + block - 1) // block):
+        hits = np.empty(max_row, dtype=np.int64)
+        for row in range(b * block, min(n_rows, (b + 1) * block)):
+            # branch-free compaction to the non-zeros whose gene has weights (see subset_sums)
+            n_hits = 0
+            for jj in range(indptr[row], indptr[row + 1]):
+                hits[n_hits] = jj
+                n_hits += in_w[indices[jj]]
+            for h in range(n_hits):
+                jj = hits[h]
+                gene = indices[jj]
+                value = data[jj]
+                for kk in range(w_indptr[gene], w_indptr[gene + 1]):
+                    out[row, w_indices[kk]] += value * w_data[kk]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -114,47 +136,42 @@ def _pairwise_sum(values, start, n, zero):
 
 
 @numba.njit(parallel=True, cache=True)
-def subset_sums(indptr, indices, data, w_indptr, w_indices, zero, out):
+def subset_sums(indptr, indices, data, w_indptr, w_indices, column_start, zero, out):
     """``out[i, k]`` = sum of cell ``i``'s stored values over the genes of column ``k`` of the
     indicator ``W``, summed exactly as scanpy does it: ``X[:, genes].sum(axis=1)`` keeps the
     row's stored order and numpy's ``add.reduceat`` returns ``v[0] + pairwise_sum(v[1:])``,
-    in the data's dtype (``zero`` is a zero of that dtype)."""
+    in the data's dtype (``zero`` is a zero of that dtype). Column ``k`` has
+    ``column_start[k + 1] - column_start[k]`` genes, which bounds its slice of the scratch row."""
     n_rows = indptr.size - 1
     n_cols = out.shape[1]
+    in_w = np.zeros(w_indptr.size - 1, dtype=np.int64)
+    for gene in range(in_w.size):
+        in_w[gene] = w_indptr[gene + 1] > w_indptr[gene]
     max_row = 0
     for row in range(n_rows):
         max_row = max(max_row, indptr[row + 1] - indptr[row])
-    max_w = 0
-    for gene in range(w_indptr.size - 1):
-        max_w = max(max_w, w_indptr[gene + 1] - w_indptr[gene])
-    capacity = max_row * max_w
     block = 64  # scratch buffers are allocated once per block of cells
     for b in numba.prange((n_rows + block - 1) // block):
-        hit_col = np.empty(capacity, dtype=np.int64)
-        hit_value = np.empty(capacity, dtype=data.dtype)
-        grouped = np.empty(capacity, dtype=data.dtype)
-        starts = np.empty(n_cols + 1, dtype=np.int64)
+        grouped = np.empty(column_start[n_cols], dtype=data.dtype)
         fill = np.empty(n_cols, dtype=np.int64)
+        hits = np.empty(max_row, dtype=np.int64)
         for row in range(b * block, min(n_rows, (b + 1) * block)):
-            # the row's values per column, in stored order (a stable counting sort by column)
+            # Branch-free compaction to the non-zeros whose gene is in some column: most are
+            # not, and a data-dependent loop exit per non-zero costs a branch mispredict.
             n_hits = 0
             for jj in range(indptr[row], indptr[row + 1]):
+                hits[n_hits] = jj
+                n_hits += in_w[indices[jj]]
+            fill[:] = column_start[:n_cols]
+            for h in range(n_hits):
+                jj = hits[h]
                 gene = indices[jj]
                 for kk in range(w_indptr[gene], w_indptr[gene + 1]):
-                    hit_col[n_hits] = w_indices[kk]
-                    hit_value[n_hits] = data[jj]
-                    n_hits += 1
-            starts[:] = 0
-            for h in range(n_hits):
-                starts[hit_col[h] + 1] += 1
+                    col = w_indices[kk]
+                    grouped[fill[col]] = data[jj]
+                    fill[col] += 1
             for col in range(n_cols):
-                starts[col + 1] += starts[col]
-                fill[col] = starts[col]
-            for h in range(n_hits):
-                col = hit_col[h]
-                grouped[fill[col]] = hit_value[h]
-                fill[col] += 1
-            for col in range(n_cols):
-                n = starts[col + 1] - starts[col]
+                first = column_start[col]
+                n = fill[col] - first
                 if n > 0:
-                    out[row, col] = grouped[starts[col]] + _pairwise_sum(grouped, starts[col] + 1, n - 1, zero)
+                    out[row, col] = grouped[first] + _pairwise_sum(grouped, first + 1, n - 1, zero)

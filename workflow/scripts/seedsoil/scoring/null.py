@@ -9,8 +9,12 @@ mean score of :mod:`seedsoil.scoring.mean`; per cell,
 
     p = (1 + #{null scores >= observed score}) / (n_null + 1)
 
-(Phipson & Smyth 2010: never zero, valid under exchangeability of the signature with its
-nulls). Observed and null scores come from one sparse product (gene × (signatures ·
+(Phipson & Smyth 2010: never zero). The null hypothesis is "this cell expresses the
+signature's genes no more than random genes of the same expression levels"; replacements
+are drawn from the whole bin, the signature's own genes included, so the signature is
+itself a possible null draw and the p-value is exact under that hypothesis up to the
+resolution ``1 / (n_null + 1)``. Ties count against the signature (e.g. a cell expressing
+none of its genes ties with every all-zero null), which makes the test conservative. Observed and null scores come from one sparse product (gene × (signatures ·
 (n_null + 1)) weights) evaluated cell by cell, so no cells × nulls matrix is ever held.
 FDR: Benjamini–Hochberg across the cells of each signature.
 """

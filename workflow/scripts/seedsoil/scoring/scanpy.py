@@ -70,6 +70,7 @@ class Prepared:
     weights: sp.csr_matrix  # gene × column indicator in the matrix's sum dtype
     columns: np.ndarray  # (n_sets, 4): up, up-control, down, down-control column (-1: absent)
     counts: np.ndarray  # (n_sets, 4) number of genes behind each column
+    column_start: np.ndarray  # column k's genes are entries column_start[k]:column_start[k+1]
 
 
 def prepare(
@@ -106,14 +107,17 @@ def prepare(
         shape=(n_genes, len(members)),
     )
     weights.sort_indices()
-    return Prepared(weights=weights, columns=columns, counts=counts)
+    column_start = np.concatenate(([0], np.cumsum([m.size for m in members], dtype=np.int64)))
+    return Prepared(weights=weights, columns=columns, counts=counts, column_start=column_start)
 
 
 def score_chunk(X: sp.csr_matrix, prepared: Prepared) -> np.ndarray:
     w = prepared.weights
     data = X.data.astype(w.dtype, copy=False)
     sums = np.zeros((X.shape[0], w.shape[1]), dtype=w.dtype)
-    subset_sums(X.indptr, X.indices, data, w.indptr, w.indices, w.dtype.type(0), sums)
+    subset_sums(
+        X.indptr, X.indices, data, w.indptr, w.indices, prepared.column_start, w.dtype.type(0), sums
+    )
     scores = np.zeros((X.shape[0], prepared.columns.shape[0]), dtype=np.float64)
     for s, (up, up_ctrl, down, down_ctrl) in enumerate(prepared.columns):
         n = prepared.counts[s]

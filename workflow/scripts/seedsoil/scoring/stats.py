@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -34,14 +35,10 @@ def gene_stats(chunks: Iterable[sp.csr_matrix], n_genes: int) -> GeneStats:
     for chunk in chunks:
         if sum_native is None:
             sum_native = np.zeros(n_genes, dtype=sum_dtype(chunk.dtype))
+        data = chunk.data.astype(sum_native.dtype, copy=False)
+        n_parts = numba.get_num_threads()
         accumulate_gene_stats(
-            chunk.indptr,
-            chunk.indices,
-            chunk.data.astype(sum_native.dtype, copy=False),
-            sum_native,
-            total,
-            total_sq,
-            nnz,
+            chunk.indptr, chunk.indices, data, sum_native, total, total_sq, nnz, n_parts
         )
         n_cells += chunk.shape[0]
     if sum_native is None:
