@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from seedsoil.signatures import COVERAGE_COLUMNS
+
 XSS = "<script>alert(1)</script>"
 SIGNATURES = {
     "emt": ["EMT_epithelial", "EMT_mesenchymal", "EMT_bidirectional", "TGFB_SMAD_drive"],
@@ -148,16 +150,7 @@ def make_coverage() -> pd.DataFrame:
     )
     return pd.DataFrame(
         rows,
-        columns=[
-            "signature",
-            "theme",
-            "n_genes",
-            "n_present",
-            "fraction",
-            "missing",
-            "scored",
-            "reason",
-        ],
+        columns=[c for c in COVERAGE_COLUMNS if c != "no_ortholog"],
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -107,21 +106,16 @@ def local_results(tmp_path_factory, small_run):
 def slurm_run(cluster, tmp_path_factory, small_run):
     """The same config through the executor plugin and profiles/slurm; returns (workdir, log)."""
     workdir, config = _workdir_with_config(tmp_path_factory, "slurm", small_run)
-    command = [
-        *TIMEOUT,
-        str(Path(sys.executable).with_name("snakemake")),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(config),
+    result = run_snakemake(
+        workdir,
+        config,
         "--profile",
         str(PROFILE),
         # keep each job's SLURM log so the test can see where it ran
         "--slurm-keep-successful-logs",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
+        cores=None,
+        wrapper=TIMEOUT,
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"SLURM run failed (rc {result.returncode}):\n{log[-6000:]}"
     return workdir, log

@@ -99,9 +99,12 @@ def write_config(workdir: Path, sheet: Path, **overrides) -> Path:
 
 
 def run_snakemake(
-    workdir: Path, config: Path, *args: str, cores: int = 2
+    workdir: Path, config: Path, *args: str, cores: int | None = 2, wrapper: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with ``config``; ``wrapper`` prefixes the command
+    (e.g. ``timeout``); ``cores=None`` leaves them to a profile."""
     command = [
+        *wrapper,
         str(Path(sys.executable).with_name("snakemake")),
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -109,8 +112,7 @@ def run_snakemake(
         str(workdir),
         "--configfile",
         str(config),
-        "--cores",
-        str(cores),
+        *(["--cores", str(cores)] if cores is not None else []),
         *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=1200)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
 
 from .datasets import provenance as builtin_provenance
+from .errors import InputError
 from .fetch import sha256sum
 from .io import harmonise, read_matrix
 from .qc import apply_qc, split_samples
 from .sheet import source_kind
+
+if TYPE_CHECKING:
+    from .scoring.base import GeneStats
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +105,47 @@ def sample_cells(adata: ad.AnnData, sample: str) -> ad.AnnData:
     return cells
 
 
+def _method_options(method: str, random_state: int) -> dict:
+    """Options the pipeline gives a scoring method: scanpy's control draws take the seed."""
+    return {"random_state": random_state} if method == "scanpy" else {}
+
+
+def signatures_to_score(
+    var_names, meta: dict, *, library: list[str], gmt: list[str], min_coverage: float
+) -> tuple[dict, pd.DataFrame]:
+    """The library mapped to the sample's species, restricted to signatures that reach
+    ``min_coverage`` on ``var_names``, and the coverage table of every signature.
+
+    A sample on which none reaches it is an :class:`InputError`.
+    """
+    from .signatures import coverage, load_library, require_some_coverage, to_species
+
+    signatures = load_library(library, gmt=gmt)
+    if meta["species"] != "human":
+        signatures = to_species(signatures, meta["species"])
+    table = coverage(signatures, var_names, min_coverage)
+    require_some_coverage(
+        table, f"dataset {meta['dataset']!r}, sample {meta.get('sample')!r}", var_names
+    )
+    scored = {name: signatures[name] for name in table.loc[table["scored"], "signature"]}
+    return scored, table
+
+
+def sample_header(path: str | os.PathLike) -> tuple[dict, pd.Index, int]:
+    """``(uns["seedsoil"], var_names, n_cells)`` of a sample's ``.h5ad``, without reading ``X``."""
+    import h5py
+    from anndata.io import read_elem
+
+    from .scoring._input import open_source
+
+    source = open_source(os.fspath(path))
+    with h5py.File(path, "r") as f:
+        meta = read_elem(f["uns"]["seedsoil"])
+    return meta, source.var_names, source.n_cells
+
+
 def score_sample(
-    cells: ad.AnnData,
+    cells: ad.AnnData | str | os.PathLike,
     *,
     library: list[str],
     gmt: list[str],
@@ -115,22 +159,35 @@ def score_sample(
 
     The library is mapped to the sample's species; signatures below ``min_coverage`` are
     skipped (and listed in the coverage table), and a sample on which none reaches it is an
-    :class:`InputError`. Returns ``(scores, pvalues, fdr, coverage)``; with ``n_null = 0`` the
-    p-value and FDR tables are empty (same index, no columns).
+    :class:`InputError`. ``cells`` is an AnnData or the path of the sample's ``.h5ad``; a
+    path is streamed (one block of cells in memory, the file read once for the statistics
+    and once for scores and p-values together). Returns ``(scores, pvalues, fdr, coverage)``;
+    with ``n_null = 0`` the p-value and FDR tables are empty (same index, no columns).
     """
-    from .scoring import score, significance
-    from .signatures import coverage, load_library, require_some_coverage, to_species
+    if isinstance(cells, str | os.PathLike):
+        from .scoring.chunked import gather, needs_gene_stats, score_rows
 
-    meta = cells.uns["seedsoil"]
-    signatures = load_library(library, gmt=gmt)
-    if meta["species"] != "human":
-        signatures = to_species(signatures, meta["species"])
-    table = coverage(signatures, cells.var_names, min_coverage)
-    require_some_coverage(
-        table, f"dataset {meta['dataset']!r}, sample {meta.get('sample')!r}", cells.var_names
+        meta, var_names, n_cells = sample_header(cells)
+        scored, table = signatures_to_score(
+            var_names, meta, library=library, gmt=gmt, min_coverage=min_coverage
+        )
+        stats = (
+            sample_gene_stats(cells, 0, 1, None, n_threads=n_threads)
+            if needs_gene_stats(method, n_null, **_method_options(method, random_state))
+            else None
+        )
+        scores, pvalues = score_rows(
+            cells, scored, method, start=0, stop=n_cells, stats=stats, n_null=n_null,
+            random_state=random_state, n_threads=n_threads, options=_method_options(method, random_state),
+        )  # fmt: skip
+        return (*gather([scores], [pvalues]), table)
+
+    from .scoring import score, significance
+
+    scored, table = signatures_to_score(
+        cells.var_names, cells.uns["seedsoil"], library=library, gmt=gmt, min_coverage=min_coverage
     )
-    scored = {name: signatures[name] for name in table.loc[table["scored"], "signature"]}
-    options = {"random_state": random_state} if method == "scanpy" else {}
+    options = _method_options(method, random_state)
     scores = score(cells, scored, method=method, n_threads=n_threads, **options)
     if n_null:
         pvalues, fdr = significance(
@@ -139,3 +196,98 @@ def score_sample(
     else:
         pvalues = fdr = pd.DataFrame(index=scores.index)
     return scores, pvalues, fdr, table
+
+
+# Atlas-size samples: the same results from separate jobs over cell ranges
+# (seedsoil.scoring.chunked explains why the statistics pass is a chain).
+
+
+def sample_gene_stats(
+    path: str | os.PathLike,
+    chunk: int,
+    n_chunks: int,
+    previous: GeneStats | str | os.PathLike | None,
+    *,
+    n_threads: int | None = None,
+) -> GeneStats:
+    """Dataset-wide gene statistics of a sample's cells up to the end of range ``chunk``.
+
+    ``previous`` (statistics, or the ``.npz`` they were saved to) are those up to the end of
+    range ``chunk - 1``; ``None`` for the first range. The last range's result is the
+    sample's :class:`GeneStats`, bit-identical to a single pass.
+    """
+    from .scoring.chunked import chunk_bounds, continue_gene_stats, load_gene_stats
+
+    n_cells = sample_header(path)[2]
+    start, stop = chunk_bounds(n_cells, n_chunks)[chunk]
+    if isinstance(previous, str | os.PathLike):
+        previous = load_gene_stats(previous)
+    log.info("gene statistics of cells %d:%d of %d (range %d of %d)", start, stop, n_cells,
+             chunk + 1, n_chunks)  # fmt: skip
+    return continue_gene_stats(path, start, stop, previous, n_threads=n_threads)
+
+
+def score_sample_chunk(
+    path: str | os.PathLike,
+    chunk: int,
+    n_chunks: int,
+    stats: GeneStats | str | os.PathLike | None,
+    *,
+    library: list[str],
+    gmt: list[str],
+    min_coverage: float,
+    method: str,
+    n_null: int,
+    random_state: int,
+    n_threads: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores and p-values (no FDR) of range ``chunk`` of ``n_chunks`` of a sample's cells.
+
+    ``stats`` are the whole sample's gene statistics (or their ``.npz``), ``None`` when the
+    method and ``n_null = 0`` need none. :func:`gather_sample_scores` assembles the ranges.
+    """
+    from .scoring.chunked import chunk_bounds, load_gene_stats, score_rows
+
+    meta, var_names, n_cells = sample_header(path)
+    scored, _ = signatures_to_score(
+        var_names, meta, library=library, gmt=gmt, min_coverage=min_coverage
+    )
+    if isinstance(stats, str | os.PathLike):
+        stats = load_gene_stats(stats)
+    start, stop = chunk_bounds(n_cells, n_chunks)[chunk]
+    log.info("scoring cells %d:%d of %d (range %d of %d)", start, stop, n_cells, chunk + 1,
+             n_chunks)  # fmt: skip
+    return score_rows(
+        path, scored, method, start=start, stop=stop, stats=stats, n_null=n_null,
+        random_state=random_state, n_threads=n_threads, options=_method_options(method, random_state),
+    )  # fmt: skip
+
+
+def gather_sample_scores(
+    path: str | os.PathLike,
+    scores: list,
+    pvalues: list,
+    *,
+    library: list[str],
+    gmt: list[str],
+    min_coverage: float,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`score_sample`'s four tables from the per-range tables (frames or parquet paths,
+    in range order): scores and p-values concatenated, FDR across all cells, coverage."""
+    from .scoring.chunked import gather
+
+    meta, var_names, n_cells = sample_header(path)
+    _, table = signatures_to_score(
+        var_names, meta, library=library, gmt=gmt, min_coverage=min_coverage
+    )
+    frames = [
+        [part if isinstance(part, pd.DataFrame) else pd.read_parquet(part) for part in parts]
+        for parts in (scores, pvalues)
+    ]
+    all_scores, all_pvalues, fdr = gather(*frames)
+    if len(all_scores) != n_cells:
+        raise InputError(
+            f"{path}: the chunk tables hold {len(all_scores)} cells, the sample {n_cells}; "
+            "delete the sample's chunks/ folder and re-run"
+        )
+    return all_scores, all_pvalues, fdr, table
