@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## test: lint, unit, parity, workflow and browser tests
 test: $(STAMP) lint browser
-	$(BIN)/pytest -n $(CORES) tests
+	$(BIN)/pytest -n $(CORES) --dist loadfile tests
 
 ## browser: headless Chromium for the report tests (skipped, with a message, where apt is unavailable)
 browser:

@@ -101,13 +101,26 @@ def worker(args) -> None:
     _run_tool(args.worker, small, signatures, args.threads)
     del small
     data = args.data if streamed else ad.read_h5ad(args.data)
+    # Best of up to --repeats runs, stopping once 10 s have been spent: the machine is shared,
+    # and the fastest run is the least disturbed one. Slow tools therefore run once.
+    times, spent = [], 0.0
     with PeakRSS() as rss:
-        start = time.perf_counter()
-        scores = _run_tool(args.worker, data, signatures, args.threads)
-        seconds = time.perf_counter() - start
+        while len(times) < args.repeats and spent < 10.0:
+            start = time.perf_counter()
+            scores = _run_tool(args.worker, data, signatures, args.threads)
+            times.append(time.perf_counter() - start)
+            spent += times[-1]
+    seconds = min(times)
     np.save(args.out, scores)
     print(
-        json.dumps({"seconds": seconds, "base_mb": rss.base / 2**20, "peak_mb": rss.peak / 2**20})
+        json.dumps(
+            {
+                "seconds": seconds,
+                "runs": len(times),
+                "base_mb": rss.base / 2**20,
+                "peak_mb": rss.peak / 2**20,
+            }
+        )
     )
 
 
@@ -132,10 +145,10 @@ def make_signatures(path: Path, n_signatures: int, seed: int) -> dict:
     }
 
 
-def run(tool: str, data: Path, sigs: Path, workdir: Path, threads: int) -> dict:
+def run(tool: str, data: Path, sigs: Path, workdir: Path, threads: int, repeats: int) -> dict:
     out = workdir / f"{tool.replace(':', '_')}.npy"
     command = [sys.executable, __file__, "--worker", tool, "--data", str(data), "--sigs", str(sigs)]
-    command += ["--out", str(out), "--threads", str(threads)]
+    command += ["--out", str(out), "--threads", str(threads), "--repeats", str(repeats)]
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -143,7 +156,10 @@ def run(tool: str, data: Path, sigs: Path, workdir: Path, threads: int) -> dict:
         return {"tool": tool, "failed": True}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(tool=tool, scores=str(out))
-    print(f"  {tool:<24} {result['seconds']:8.2f} s   peak {result['peak_mb']:8.0f} MB", flush=True)
+    print(
+        f"  {tool:<24} {result['seconds']:8.2f} s (best of {result['runs']})   peak {result['peak_mb']:8.0f} MB",
+        flush=True,
+    )
     return result
 
 
@@ -155,12 +171,12 @@ def agreement(ours: np.ndarray, reference: np.ndarray) -> float:
 def table(results: list[dict], matrix_mb: float) -> str:
     by_tool = {r["tool"]: r for r in results if not r.get("failed")}
     lines = [
-        "| tool | time (s) | reference / seedsoil | peak RSS (MB) | extra over loaded data | max abs diff vs reference |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| tool | time (s) | runs | reference / seedsoil | peak RSS (MB) | extra over loaded data | max abs diff vs reference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if r.get("failed"):
-            lines.append(f"| {r['tool']} | failed | | | | |")
+            lines.append(f"| {r['tool']} | failed | | | | | |")
             continue
         ratio, diff = "", ""
         if r["tool"].startswith("seedsoil"):
@@ -174,7 +190,7 @@ def table(results: list[dict], matrix_mb: float) -> str:
             f" ({100 * extra / matrix_mb:.0f} %)" if not tool_streams(r["tool"]) else ""
         )
         lines.append(
-            f"| {r['tool']} | {r['seconds']:.2f} | {ratio} | {r['peak_mb']:.0f} | {extra_text} | {diff} |"
+            f"| {r['tool']} | {r['seconds']:.2f} | {r['runs']} | {ratio} | {r['peak_mb']:.0f} | {extra_text} | {diff} |"
         )
     return "\n".join(lines)
 
@@ -198,6 +214,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="best of this many runs (within 10 s)"
+    )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="where the generated .h5ad files go"
     )
@@ -241,7 +260,7 @@ def main() -> None:
             f"X = {matrix_mb:.0f} MB, {args.signatures} signatures, {args.threads} threads",
             flush=True,
         )
-        runs = [run(tool, data, sigs, workdir, args.threads) for tool in tools]
+        runs = [run(tool, data, sigs, workdir, args.threads, args.repeats) for tool in tools]
         results += runs
         print(table(runs, matrix_mb), flush=True)
     (workdir / "results.json").write_text(json.dumps(results, indent=1))

@@ -27,3 +27,20 @@ def umi_adata(umi_lognorm):
     )
     adata.layers["counts"] = counts
     return adata
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Playwright; skips with the install command when absent."""
+    from browser_helpers import ARGS, CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "headless Chromium not found at /usr/bin/chromium: run `make browser` or .ci/run "
+            "(both call scripts/install-browser.sh, i.e. apt-get install -y chromium)"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()

@@ -13,54 +13,12 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pytest
+from browser_helpers import COHORT_SECTIONS, SAMPLE_SECTIONS, assert_clean_load, open_page
 from report_fixtures import XSS, sample_inputs
 
 from seedsoil.report import pseudobulk, summarise_sample, write_cohort, write_sample_report
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).parent / "output" / "screenshots"
-SAMPLE_SECTIONS = [
-    "overview",
-    "qc",
-    "coverage",
-    "cell-types",
-    "scores",
-    "embedding",
-    "ctc",
-    "neutrophils",
-    "immune",
-    "clusters",
-    "communication",
-    "files",
-    "methods",
-]
-COHORT_SECTIONS = ["samples", "heatmap", "conditions", "ssgsea", "files", "methods"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(
-            "headless Chromium not found at /usr/bin/chromium: run `make browser` or .ci/run "
-            "(both call scripts/install-browser.sh, i.e. apt-get install -y chromium)"
-        )
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -94,30 +52,6 @@ def reports(tmp_path_factory):
         "sample": root / "demo" / "sample0" / "report.html",
         "cohort": root / "cohort" / "index.html",
     }
-
-
-def open_page(browser, path: Path, screenshot: str):
-    """Load ``path``; return the page and what it logged, requested and popped up."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    seen = {"errors": [], "requests": [], "dialogs": []}
-    page.on("console", lambda m: m.type == "error" and seen["errors"].append(m.text))
-    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-    page.on("request", lambda r: seen["requests"].append(r.url))
-    page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
-    page.goto(path.resolve().as_uri(), wait_until="load")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / screenshot), full_page=True)
-    return page, seen
-
-
-def assert_clean_load(page, seen, path: Path, sections: list[str]):
-    assert seen["errors"] == []
-    assert seen["dialogs"] == []
-    assert seen["requests"] == [path.resolve().as_uri()]
-    for section in sections:
-        assert page.locator(f"#{section}").count() == 1, section
-    images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-    assert images and all(complete and width > 0 for complete, width in images)
 
 
 def test_sample_report_in_browser(browser, reports):

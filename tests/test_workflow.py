@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -63,6 +65,7 @@ def test_every_sample_gets_every_output(finished_run):
             "calls.parquet",
             "communication.tsv",
             "interpretation.json",
+            "scored.h5ad",
             "report.html",
         ):
             assert (folder / name).is_file(), f"{dataset}/{sample}/{name} missing"
@@ -80,6 +83,26 @@ def test_scores_equal_the_engine_on_the_sample_file(finished_run):
     )
     np.testing.assert_allclose(written.to_numpy(), recomputed.to_numpy(), rtol=0, atol=1e-12)
     assert list(written.index) == list(recomputed.index)
+
+
+def test_scored_anndata_carries_the_scores_and_calls(finished_run):
+    folder = finished_run / "results" / "tumour" / "P1"
+    scored = ad.read_h5ad(folder / "scored.h5ad")
+    scores = pd.read_parquet(folder / "scores.parquet")
+    np.testing.assert_array_equal(scored.obs[scores.columns].to_numpy(), scores.to_numpy())
+    assert scored.obs["ctc_candidate"].dtype == bool
+    assert list(scored.obsm["fdr"].columns) == list(scores.columns)
+
+
+def test_snakemake_report_registers_every_user_facing_output(finished_run):
+    result = run_snakemake(finished_run, finished_run / "config.yaml", "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(finished_run / "report.zip") as archive:
+        files = [Path(name).name for name in archive.namelist() if "/data/raw/" in name]
+    for name in ("report.html", "calls.parquet", "communication.tsv"):
+        assert files.count(name) == len(SAMPLES), name
+    for name in ("index.html", "summary.tsv", "condition_tests.tsv", "ssgsea.tsv"):
+        assert files.count(name) == 1, name
 
 
 def test_planted_epithelial_cells_score_highest_for_ctc_identity(finished_run):
@@ -119,3 +142,20 @@ def test_interpretation_refuses_ctc_claims_in_blood_without_epithelial_signal(fi
         (finished_run / "results" / "pbmc" / "pbmc" / "interpretation.json").read_text()
     )
     assert summary["ctc_support"].startswith("not supported")
+
+
+@pytest.mark.browser
+def test_every_report_of_the_run_renders_cleanly_in_a_browser(finished_run, browser):
+    from browser_helpers import COHORT_SECTIONS, SAMPLE_SECTIONS, assert_clean_load, open_page
+
+    for dataset, sample in SAMPLES:
+        path = finished_run / "results" / dataset / sample / "report.html"
+        page, seen = open_page(browser, path, f"workflow_{dataset}_{sample}.png")
+        assert_clean_load(page, seen, path, SAMPLE_SECTIONS)
+        assert sample in page.locator("h1").inner_text()
+        page.close()
+    index = finished_run / "results" / "cohort" / "index.html"
+    page, seen = open_page(browser, index, "workflow_cohort.png")
+    assert_clean_load(page, seen, index, COHORT_SECTIONS)
+    assert page.locator("#sample-table a").count() == len(SAMPLES)
+    page.close()

@@ -100,7 +100,8 @@ def sample_outputs(pattern):
 def get_final_output():
     # Asking for every sample table up front lets all ingest checkpoints run in parallel.
     samples = [f"results/{dataset}/samples.tsv" for dataset in DATASETS.index]
-    return samples + ["results/cohort/index.html"]
+    annotated = sample_outputs("results/{dataset}/{sample}/scored.h5ad")
+    return samples + ["results/cohort/index.html", annotated]
 
 
 def input_size_mb(input):

@@ -9,8 +9,24 @@ rule interpret:
         fdr="results/{dataset}/{sample}/fdr.parquet",
         pairs=COMMUNICATION_PAIRS,
     output:
-        calls="results/{dataset}/{sample}/calls.parquet",
-        communication="results/{dataset}/{sample}/communication.tsv",
+        calls=report(
+            "results/{dataset}/{sample}/calls.parquet",
+            category="Samples",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "sample": "{sample}", "file": "calls"},
+            caption="../report/calls.rst",
+        ),
+        communication=report(
+            "results/{dataset}/{sample}/communication.tsv",
+            category="Samples",
+            subcategory="{dataset}",
+            labels={
+                "dataset": "{dataset}",
+                "sample": "{sample}",
+                "file": "communication",
+            },
+            caption="../report/communication.rst",
+        ),
         summary="results/{dataset}/{sample}/interpretation.json",
     log:
         "logs/interpret/{dataset}/{sample}.log",
@@ -26,3 +42,23 @@ rule interpret:
         interpretation=config["interpretation"],
     script:
         "../scripts/interpret.py"
+
+
+rule annotate_cells:
+    input:
+        cells="results/{dataset}/{sample}/cells.h5ad",
+        scores="results/{dataset}/{sample}/scores.parquet",
+        pvalues="results/{dataset}/{sample}/pvalues.parquet",
+        fdr="results/{dataset}/{sample}/fdr.parquet",
+        calls="results/{dataset}/{sample}/calls.parquet",
+    output:
+        "results/{dataset}/{sample}/scored.h5ad",
+    log:
+        "logs/annotate_cells/{dataset}/{sample}.log",
+    conda:
+        "../../envs/seedsoil.yaml"
+    resources:
+        mem_mb=mem_mb_from_input(800, 6),
+        runtime=runtime_from_input(10, 30),
+    script:
+        "../scripts/annotate_cells.py"

@@ -1,20 +1,29 @@
-import anndata as ad
-
-from seedsoil.pipeline import score_sample
+from seedsoil.pipeline import gather_sample_scores, score_sample
 from seedsoil.util import atomic_path, rule_logging
 
 with rule_logging(snakemake.log[0]):
     scoring = snakemake.params.scoring
-    scores, pvalues, fdr, coverage = score_sample(
-        ad.read_h5ad(snakemake.input.cells),
+    signatures = dict(
         library=snakemake.params.library,
         gmt=snakemake.params.gmt,
         min_coverage=snakemake.params.min_coverage,
-        method=scoring["method"],
-        n_null=scoring["n_null"],
-        random_state=scoring["random_state"],
-        n_threads=snakemake.threads,
     )
+    if snakemake.input.chunk_scores:  # scored by score_chunk jobs: gather them
+        scores, pvalues, fdr, coverage = gather_sample_scores(
+            snakemake.input.cells,
+            list(snakemake.input.chunk_scores),
+            list(snakemake.input.chunk_pvalues),
+            **signatures,
+        )
+    else:  # the path, not an AnnData: the engine streams the file block by block
+        scores, pvalues, fdr, coverage = score_sample(
+            snakemake.input.cells,
+            **signatures,
+            method=scoring["method"],
+            n_null=scoring["n_null"],
+            random_state=scoring["random_state"],
+            n_threads=snakemake.threads,
+        )
     for table, output in ((scores, "scores"), (pvalues, "pvalues"), (fdr, "fdr")):
         table.attrs = {}
         with atomic_path(snakemake.output[output]) as path:

@@ -291,3 +291,27 @@ def gather_sample_scores(
             "delete the sample's chunks/ folder and re-run"
         )
     return all_scores, all_pvalues, fdr, table
+
+
+def annotate_cells(
+    cells: ad.AnnData,
+    scores: pd.DataFrame,
+    pvalues: pd.DataFrame,
+    fdr: pd.DataFrame,
+    calls: pd.DataFrame,
+) -> ad.AnnData:
+    """The sample's AnnData with its results: one ``obs`` column per signature score (named as
+    the signature) and per call, ``obsm["pvalues"]``/``obsm["fdr"]`` as cells × signatures frames.
+
+    Ready for ``scanpy.pl.embedding(adata, basis="X_embedding", color="EMT_bidirectional")``.
+    """
+    annotated = cells.copy()
+    clashes = set(scores.columns) & set(annotated.obs.columns)
+    if clashes:
+        raise ValueError(f"signature names clash with obs columns: {sorted(clashes)}")
+    annotated.obs = annotated.obs.join(scores.reindex(cells.obs_names)).join(
+        calls.reindex(cells.obs_names)
+    )
+    for name, table in (("pvalues", pvalues), ("fdr", fdr)):
+        annotated.obsm[name] = table.reindex(cells.obs_names)
+    return annotated
