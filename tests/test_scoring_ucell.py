@@ -15,6 +15,7 @@ import pyucell
 import scipy.sparse as sp
 from synthetic import cell_names, gene_names, log_normalise, umi_counts
 
+import seedsoil
 from seedsoil.scoring import ucell
 from seedsoil.scoring.base import GeneSet
 
@@ -23,17 +24,19 @@ N_CELLS, N_GENES = 240, 1500
 
 
 def resolve(name: str, genes: list[str], index: dict[str, int]) -> GeneSet:
-    """A GeneSet from pyUCell-style names (``gene-`` is a down gene; missing down genes keep the ``-``)."""
-    up, down, missing = [], [], []
+    """A GeneSet from pyUCell-style names (``gene-`` is a down gene)."""
+    up, down, missing_up, missing_down = [], [], [], []
     for gene in genes:
         is_down = gene.endswith("-")
         symbol = gene.rstrip("+-")
         if symbol not in index:
-            missing.append(symbol + "-" if is_down else symbol)
+            (missing_down if is_down else missing_up).append(symbol)
         else:
             (down if is_down else up).append(index[symbol])
     up, down = np.unique(np.array(up, np.int64)), np.unique(np.array(down, np.int64))
-    return GeneSet(name, up, down, np.ones(up.size), np.ones(down.size), tuple(missing))
+    return GeneSet(
+        name, up, down, np.ones(up.size), np.ones(down.size), tuple(missing_up), tuple(missing_down)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,20 @@ def test_matches_pyucell_with_defaults(matrix, signatures):
     ours = seedsoil_ucell(matrix, signatures)
     assert np.abs(ours - reference(matrix, signatures)).max() <= TOLERANCE
     assert (ours[:, 0] > 0).any()
+
+
+def test_public_score_matches_pyucell_on_directed_signatures_with_missing_down_genes(
+    matrix, signatures
+):
+    as_up_down = {
+        name: {
+            "up": [g.rstrip("+") for g in genes if not g.endswith("-")],
+            "down": [g[:-1] for g in genes if g.endswith("-")],
+        }
+        for name, genes in signatures.items()
+    }
+    ours = seedsoil.score(matrix, as_up_down, method="ucell", var_names=gene_names(N_GENES))
+    assert np.abs(ours.to_numpy() - reference(matrix, signatures)).max() <= TOLERANCE
 
 
 def test_matches_pyucell_when_tie_groups_straddle_max_rank(matrix, signatures):

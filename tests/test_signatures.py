@@ -286,13 +286,12 @@ def test_gmt_repeated_set_name_is_an_error(tmp_path):
         signatures.load_library([], gmt=[path])
 
 
-def test_gmt_unknown_symbol_names_file_and_set(tmp_path):
-    path = tmp_path / "bad.gmt"
+def test_gmt_unknown_symbol_is_kept_with_a_warning_naming_file_and_set(tmp_path, caplog):
+    path = tmp_path / "custom.gmt"
     path.write_text("SET1\tdesc\tCD3E\tNOTAGENE1\n")
-    with pytest.raises(
-        InputError, match=r"bad\.gmt: signature 'SET1': unknown gene symbols NOTAGENE1"
-    ):
-        signatures.load_library([], gmt=[path])
+    library = signatures.load_library([], gmt=[path])
+    assert library["SET1"].up == ("CD3E", "NOTAGENE1")
+    assert "custom.gmt: signature 'SET1': unknown gene symbols NOTAGENE1" in caplog.text
 
 
 def test_gmt_needs_gmt_extension(tmp_path):

@@ -9,33 +9,10 @@ from pathlib import Path
 from .errors import InputError
 
 
-def read_gmt(path: str | Path) -> dict[str, list[str]]:
-    """Gene sets of a GMT file: one set per line, ``name<TAB>description<TAB>gene...``."""
-    sets: dict[str, list[str]] = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        fields = [f.strip() for f in line.split("\t")]
-        if not line.strip():
-            continue
-        if len(fields) < 3 or not fields[0]:
-            raise InputError(f"{path}: line {number} is not 'name<TAB>description<TAB>genes...'")
-        if fields[0] in sets:
-            raise InputError(f"{path}: line {number} repeats gene set {fields[0]!r}")
-        sets[fields[0]] = [g for g in fields[2:] if g]
-    return sets
-
-
 def _signatures(args) -> dict:
-    signatures: dict = {}
-    for path in args.gmt or []:
-        signatures.update(read_gmt(path))
-    if args.signatures:
-        try:
-            from .signatures import load_library
-        except ImportError as error:
-            raise InputError(
-                "--signatures needs seedsoil.signatures, which is not installed; use --gmt"
-            ) from error
-        signatures.update(load_library(args.signatures))
+    from .signatures import load_library
+
+    signatures = load_library(args.signatures or [], gmt=args.gmt or [])
     if not signatures:
         raise InputError("give at least one gene-set file with --gmt or --signatures")
     return signatures

@@ -136,8 +136,12 @@ def _schema_errors(document: object, source: Path) -> list[str]:
     return messages
 
 
-def _clean_genes(symbols: list[str], where: str) -> list[str]:
-    """Resolve aliases (logged) and reject unknown symbols; ``where`` names file and signature."""
+def _clean_genes(symbols: list[str], where: str, strict: bool = True) -> list[str]:
+    """Resolve aliases (logged) and reject unknown symbols; ``where`` names file and signature.
+
+    With ``strict=False`` (user GMT sets, which may hold custom or non-HGNC names) unknown
+    symbols are kept with a warning: they are scored if the data has them, else reported missing.
+    """
     resolved, changes = genes.resolve_aliases(symbols)
     if changes:
         logger.warning(
@@ -152,18 +156,21 @@ def _clean_genes(symbols: list[str], where: str) -> list[str]:
             if genes.guess_species(unknown) == "mouse"
             else ""
         )
-        raise InputError(
+        message = (
             f"{where}: unknown gene symbols {', '.join(unknown)} (not current in GENCODE v44 "
-            f"nor listed in resources/genes/aliases.tsv). Fix the symbols or remove them.{hint}"
+            f"nor listed in resources/genes/aliases.tsv)."
         )
+        if strict:
+            raise InputError(f"{message} Fix the symbols or remove them.{hint}")
+        logger.warning("%s Kept as given.%s", message, hint)
     return resolved
 
 
-def _make_signature(entry: Mapping, source: Path, version: str) -> Signature:
-    """Build a checked Signature from one schema-valid YAML entry."""
+def _make_signature(entry: Mapping, source: Path, version: str, strict: bool = True) -> Signature:
+    """Build a checked Signature from one schema-valid entry (``strict``: see :func:`_clean_genes`)."""
     where = f"{source}: signature {entry['name']!r}"
-    up = _clean_genes(list(entry["genes"]["up"]), where)
-    down = _clean_genes(list(entry["genes"].get("down", [])), where)
+    up = _clean_genes(list(entry["genes"]["up"]), where, strict)
+    down = _clean_genes(list(entry["genes"].get("down", [])), where, strict)
     duplicated = sorted({g for g in up + down if (up + down).count(g) > 1})
     if duplicated:
         raise InputError(
@@ -261,7 +268,7 @@ def read_gmt(path: PathLike) -> dict[str, Signature]:
             "references": [],
             "general_knowledge": f"user-supplied gene set from {source}",
         }
-        library[signature_name] = _make_signature(entry, source, version="")
+        library[signature_name] = _make_signature(entry, source, version="", strict=False)
     return library
 
 

@@ -27,7 +27,8 @@ class GeneSet:
 
     ``up``/``down`` hold sorted, unique column indices of the genes present in the matrix;
     ``up_weights``/``down_weights`` are aligned with them (all ones when unweighted).
-    ``missing`` lists the signature genes absent from the matrix, in signature order.
+    ``missing_up``/``missing_down`` list the signature genes absent from the matrix, per
+    direction, in signature order (rank methods such as UCell count them per direction).
     """
 
     name: str
@@ -35,7 +36,13 @@ class GeneSet:
     down: np.ndarray
     up_weights: np.ndarray
     down_weights: np.ndarray
-    missing: tuple[str, ...] = ()
+    missing_up: tuple[str, ...] = ()
+    missing_down: tuple[str, ...] = ()
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Every absent signature gene, up genes first."""
+        return self.missing_up + self.missing_down
 
     @property
     def size(self) -> int:

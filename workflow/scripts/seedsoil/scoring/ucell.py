@@ -48,12 +48,6 @@ class PreparedUCell:
     w_neg: float
 
 
-def split_missing(missing: tuple[str, ...]) -> tuple[int, int]:
-    """Missing genes per direction: a name ending in ``-`` is a down gene (pyUCell's notation)."""
-    n_down = sum(1 for name in missing if name.endswith("-"))
-    return len(missing) - n_down, n_down
-
-
 def prepare(
     gene_sets: list[GeneSet],
     n_genes: int,
@@ -81,7 +75,7 @@ def prepare(
                 "ucell: signature %r: gene weights are not used (UCell is unweighted)",
                 gene_set.name,
             )
-        missing_up, missing_down = split_missing(gene_set.missing)
+        missing_up, missing_down = len(gene_set.missing_up), len(gene_set.missing_down)
         columns += [np.asarray(gene_set.up, np.int64), np.asarray(gene_set.down, np.int64)]
         n_missing += [missing_up, missing_down] if missing_genes == "impute" else [0, 0]
     union = np.unique(np.concatenate(columns)) if columns else np.empty(0, np.int64)
