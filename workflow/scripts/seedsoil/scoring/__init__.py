@@ -47,21 +47,21 @@ def _signature_parts(name: str, spec) -> tuple[list, list, Mapping]:
             raise InputError(
                 f"signature {name!r}: unknown keys {sorted(unknown)}; use 'up', 'down', 'weights'"
             )
-        up, down, weights = spec.get("up") or [], spec.get("down") or [], spec.get("weights") or {}
+        up, down, weights = spec.get("up"), spec.get("down"), spec.get("weights")
     elif hasattr(spec, "up"):
-        up, down, weights = (
-            spec.up or [],
-            getattr(spec, "down", None) or [],
-            getattr(spec, "weights", None) or {},
-        )
+        up, down, weights = spec.up, getattr(spec, "down", None), getattr(spec, "weights", None)
     else:
-        up, down, weights = spec, [], {}
+        up, down, weights = spec, None, None
+    # None means "none given"; gene lists may be any iterable (list, tuple, array, Index)
+    up = [] if up is None else up
+    down = [] if down is None else down
+    weights = {} if weights is None else weights
     for part in (up, down):
         if isinstance(part, str):
             raise InputError(
                 f"signature {name!r}: expected a list of genes, got the single string {part!r}"
             )
-    return list(dict.fromkeys(up)), list(dict.fromkeys(down)), weights
+    return [str(g) for g in dict.fromkeys(up)], [str(g) for g in dict.fromkeys(down)], weights
 
 
 def _present(
@@ -112,7 +112,9 @@ def resolve_gene_sets(signatures: Mapping, var_names) -> list[GeneSet]:
                 f"(e.g. {(up + down)[:5]}); check species and gene identifiers, or drop the signature"
             )
         gene_sets.append(
-            GeneSet(str(name), up_idx, down_idx, up_w, down_w, tuple(up_missing + down_missing))
+            GeneSet(
+                str(name), up_idx, down_idx, up_w, down_w, tuple(up_missing), tuple(down_missing)
+            )
         )
     return gene_sets
 
