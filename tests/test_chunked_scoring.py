@@ -42,7 +42,7 @@ N_RANGES = 4  # uneven on purpose: 1203 cells
 @pytest.fixture(scope="module")
 def sample_path(tmp_path_factory):
     """A gzip-compressed sample file as split_sample writes it: float32 log-normalised CSR X."""
-    raw = synthetic_tumour(n_per_type=200, n_filler=700, seed=3)
+    raw = synthetic_tumour(n_per_type=201, n_filler=700, seed=3)
     raw = raw[:1203].copy()
     cells = ad.AnnData(
         log_normalise(sp.csr_matrix(raw.X)).astype(np.float32),

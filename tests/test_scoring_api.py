@@ -157,7 +157,8 @@ def test_signature_forms_are_equivalent(umi_lognorm):
     as_list = score(umi_lognorm, {"s": VAR[:20]}, "mean", var_names=VAR)
     as_dict = score(umi_lognorm, {"s": {"up": VAR[:20]}}, "mean", var_names=VAR)
     as_object = score(umi_lognorm, {"s": Signature(VAR[:20])}, "mean", var_names=VAR)
-    assert as_list.equals(as_dict) and as_list.equals(as_object)
+    as_array = score(umi_lognorm, {"s": {"up": np.array(VAR[:20])}}, "mean", var_names=VAR)
+    assert as_list.equals(as_dict) and as_list.equals(as_object) and as_list.equals(as_array)
 
 
 @pytest.mark.parametrize(("method", "options"), CASES)

@@ -13,6 +13,7 @@ sys.path.insert(0, str(BASEDIR / "workflow" / "scripts"))
 
 from seedsoil.datasets import get_builtin
 from seedsoil.fetch import url_filename
+from seedsoil.scoring.chunked import n_chunks_for, needs_gene_stats
 from seedsoil.sheet import load_sheet, source_kind
 from seedsoil.errors import InputError
 from snakemake.exceptions import WorkflowError
@@ -134,5 +135,81 @@ def runtime_from_input(base_min, per_input_gb_min):
         return math.ceil(
             (base_min + per_input_gb_min * input_size_mb(input) / 1024) * attempt
         )
+
+    return runtime
+
+
+# ---- scoring in cell ranges (score.smk)
+
+CHUNK_CELLS = config["scoring"]["chunk_cells"]
+# Streaming jobs hold one block of 20,000 cells plus per-cell result tables: memory is
+# nearly independent of the sample's size (measured in benchmarks/README.md, "Atlas").
+STREAM_MEM_MB = 1500
+
+
+def n_cells(wildcards):
+    """QC-passed cells of a sample, from the ingest checkpoint's sample table."""
+    table = checkpoints.ingest.get(dataset=wildcards.dataset).output.samples
+    samples = pd.read_csv(table, sep="\t", dtype={"sample": str}, keep_default_na=False)
+    return int(samples.set_index("sample").loc[wildcards.sample, "n_cells"])
+
+
+def n_chunks(wildcards):
+    """Cell ranges of a sample (1: scored in one job)."""
+    return n_chunks_for(n_cells(wildcards), CHUNK_CELLS)
+
+
+def chunk_tables(kind):
+    """Input function: the per-range tables of a chunked sample, none for a one-job sample."""
+
+    def tables(wildcards):
+        count = n_chunks(wildcards)
+        if count == 1:
+            return []
+        folder = f"results/{wildcards.dataset}/{wildcards.sample}/chunks"
+        return [f"{folder}/{kind}.{chunk}.parquet" for chunk in range(count)]
+
+    return tables
+
+
+def final_gene_stats(wildcards):
+    """The gene statistics of all a sample's cells: the last range's, if the scoring needs them."""
+    scoring = config["scoring"]
+    options = (
+        {"random_state": scoring["random_state"]}
+        if scoring["method"] == "scanpy"
+        else {}
+    )
+    if not needs_gene_stats(scoring["method"], scoring["n_null"], **options):
+        return []
+    last = n_chunks(wildcards) - 1
+    return f"results/{wildcards.dataset}/{wildcards.sample}/chunks/stats.{last}.npz"
+
+
+def previous_gene_stats(wildcards):
+    chunk = int(wildcards.chunk)
+    if chunk == 0:
+        return []
+    return (
+        f"results/{wildcards.dataset}/{wildcards.sample}/chunks/stats.{chunk - 1}.npz"
+    )
+
+
+def stream_mem_mb(wildcards, attempt):
+    return STREAM_MEM_MB * attempt
+
+
+def score_mem_mb(wildcards, attempt):
+    """The score job also holds the sample's three cells × signatures tables (float64):
+    about 1 KB per cell for a library of ~40 signatures."""
+    return math.ceil((STREAM_MEM_MB + n_cells(wildcards) / 1024) * attempt)
+
+
+def runtime_per_range(base_min, per_input_gb_min):
+    """runtime in minutes for a job reading one range: the cells file's share, times attempt."""
+
+    def runtime(wildcards, input, attempt):
+        share = input_size_mb([input.cells]) / 1024 / n_chunks(wildcards)
+        return math.ceil((base_min + per_input_gb_min * share) * attempt)
 
     return runtime

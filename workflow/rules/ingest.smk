@@ -37,7 +37,8 @@ rule split_sample:
     conda:
         "../../envs/seedsoil.yaml"
     resources:
-        mem_mb=mem_mb_from_input(800, 6),
+        # copies the sample's rows block by block (seedsoil.split): bounded memory
+        mem_mb=stream_mem_mb,
         runtime=runtime_from_input(10, 30),
     script:
         "../scripts/split_sample.py"

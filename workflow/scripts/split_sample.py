@@ -1,9 +1,6 @@
-import anndata as ad
-
-from seedsoil.pipeline import sample_cells
+from seedsoil.split import write_sample_cells
 from seedsoil.util import atomic_path, rule_logging
 
-with rule_logging(snakemake.log[0]):
-    cells = sample_cells(ad.read_h5ad(snakemake.input[0]), snakemake.wildcards.sample)
-    with atomic_path(snakemake.output[0]) as path:
-        cells.write_h5ad(path, compression="gzip")
+# Streamed block by block: the job never holds the whole dataset.
+with rule_logging(snakemake.log[0]), atomic_path(snakemake.output[0]) as path:
+    write_sample_cells(snakemake.input[0], snakemake.wildcards.sample, path)

@@ -280,11 +280,14 @@ def gather_sample_scores(
     _, table = signatures_to_score(
         var_names, meta, library=library, gmt=gmt, min_coverage=min_coverage
     )
-    frames = [
-        [part if isinstance(part, pd.DataFrame) else pd.read_parquet(part) for part in parts]
+    # one table at a time, its parts freed once joined: peak memory about two tables
+    all_scores, all_pvalues = (
+        pd.concat(
+            [part if isinstance(part, pd.DataFrame) else pd.read_parquet(part) for part in parts]
+        )
         for parts in (scores, pvalues)
-    ]
-    all_scores, all_pvalues, fdr = gather(*frames)
+    )
+    all_scores, all_pvalues, fdr = gather([all_scores], [all_pvalues])
     if len(all_scores) != n_cells:
         raise InputError(
             f"{path}: the chunk tables hold {len(all_scores)} cells, the sample {n_cells}; "

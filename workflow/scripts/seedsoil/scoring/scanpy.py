@@ -4,8 +4,8 @@ Definition (Satija et al. 2015, as implemented by scanpy, ``ctrl_as_ref=True``,
 ``gene_pool`` = all genes, ``use_raw=False``):
 
 1. Gene means ``m_g = float64(S_g) / n_cells`` where ``S_g`` is the gene's sum accumulated
-   row by row in the matrix's own dtype (float32 for a float32 ``X``) — scipy's
-   ``X.sum(axis=0)``, which scanpy calls.
+   row by row in the matrix's own dtype (float32 for a float32 ``X``): scanpy calls scipy's
+   ``X.sum(axis=0, dtype="float64")``, whose ``dtype`` applies only to the output.
 2. Bins ``cut_g = rank_min(m_g) // round(n_genes / (n_bins - 1))`` (pandas ``rank(method="min")``).
 3. A legacy ``numpy.random.RandomState(random_state)`` is created per signature (scanpy calls
    ``np.random.seed`` on every call). For each bin holding a signature gene, in ascending bin

@@ -1,0 +1,115 @@
+"""One sample's QC-passed cells copied from the ingested ``.h5ad`` block by block.
+
+:func:`seedsoil.pipeline.sample_cells` does the same on an AnnData in memory; this writes the
+identical file (same matrices, obs, var, obsm and uns) while holding only one block of rows,
+so a split job's memory does not grow with the dataset (all its samples are split in parallel).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import InputError
+
+#: Sparse matrices copied row block by row block (everything else is per-cell metadata).
+_MATRICES = ("X", "layers/counts")
+_CSR_ATTRS = {"encoding-type": "csr_matrix", "encoding-version": "0.1.0"}
+
+
+def _copy_rows(source, target, key: str, keep: np.ndarray, block_size: int, compression) -> None:
+    """Rows ``keep`` (boolean) of the CSR matrix ``source[key]`` into a new ``target[key]``."""
+    node = source[key]
+    if node.attrs.get("encoding-type") != "csr_matrix":
+        raise InputError(
+            f"{source.filename}: /{key} is {node.attrs.get('encoding-type')!r}, not a CSR matrix; "
+            "re-run ingest"
+        )
+    n_genes = int(node.attrs["shape"][1])
+    indptr = node["indptr"][...]
+    group = target.create_group(key)
+    group.attrs.update({**_CSR_ATTRS, "shape": (int(keep.sum()), n_genes)})
+    options = dict(maxshape=(None,), chunks=(1 << 18,), compression=compression)
+    data = group.create_dataset("data", shape=(0,), dtype=node["data"].dtype, **options)
+    indices = group.create_dataset("indices", shape=(0,), dtype=node["indices"].dtype, **options)
+    out_indptr = [np.zeros(1, dtype=np.int64)]
+    nnz = 0
+    for lo in range(0, keep.size, block_size):
+        hi = min(lo + block_size, keep.size)
+        rows = keep[lo:hi]
+        if not rows.any():
+            continue
+        first, last = int(indptr[lo]), int(indptr[hi])
+        block = sp.csr_matrix(
+            (node["data"][first:last], node["indices"][first:last], indptr[lo : hi + 1] - first),
+            shape=(hi - lo, n_genes),
+        )[rows]
+        data.resize((nnz + block.nnz,))
+        indices.resize((nnz + block.nnz,))
+        data[nnz:], indices[nnz:] = block.data, block.indices
+        out_indptr.append(block.indptr[1:].astype(np.int64) + nnz)
+        nnz += block.nnz
+    # the source's index dtype (a subset fits in it): scipy needs indptr and indices alike
+    group.create_dataset("indptr", data=np.concatenate(out_indptr).astype(indptr.dtype))
+
+
+def write_sample_cells(
+    ingested: str | os.PathLike,
+    sample: str,
+    path: str | os.PathLike,
+    *,
+    block_size: int = 50_000,
+    compression: str | None = "gzip",
+) -> int:
+    """Write the QC-passed cells of ``sample`` from the ``ingested`` file to ``path``.
+
+    The result equals ``sample_cells(anndata.read_h5ad(ingested), sample)`` written with
+    ``write_h5ad``: rows in file order, unused categories dropped from categorical obs
+    columns, and ``uns["seedsoil"]`` given ``sample`` and the sample's QC record (per-cell
+    metrics of all its cells, and the count of each QC reason). Returns the number of cells.
+    """
+    import h5py
+    from anndata.io import read_elem, write_elem
+
+    with h5py.File(ingested, "r") as source:
+        obs = read_elem(source["obs"])
+        in_sample = (obs["sample"].astype(str) == sample).to_numpy()
+        keep = in_sample & obs["qc_pass"].to_numpy(dtype=bool)
+        if not keep.any():
+            raise InputError(f"{ingested}: sample {sample!r} has no QC-passed cell to write")
+        uns = read_elem(source["uns"])
+        meta = uns["seedsoil"]
+        meta["sample"] = sample
+        meta["qc"]["sample_metrics"] = {
+            name: obs.loc[in_sample, name].to_numpy().tolist()
+            for name in ("n_counts", "n_genes", "mito_fraction")
+        }
+        reasons = obs.loc[in_sample, "qc_reason"].astype(str).replace("", "kept")
+        meta["qc"]["sample_reasons"] = reasons.value_counts().to_dict()
+        kept = obs.loc[keep].copy()
+        for column in kept.columns:
+            if isinstance(kept[column].dtype, pd.CategoricalDtype):
+                kept[column] = kept[column].cat.remove_unused_categories()
+        obsm = {name: np.asarray(array)[keep] for name, array in read_elem(source["obsm"]).items()}
+        with h5py.File(path, "w") as target:
+            target.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+            kwargs = {"compression": compression} if compression else {}
+            for key in _MATRICES:
+                if key in source:
+                    _copy_rows(source, target, key, keep, block_size, compression)
+            if "layers" not in target:
+                write_elem(target, "layers", {})
+            else:
+                target["layers"].attrs.update(
+                    {"encoding-type": "dict", "encoding-version": "0.1.0"}
+                )
+            write_elem(target, "obs", kept, dataset_kwargs=kwargs)
+            write_elem(target, "var", read_elem(source["var"]), dataset_kwargs=kwargs)
+            write_elem(target, "obsm", obsm, dataset_kwargs=kwargs)
+            for key in ("varm", "obsp", "varp"):
+                write_elem(target, key, {})
+            write_elem(target, "uns", uns, dataset_kwargs=kwargs)
+    return int(keep.sum())
