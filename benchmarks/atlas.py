@@ -24,20 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import yaml
-from anndata.io import write_elem
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from seedsoil.signatures import load_library  # noqa: E402
-from seedsoil.synthetic import cell_names, iter_umi_chunks, log_normalise  # noqa: E402
+from seedsoil.synthetic import cell_names, write_umi_h5ad  # noqa: E402
 
 DATASET, SAMPLE = "atlas", "S1"
-H5_CHUNK = 1 << 18  # elements per HDF5 chunk of X/data and X/indices (1 MB)
 
 
 def library_genes() -> list[str]:
@@ -58,49 +55,19 @@ def gene_symbols(n_genes: int, seed: int) -> list[str]:
 
 
 def write_sample(path: Path, n_cells: int, n_genes: int, nnz_per_cell: int, seed: int) -> int:
-    """The sample file, chunk by chunk; returns the number of stored values."""
-    with h5py.File(path, "w") as f:
-        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-        x = f.create_group("X")
-        x.attrs.update(
-            {
-                "encoding-type": "csr_matrix",
-                "encoding-version": "0.1.0",
-                "shape": (n_cells, n_genes),
-            }
-        )
-        options = dict(maxshape=(None,), chunks=(H5_CHUNK,), compression="gzip", compression_opts=4)
-        data = x.create_dataset("data", shape=(0,), dtype=np.float32, **options)
-        indices = x.create_dataset("indices", shape=(0,), dtype=np.int32, **options)
-        indptr = np.zeros(n_cells + 1, dtype=np.int64)
-        row = nnz = 0
-        for chunk in iter_umi_chunks(n_cells, n_genes, nnz_per_cell, seed):
-            chunk = log_normalise(chunk)
-            data.resize((nnz + chunk.nnz,))
-            indices.resize((nnz + chunk.nnz,))
-            data[nnz:] = chunk.data
-            indices[nnz:] = chunk.indices
-            indptr[row + 1 : row + 1 + chunk.shape[0]] = chunk.indptr[1:] + nnz
-            row += chunk.shape[0]
-            nnz += chunk.nnz
-            print(f"  {row:,} cells written", end="\r", flush=True)
-        x.create_dataset("indptr", data=indptr)
-        obs = pd.DataFrame(
-            {"sample": SAMPLE, "cell_type": "unlabelled", "condition": "NA"},
-            index=cell_names(n_cells),
-        )
-        write_elem(f, "obs", obs)
-        write_elem(f, "var", pd.DataFrame(index=gene_symbols(n_genes, seed)))
-        for key in ("layers", "obsm", "varm", "obsp", "varp"):
-            write_elem(f, key, {})
-        write_elem(
-            f,
-            "uns",
-            {"seedsoil": {"dataset": DATASET, "sample": SAMPLE, "species": "human",
-                          "source": "benchmarks/atlas.py", "version": "benchmark"}},
-        )  # fmt: skip
-    print()
-    return nnz
+    """The sample file (gzip, as the workflow writes it), chunk by chunk; returns the stored values."""
+    obs = pd.DataFrame(
+        {"sample": SAMPLE, "cell_type": "unlabelled", "condition": "NA"},
+        index=cell_names(n_cells),
+    )
+    uns = {
+        "seedsoil": {"dataset": DATASET, "sample": SAMPLE, "species": "human",
+                     "source": "benchmarks/atlas.py", "version": "benchmark"}
+    }  # fmt: skip
+    return write_umi_h5ad(
+        path, n_cells, n_genes, nnz_per_cell, seed,
+        var_names=gene_symbols(n_genes, seed), obs=obs, uns=uns, compression="gzip",
+    )  # fmt: skip
 
 
 def prepare(workdir: Path, args) -> None:

@@ -10,7 +10,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_helpers import REPO, run_snakemake, synthetic_tumour, write_config, write_sheet
+from workflow_helpers import (
+    REPO,
+    TUMOUR_ROW,
+    run_snakemake,
+    synthetic_tumour,
+    write_config,
+    write_sheet,
+)
 
 from seedsoil import score
 from seedsoil.signatures import load_library
@@ -28,14 +35,7 @@ def finished_run(tmp_path_factory):
     sheet = write_sheet(
         workdir / "datasets.tsv",
         [
-            {
-                "id": "tumour",
-                "source": "data/tumour.h5ad",
-                "format": "h5ad",
-                "sample_column": "patient",
-                "cell_type_column": "label",
-                "condition_column": "site",
-            },
+            TUMOUR_ROW,
             {
                 "id": "pbmc",
                 "source": "builtin:pbmc68k_reduced",

@@ -6,7 +6,7 @@ import io
 
 import pandas as pd
 import pytest
-from workflow_helpers import run_snakemake, synthetic_tumour, write_config, write_sheet
+from workflow_helpers import TUMOUR_ROW, run_snakemake, synthetic_tumour, write_config, write_sheet
 
 pytestmark = pytest.mark.workflow
 
@@ -29,16 +29,7 @@ def runs(tmp_path_factory):
     synthetic_tumour().write_h5ad(workdir / "data" / "tumour.h5ad")
     sheet = write_sheet(
         workdir / "datasets.tsv",
-        [
-            {
-                "id": "tumour",
-                "source": "data/tumour.h5ad",
-                "format": "h5ad",
-                "sample_column": "patient",
-                "cell_type_column": "label",
-                "condition_column": "site",
-            }
-        ],
+        [TUMOUR_ROW],
     )
     targets = [f"results/tumour/{sample}/calls.parquet" for sample in SAMPLES]
     tables = {}

@@ -45,6 +45,17 @@ NEUTROPHIL = [
 T_CELL = ["CD3E", "CD3D", "CD2", "CD8A", "GZMB", "NKG7", "PTPRC", "CD247", "IL7R", "CD3G"]
 
 
+#: Sheet row of :func:`synthetic_tumour` written to ``data/tumour.h5ad`` of a workdir.
+TUMOUR_ROW = {
+    "id": "tumour",
+    "source": "data/tumour.h5ad",
+    "format": "h5ad",
+    "sample_column": "patient",
+    "cell_type_column": "label",
+    "condition_column": "site",
+}
+
+
 def synthetic_tumour(n_per_type: int = 40, n_filler: int = 600, seed: int = 0) -> ad.AnnData:
     """Raw UMI counts of two patients, each with epithelial tumour cells, neutrophils and T cells.
 

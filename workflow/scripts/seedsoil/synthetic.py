@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 
@@ -119,14 +120,21 @@ def write_umi_h5ad(
     chunk_size: int = 20_000,
     *,
     log: bool = True,
-) -> None:
+    var_names: list[str] | None = None,
+    obs: pd.DataFrame | None = None,
+    uns: dict | None = None,
+    compression: str | None = None,
+) -> int:
     """Write a UMI-like matrix straight to an AnnData-readable ``.h5ad`` (CSR ``X``), chunk by chunk.
 
     Memory stays at one chunk whatever ``n_cells`` is. ``X`` is log-normalised when ``log``.
+    ``var_names`` default to :func:`gene_names`, ``obs`` to an index of :func:`cell_names`;
+    ``compression`` (e.g. ``"gzip"``) applies to ``X``. Returns the number of stored values.
     """
     import h5py
+    from anndata.io import write_elem
 
-    strings = h5py.string_dtype()
+    storage = {"maxshape": (None,), "chunks": (1 << 18,), "compression": compression}
     with h5py.File(path, "w") as f:
         f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         x = f.create_group("X")
@@ -137,12 +145,8 @@ def write_umi_h5ad(
                 "shape": (n_cells, n_genes),
             }
         )
-        data = x.create_dataset(
-            "data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1 << 18,)
-        )
-        indices = x.create_dataset(
-            "indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(1 << 18,)
-        )
+        data = x.create_dataset("data", shape=(0,), dtype=np.float32, **storage)
+        indices = x.create_dataset("indices", shape=(0,), dtype=np.int32, **storage)
         indptr = x.create_dataset("indptr", shape=(n_cells + 1,), dtype=np.int64)
         indptr[0] = 0
         row, nnz = 0, 0
@@ -156,19 +160,9 @@ def write_umi_h5ad(
             indptr[row + 1 : row + 1 + chunk.shape[0]] = chunk.indptr[1:] + nnz
             row += chunk.shape[0]
             nnz += chunk.nnz
-        for key, names in (("obs", cell_names(n_cells)), ("var", gene_names(n_genes))):
-            group = f.create_group(key)
-            group.attrs.update(
-                {
-                    "encoding-type": "dataframe",
-                    "encoding-version": "0.2.0",
-                    "_index": "_index",
-                    "column-order": np.array([], dtype=strings),
-                }
-            )
-            index = group.create_dataset(
-                "_index", data=np.array(names, dtype=object), dtype=strings
-            )
-            index.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
-        for key in ("layers", "obsm", "varm", "obsp", "varp", "uns"):
-            f.create_group(key).attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        write_elem(f, "obs", pd.DataFrame(index=cell_names(n_cells)) if obs is None else obs)
+        write_elem(f, "var", pd.DataFrame(index=var_names or gene_names(n_genes)))
+        for key in ("layers", "obsm", "varm", "obsp", "varp"):
+            write_elem(f, key, {})
+        write_elem(f, "uns", uns or {})
+    return nnz
