@@ -1,4 +1,5 @@
-"""The real workflow, end to end, on a small config: outputs exist and their numbers are right."""
+"""The real workflow, end to end, on the demo's datasets plus a synthetic tumour: outputs exist,
+their numbers are right and every report renders in a browser."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from workflow_helpers import (
     run_snakemake,
     synthetic_tumour,
     write_config,
-    write_sheet,
 )
 
 from seedsoil import score
@@ -24,7 +24,18 @@ from seedsoil.signatures import load_library
 
 pytestmark = pytest.mark.workflow
 
-SAMPLES = [("tumour", "P1"), ("tumour", "P2"), ("pbmc", "pbmc")]
+# The demo's datasets (config/datasets.tsv as shipped) plus a synthetic tumour with planted markers.
+DEMO_SHEET = REPO / "config" / "datasets.tsv"
+SAMPLES = [
+    ("tumour", "P1"),
+    ("tumour", "P2"),
+    ("pbmc68k", "pbmc68k"),
+    ("oligodendroglioma", "oligodendroglioma"),
+    ("wu2020", "Blood"),
+    ("wu2020", "NAT"),
+    ("wu2020", "Tumor"),
+    ("celltypist_sample", "celltypist_sample"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +43,9 @@ def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     (workdir / "data").mkdir()
     synthetic_tumour().write_h5ad(workdir / "data" / "tumour.h5ad")
-    sheet = write_sheet(
-        workdir / "datasets.tsv",
-        [
-            TUMOUR_ROW,
-            {
-                "id": "pbmc",
-                "source": "builtin:pbmc68k_reduced",
-                "format": "h5ad",
-                "cell_type_column": "bulk_labels",
-                "condition": "blood",
-                "counts": "raw",
-                "min_genes": "50",
-            },
-        ],
-    )
+    demo = pd.read_csv(DEMO_SHEET, sep="\t", dtype=str, keep_default_na=False)
+    sheet = workdir / "datasets.tsv"
+    pd.concat([demo, pd.DataFrame([TUMOUR_ROW])]).fillna("").to_csv(sheet, sep="\t", index=False)
     config = write_config(workdir, sheet)
     result = run_snakemake(workdir, config)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -139,7 +138,7 @@ def test_cohort_summary_has_one_row_per_sample(finished_run):
 
 def test_interpretation_refuses_ctc_claims_in_blood_without_epithelial_signal(finished_run):
     summary = json.loads(
-        (finished_run / "results" / "pbmc" / "pbmc" / "interpretation.json").read_text()
+        (finished_run / "results" / "pbmc68k" / "pbmc68k" / "interpretation.json").read_text()
     )
     assert summary["ctc_support"].startswith("not supported")
 
