@@ -11,7 +11,8 @@ import seedsoil.datasets as ds
 from seedsoil.datasets import BUILTINS, builtin_names, fetch_builtin, provenance
 from seedsoil.errors import InputError
 from seedsoil.fetch import sha256sum
-from seedsoil.io import harmonise, read_matrix
+from seedsoil.harmonise import harmonise
+from seedsoil.io import read_matrix
 from seedsoil.qc import apply_qc, split_samples
 
 WHEELS = Path(__file__).resolve().parents[1] / "resources" / "downloads" / "wheels"

@@ -1,4 +1,4 @@
-"""seedsoil.io.harmonise: the AnnData convention, scale detection and bad inputs."""
+"""seedsoil.harmonise.harmonise: the AnnData convention, scale detection and bad inputs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-import seedsoil.io as sio
+import seedsoil.harmonise as harmonise_module
 from seedsoil.embedding import compute_embedding
 from seedsoil.errors import InputError
-from seedsoil.io import detect_scale, harmonise, make_unique, safe_sample_name
+from seedsoil.harmonise import detect_scale, harmonise, make_unique, safe_sample_name
 
 HUMAN = [
     "CD3E",
@@ -131,7 +131,7 @@ def test_ensembl_declared_as_symbols_is_refused(counts):
 def test_ensembl_ids_map_to_symbols_and_drop_versions(counts, monkeypatch):
     table = {f"ENSG{i:011d}": s for i, s in enumerate(HUMAN[:-1])}  # the last ID has no symbol
     monkeypatch.setattr(
-        sio, "ensembl_to_symbol", lambda ids, species: [table.get(i, i) for i in ids]
+        harmonise_module, "ensembl_to_symbol", lambda ids, species: [table.get(i, i) for i in ids]
     )
     ids = [f"ENSG{i:011d}.{i + 1}" for i in range(len(HUMAN))]
     out = harmonise(make(counts, genes=ids), dataset="d", gene_id="ensembl")

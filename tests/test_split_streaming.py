@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from workflow_helpers import synthetic_tumour
 
 from seedsoil.errors import InputError
-from seedsoil.io import harmonise
+from seedsoil.harmonise import harmonise
 from seedsoil.pipeline import sample_cells
 from seedsoil.qc import apply_qc
 from seedsoil.split import write_sample_cells

@@ -16,7 +16,8 @@ import pandas as pd
 from .datasets import provenance as builtin_provenance
 from .errors import InputError
 from .fetch import sha256sum
-from .io import harmonise, read_matrix
+from .harmonise import harmonise
+from .io import read_matrix
 from .qc import apply_qc, split_samples
 from .sheet import source_kind
 

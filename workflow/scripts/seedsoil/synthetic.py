@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .harmonise import log_normalise  # the convention of X; re-exported for tests and benchmarks
+
 
 def gene_abundance(n_genes: int, seed: int) -> np.ndarray:
     """Relative abundance of each gene (mean 1), log-normal with sigma 1.5, in random gene order."""
@@ -90,17 +92,6 @@ def iter_umi_chunks(
     for i, start in enumerate(range(0, n_cells, chunk_size)):
         rng = np.random.default_rng([seed, 2, i])
         yield _cells(min(chunk_size, n_cells - start), abundance, nnz_per_cell, rng)
-
-
-def log_normalise(counts: sp.csr_matrix, target_sum: float = 1e4) -> sp.csr_matrix:
-    """``log1p(counts / total * target_sum)`` per cell, float32 CSR (the AnnData convention of ``X``)."""
-    counts = sp.csr_matrix(counts)
-    totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    data = np.log1p(counts.data.astype(np.float64) * np.repeat(scale, np.diff(counts.indptr)))
-    return sp.csr_matrix(
-        (data.astype(np.float32), counts.indices.copy(), counts.indptr.copy()), shape=counts.shape
-    )
 
 
 def gene_names(n_genes: int) -> list[str]:
