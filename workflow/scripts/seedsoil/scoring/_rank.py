@@ -124,9 +124,9 @@ def ucell_rank_sums(
     data,
     bits,
     union_of_gene,
-    n_union,
     col_ptr,
-    col_union,
+    gene_col_ptr,
+    gene_cols,
     max_rank,
     tie_offset,
     n_table,
@@ -136,7 +136,9 @@ def ucell_rank_sums(
     A gene's rank is taken among the cell's non-zero, non-NaN values in decreasing order,
     ties resolved as ``greater + 1 + tie_offset * (count - 1)`` (0.5: average, 0: min,
     1: max). A rank above ``max_rank``, or a gene that is zero in the cell, counts as
-    ``max_rank``. Column ``c`` holds the union-gene indices ``col_union[col_ptr[c]:col_ptr[c+1]]``.
+    ``max_rank``. Column ``c`` has ``col_ptr[c+1] - col_ptr[c]`` genes; union gene ``u``
+    belongs to the columns ``gene_cols[gene_col_ptr[u]:gene_col_ptr[u+1]]``. Each column
+    starts at ``size * max_rank`` and only the cell's ranked signature genes adjust it.
     Sums of half-integers below 2**52 are exact in float64, so summation order is irrelevant.
     """
     n_cells = indptr.size - 1
@@ -154,8 +156,6 @@ def ucell_rank_sums(
         group_slot = np.empty(longest, np.int64)
         group_greater = np.empty(longest, np.int64)
         sig_entry = np.empty(longest, np.int64)
-        rank_of_union = np.full(n_union, np.float64(max_rank))
-        touched = np.empty(longest, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             m = 0
             n_sig = 0
@@ -181,23 +181,16 @@ def ucell_rank_sums(
                 entry_group,
             )
             count_greater(group_value, group_count, n_groups, group_greater)
-            n_touched = 0
+            for c in range(n_cols):
+                out[cell, c] = (col_ptr[c + 1] - col_ptr[c]) * np.float64(max_rank)
             for i in range(n_sig):
                 e = sig_entry[i]
                 g = entry_group[e]
                 rank = group_greater[g] + 1 + tie_offset * (group_count[g] - 1)
                 if rank <= max_rank:
                     u = union_of_gene[indices[entry_k[e]]]
-                    rank_of_union[u] = rank
-                    touched[n_touched] = u
-                    n_touched += 1
-            for c in range(n_cols):
-                total = 0.0
-                for j in range(col_ptr[c], col_ptr[c + 1]):
-                    total += rank_of_union[col_union[j]]
-                out[cell, c] = total
-            for i in range(n_touched):
-                rank_of_union[touched[i]] = max_rank
+                    for j in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
+                        out[cell, gene_cols[j]] += rank - max_rank
             clear_groups(table_group, group_slot, n_groups)
     return out
 

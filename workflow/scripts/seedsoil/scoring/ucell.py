@@ -38,9 +38,11 @@ class PreparedUCell:
     """Gene lists as columns over a union of signature genes (``2 * n_sets`` columns: up, down)."""
 
     union_of_gene: np.ndarray  # gene index -> union index, -1 outside every signature
-    n_union: int
-    col_ptr: np.ndarray
-    col_union: np.ndarray
+    col_ptr: np.ndarray  # column c has col_ptr[c + 1] - col_ptr[c] present genes
+    gene_col_ptr: (
+        np.ndarray
+    )  # union gene u is in columns gene_cols[gene_col_ptr[u]:gene_col_ptr[u + 1]]
+    gene_cols: np.ndarray
     n_missing: np.ndarray  # per column: missing genes imputed at max_rank
     length: np.ndarray  # per column: L of the U statistic
     max_rank: int
@@ -84,12 +86,16 @@ def prepare(
     sizes = np.array([c.size for c in columns], np.int64)
     col_ptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     col_union = union_of_gene[np.concatenate(columns)] if columns else np.empty(0, np.int64)
+    # the transpose of the column layout: for each union gene, the columns holding it
+    col_of_entry = np.repeat(np.arange(sizes.size), sizes)
+    order = np.argsort(col_union, kind="stable")
+    gene_col_ptr = np.concatenate(([0], np.cumsum(np.bincount(col_union, minlength=union.size))))
     n_missing = np.array(n_missing, np.int64)
     return PreparedUCell(
         union_of_gene=union_of_gene,
-        n_union=int(union.size),
         col_ptr=col_ptr,
-        col_union=col_union.astype(np.int64),
+        gene_col_ptr=gene_col_ptr.astype(np.int64),
+        gene_cols=col_of_entry[order].astype(np.int64),
         n_missing=n_missing,
         length=sizes + n_missing,
         max_rank=int(max_rank),
@@ -121,9 +127,9 @@ def score_chunk(X: sp.csr_matrix, prepared: PreparedUCell) -> np.ndarray:
         data,
         bits,
         prepared.union_of_gene,
-        prepared.n_union,
         prepared.col_ptr,
-        prepared.col_union,
+        prepared.gene_col_ptr,
+        prepared.gene_cols,
         prepared.max_rank,
         prepared.tie_offset,
         _rank.table_size(X.indptr),
