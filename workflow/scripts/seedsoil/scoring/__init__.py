@@ -199,7 +199,7 @@ def score(
         stats = gene_stats(source.chunks(chunk_size), source.n_genes) if needs else None
         prepared = module.prepare(gene_sets, source.n_genes, stats, **options)
         start = 0
-        for chunk in source.chunks(chunk_size):
+        for chunk in source.chunks(chunk_size, check_finite=stats is None):
             result[start : start + chunk.shape[0]] = module.score_chunk(chunk, prepared)
             start += chunk.shape[0]
     frame = pd.DataFrame(result, index=source.obs_names, columns=[gs.name for gs in gene_sets])
@@ -245,7 +245,7 @@ def significance(
             n_bins=n_bins,
         )
         start = 0
-        for chunk in source.chunks(chunk_size):
+        for chunk in source.chunks(chunk_size, check_finite=False):  # checked by the stats pass
             _, exceed = null.exceedances(chunk, prepared)
             pvalues[start : start + chunk.shape[0]] = null.empirical_pvalues(exceed, n_null)
             start += chunk.shape[0]

@@ -38,8 +38,12 @@ class MatrixSource:
     def n_genes(self) -> int:
         return len(self.var_names)
 
-    def chunks(self, chunk_size: int) -> Iterator[sp.csr_matrix]:
-        """Yield consecutive CSR blocks of at most ``chunk_size`` rows, in row order."""
+    def chunks(self, chunk_size: int, *, check_finite: bool = True) -> Iterator[sp.csr_matrix]:
+        """Yield consecutive CSR blocks of at most ``chunk_size`` rows, in row order.
+
+        Each block is checked for NaN/inf unless ``check_finite=False`` (a pass over data an
+        earlier pass already checked).
+        """
         if chunk_size < 1:
             raise InputError(f"chunk_size must be a positive number of cells, got {chunk_size}")
         if self._path is not None:
@@ -50,13 +54,13 @@ class MatrixSource:
                 indptr = node["indptr"][...] if isinstance(node, h5py.Group) else None
                 for start in range(0, self.n_cells, chunk_size):
                     stop = min(start + chunk_size, self.n_cells)
-                    yield self._checked(
-                        _read_h5_rows(node, indptr, start, stop, self.n_genes), start
-                    )
+                    chunk = _read_h5_rows(node, indptr, start, stop, self.n_genes)
+                    yield self._checked(chunk, start) if check_finite else chunk
         else:
             for start in range(0, self.n_cells, chunk_size):
                 stop = min(start + chunk_size, self.n_cells)
-                yield self._checked(self._read_rows(start, stop), start)
+                chunk = self._read_rows(start, stop)
+                yield self._checked(chunk, start) if check_finite else chunk
 
     def _checked(self, chunk: sp.csr_matrix, start: int) -> sp.csr_matrix:
         # A sum propagates NaN/inf without a temporary of the chunk's size; only a
@@ -90,6 +94,8 @@ def _row_view(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
     # scipy's constructor copies the arrays, so fill an empty matrix of the right shape instead
     view = sp.csr_matrix((stop - start, matrix.shape[1]), dtype=matrix.dtype)
     view.data, view.indices, view.indptr = matrix.data[lo:hi], matrix.indices[lo:hi], indptr
+    # rows of a canonical matrix are canonical; saying so spares the rank methods a re-check
+    view.has_canonical_format = matrix.has_canonical_format
     return view
 
 
