@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-import seedsoil.harmonise as harmonise_module
+import seedsoil.names as names_module
 from seedsoil.embedding import compute_embedding
 from seedsoil.errors import InputError
-from seedsoil.harmonise import detect_scale, harmonise, make_unique, safe_sample_name
+from seedsoil.harmonise import detect_scale, harmonise
+from seedsoil.names import make_unique, safe_sample_name
 
 HUMAN = [
     "CD3E",
@@ -131,7 +132,7 @@ def test_ensembl_declared_as_symbols_is_refused(counts):
 def test_ensembl_ids_map_to_symbols_and_drop_versions(counts, monkeypatch):
     table = {f"ENSG{i:011d}": s for i, s in enumerate(HUMAN[:-1])}  # the last ID has no symbol
     monkeypatch.setattr(
-        harmonise_module, "ensembl_to_symbol", lambda ids, species: [table.get(i, i) for i in ids]
+        names_module, "ensembl_to_symbol", lambda ids, species: [table.get(i, i) for i in ids]
     )
     ids = [f"ENSG{i:011d}.{i + 1}" for i in range(len(HUMAN))]
     out = harmonise(make(counts, genes=ids), dataset="d", gene_id="ensembl")

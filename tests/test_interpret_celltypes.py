@@ -77,3 +77,15 @@ def test_a_label_is_immune_when_most_of_its_cells_are_assigned_an_immune_type():
         ["CD4 T", "CD4 T", "unassigned", "epithelial/tumour", "epithelial/tumour", "CD4 T"]
     )
     assert immune_labels(labels, assigned) == {"Tcell"}
+
+
+def test_ari_is_the_adjusted_rand_index_of_the_label_strings():
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    labels = pd.Series(rng.choice(["x", "y", "z"], 200), index=[f"c{i}" for i in range(200)])
+    assigned = pd.Series(rng.choice(["B", "NK", "unassigned"], 200), index=labels.index)
+    agreement = label_agreement(labels, assigned)
+    keep = assigned != "unassigned"
+    assert agreement["ari_all"] == adjusted_rand_score(labels, assigned)  # exact: same counts
+    assert agreement["ari_assigned"] == adjusted_rand_score(labels[keep], assigned[keep])

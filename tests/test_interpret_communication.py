@@ -139,3 +139,86 @@ def test_pairs_table_without_a_column_is_rejected(tmp_path):
     path.write_text("ligand\treceptor\nVCAM1\tITGA4\n")
     with pytest.raises(InputError, match="missing column"):
         load_pairs(path)
+
+
+def _reference_pvalues(adata, labels, pairs, n_perm, random_state):
+    """The definition written out: dense group means per permutation, one ``permutation`` per draw."""
+    x = adata.X.toarray().astype(np.float64)
+    types = sorted(set(labels))
+    codes = np.array([types.index(t) for t in labels])
+    position = {g: k for k, g in enumerate(adata.var_names)}
+
+    def scores(codes):
+        means = np.array([x[codes == g].mean(axis=0) for g in range(len(types))])
+        ligand = np.array(
+            [
+                [min(m[position[s]] for s in communication.subunits(p)) for p in pairs["ligand"]]
+                for m in means
+            ]
+        )
+        receptor = np.array(
+            [
+                [min(m[position[s]] for s in communication.subunits(p)) for p in pairs["receptor"]]
+                for m in means
+            ]
+        )
+        return ligand[:, None, :] * receptor[None, :, :]
+
+    observed = scores(codes)
+    rng = np.random.default_rng(random_state)
+    exceed = sum(
+        scores(rng.permutation(codes)) >= observed - 1e-10 * np.abs(observed) for _ in range(n_perm)
+    )
+    return ((1.0 + exceed) / (1.0 + n_perm)).ravel()  # sender, receiver, pair order
+
+
+def _tied_sample(seed=4):
+    """Four types; expression takes two values; IL6, IL6R and IL6ST are constant (every draw ties)."""
+    rng = np.random.default_rng(seed)
+    genes = ["VCAM1", "ITGA4", "ITGB1", "CD274", "PDCD1", "IL6", "IL6R", "IL6ST"]
+    types = rng.choice(["A", "B", "C", "D"], 60)
+    x = np.where(rng.random((60, len(genes))) < 0.3, np.log1p(2.0), 0.0).astype(np.float32)
+    x[:, genes.index("IL6R")] = x[:, genes.index("IL6ST")] = x[:, genes.index("IL6")] = 1.0
+    obs = pd.DataFrame({"cell_type": types}, index=[f"c{i}" for i in range(60)])
+    adata = ad.AnnData(sp.csr_matrix(x), obs=obs, var=pd.DataFrame(index=genes))
+    return adata, obs["cell_type"], PAIRS.iloc[:3].reset_index(drop=True)
+
+
+def test_pvalues_equal_the_definition_computed_directly_ties_included():
+    # Tolerance: p-values must be equal exactly (the 1e-10 relative tie tolerance of the
+    # definition absorbs the different summation order of the dense reference).
+    adata, groups, pairs = _tied_sample()
+    table, _ = score_communication(adata, groups, pairs, n_perm=200, random_state=3)
+    expected = _reference_pvalues(adata, groups.to_list(), pairs, 200, 3)
+    np.testing.assert_array_equal(table["pvalue"].to_numpy(), expected)
+    il6 = (table["pair"] == "IL6|IL6R+IL6ST").to_numpy()
+    assert (table.loc[il6, "score"] == 1.0).all() and (table.loc[il6, "pvalue"] == 1.0).all()
+    assert (table.loc[~il6, "pvalue"] < 1.0).any()
+
+
+def test_group_sums_add_each_groups_cells_in_cell_order_for_any_thread_count():
+    import numba
+
+    rng = np.random.default_rng(5)
+    x = sp.random(300, 6, density=0.4, format="csr", random_state=5, dtype=np.float32)
+    codes = rng.integers(0, 3, (300, 40)).astype(np.uint8)  # 40 permutations: 3 blocks of 16
+    rows = np.flatnonzero(np.diff(x.indptr)).astype(np.int64)
+    expected = np.zeros((40, 3, 6))
+    dense = x.toarray().astype(np.float64)
+    for b in range(40):
+        for i in range(300):  # float64, increasing cell order: the one-hot product's order
+            expected[b, codes[i, b]] += dense[i]
+    previous = numba.get_num_threads()
+    try:
+        for threads in {1, previous}:
+            numba.set_num_threads(threads)
+            sums = communication.group_sums(x.indptr, x.indices, x.data, rows, codes, 3, 6)
+            np.testing.assert_array_equal(sums, expected)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def test_pair_genes_are_every_subunit_once():
+    assert communication.pair_genes(PAIRS) == sorted(
+        {"VCAM1", "ITGA4", "ITGB1", "CD274", "PDCD1", "IL6", "IL6R", "IL6ST", "CXCL8", "CXCR2"}
+    )

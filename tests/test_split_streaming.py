@@ -42,8 +42,22 @@ def _assert_same(a, b, where="uns"):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
 
 
-@pytest.mark.parametrize("sample", ["P1", "P2"])
-def test_streamed_split_equals_in_memory_split(ingested, tmp_path, sample):
+@pytest.fixture(scope="module")
+def one_sample(tmp_path_factory):
+    """An ingested file whose one sample's cells all pass QC: the split copies it whole."""
+    raw = synthetic_tumour(n_per_type=10, n_filler=100, seed=6)
+    adata = harmonise(raw, dataset="tumour", source_label="synthetic")
+    apply_qc(adata, min_genes=1, max_mito_fraction=1.0)
+    assert adata.obs["qc_pass"].all()
+    path = tmp_path_factory.mktemp("split") / "ingested.h5ad"
+    adata.write_h5ad(path, compression="gzip")
+    return path
+
+
+@pytest.mark.parametrize(("file", "sample"), [("ingested", "P1"), ("ingested", "P2"),
+                                              ("one_sample", "tumour")])  # fmt: skip
+def test_streamed_split_equals_in_memory_split(request, tmp_path, file, sample):
+    ingested = request.getfixturevalue(file)
     expected_path = tmp_path / "expected.h5ad"
     sample_cells(ad.read_h5ad(ingested), sample).write_h5ad(expected_path, compression="gzip")
     n_cells = write_sample_cells(ingested, sample, tmp_path / "cells.h5ad", block_size=7)

@@ -128,6 +128,18 @@ def mem_mb_from_input(base_mb, per_input_mb):
     return mem_mb
 
 
+def ingest_mem_mb(wildcards, input, attempt):
+    """An .h5ad input is streamed (seedsoil.ingest): one block of cells, the dataset's obs and
+    the embedding's subsample, ~2 GB at a million cells; other formats are read whole.
+    """
+    if DATASETS.loc[wildcards.dataset, "format"] == "h5ad":
+        return math.ceil((INGEST_STREAM_MEM_MB + input_size_mb(input) / 10) * attempt)
+    return mem_mb_from_input(1000, 10)(wildcards, input, attempt)
+
+
+INGEST_STREAM_MEM_MB = 2000
+
+
 def runtime_from_input(base_min, per_input_gb_min):
     """runtime resource in minutes: (base_min + per_input_gb_min * input GB) * attempt."""
 
@@ -199,10 +211,21 @@ def stream_mem_mb(wildcards, attempt):
     return STREAM_MEM_MB * attempt
 
 
-def score_mem_mb(wildcards, attempt):
-    """The score job also holds the sample's three cells × signatures tables (float64):
-    about 1 KB per cell for a library of ~40 signatures."""
+def tables_mem_mb(wildcards, attempt):
+    """Streaming jobs that also hold the sample's cells × signatures tables (score, interpret,
+    sample_report): about 1 KB per cell for a library of ~40 signatures."""
     return math.ceil((STREAM_MEM_MB + n_cells(wildcards) / 1024) * attempt)
+
+
+def runtime_from_cells(base_min, per_100k_cells_min):
+    """runtime in minutes for a job whose work grows with the sample's cells, times attempt."""
+
+    def runtime(wildcards, attempt):
+        return math.ceil(
+            (base_min + per_100k_cells_min * n_cells(wildcards) / 1e5) * attempt
+        )
+
+    return runtime
 
 
 def runtime_per_range(base_min, per_input_gb_min):

@@ -17,7 +17,7 @@ checkpoint ingest:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_from_input(1000, 10),
+        mem_mb=ingest_mem_mb,
         runtime=runtime_from_input(20, 120),
     params:
         row=dataset_row,
@@ -33,6 +33,8 @@ rule split_sample:
         "results/{dataset}/{sample}/cells.h5ad",
     log:
         "logs/split_sample/{dataset}/{sample}.log",
+    benchmark:
+        "results/benchmarks/split_sample/{dataset}/{sample}.tsv"
     retries: 2
     conda:
         "../../envs/seedsoil.yaml"

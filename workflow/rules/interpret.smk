@@ -36,8 +36,9 @@ rule interpret:
     conda:
         "../../envs/seedsoil.yaml"
     resources:
-        mem_mb=mem_mb_from_input(600, 5),
-        runtime=runtime_from_input(15, 60),
+        # annotations, a few genes' columns and the tables (seedsoil.cellfile.read_genes)
+        mem_mb=tables_mem_mb,
+        runtime=runtime_from_cells(10, 1),
     params:
         interpretation=config["interpretation"],
     script:
@@ -55,10 +56,13 @@ rule annotate_cells:
         "results/{dataset}/{sample}/scored.h5ad",
     log:
         "logs/annotate_cells/{dataset}/{sample}.log",
+    benchmark:
+        "results/benchmarks/annotate_cells/{dataset}/{sample}.tsv"
     conda:
         "../../envs/seedsoil.yaml"
     resources:
-        mem_mb=mem_mb_from_input(800, 6),
-        runtime=runtime_from_input(10, 30),
+        # matrices copied as stored; the job holds the joined per-cell tables (seedsoil.annotate)
+        mem_mb=tables_mem_mb,
+        runtime=runtime_from_cells(10, 1),
     script:
         "../scripts/annotate_cells.py"

@@ -28,8 +28,9 @@ rule sample_report:
     conda:
         "../../envs/seedsoil.yaml"
     resources:
-        mem_mb=mem_mb_from_input(1000, 5),
-        runtime=runtime_from_input(10, 30),
+        # annotations, the tables, one block of counts for the pseudobulk (seedsoil.cellfile)
+        mem_mb=tables_mem_mb,
+        runtime=runtime_from_cells(10, 1),
     params:
         library=SIGNATURE_PATHS,
         gmt=GMT_PATHS,
@@ -71,6 +72,8 @@ rule cohort:
         ),
     log:
         "logs/cohort/cohort.log",
+    benchmark:
+        "results/benchmarks/cohort/cohort.tsv"
     localrule: True
     conda:
         "../../envs/seedsoil.yaml"

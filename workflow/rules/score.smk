@@ -82,7 +82,7 @@ rule score:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
-        mem_mb=score_mem_mb,
+        mem_mb=tables_mem_mb,
         runtime=runtime_from_input(15, 60),
     params:
         library=SIGNATURE_PATHS,

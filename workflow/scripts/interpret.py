@@ -1,19 +1,19 @@
 import json
 
-import anndata as ad
-import pandas as pd
-
-from seedsoil.interpret import interpret_sample
+from seedsoil.cellfile import read_genes
+from seedsoil.interpret import genes_needed, interpret_sample, load_pairs, read_cell_table
 from seedsoil.util import atomic_path, rule_logging
 
 with rule_logging(snakemake.log[0]):
     options = snakemake.params.interpretation
+    pairs = load_pairs(snakemake.input.pairs)
+    # Only the few genes interpretation reads from X, never the whole matrix (issue 7).
+    adata = read_genes(snakemake.input.cells, genes_needed(pairs))
+    tables = (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
     calls, communication, summary = interpret_sample(
-        ad.read_h5ad(snakemake.input.cells),
-        pd.read_parquet(snakemake.input.scores),
-        pd.read_parquet(snakemake.input.pvalues),
-        pd.read_parquet(snakemake.input.fdr),
-        pairs=snakemake.input.pairs,
+        adata,
+        *(read_cell_table(path, adata.obs_names) for path in tables),
+        pairs=pairs,
         alpha=options["alpha"],
         n_perm=options["n_perm"],
         random_state=options["random_state"],

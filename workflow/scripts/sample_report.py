@@ -1,15 +1,19 @@
 import json
 from pathlib import Path
 
-import anndata as ad
 import pandas as pd
 
+from seedsoil.cellfile import read_annotations
 from seedsoil.report import pseudobulk, summarise_sample, write_sample_report
 from seedsoil.signatures import library_version, load_library
 from seedsoil.util import atomic_path, rule_logging
 
 with rule_logging(snakemake.log[0]):
-    cells = ad.read_h5ad(snakemake.input.cells)
+    # The matrices of an atlas-size sample do not fit in memory: the report and the summary
+    # need only the annotations, and the pseudobulk streams the counts block by block.
+    with atomic_path(snakemake.output.pseudobulk) as path:
+        pseudobulk(snakemake.input.cells).to_parquet(path)
+    cells = read_annotations(snakemake.input.cells)
     scores = pd.read_parquet(snakemake.input.scores)
     calls = pd.read_parquet(snakemake.input.calls)
     interpretation = json.loads(Path(snakemake.input.interpretation).read_text())
@@ -19,7 +23,9 @@ with rule_logging(snakemake.log[0]):
         adata=cells,
         scores=scores,
         coverage=pd.read_csv(snakemake.input.coverage, sep="\t"),
-        pvalues=pd.read_parquet(snakemake.input.pvalues),
+        # The report links the p-values and checks they are this sample's cells; it shows
+        # none of their values, so only the index is read (an atlas's table is ~0.3 GB).
+        pvalues=pd.read_parquet(snakemake.input.pvalues, columns=[]),
         fdr=pd.read_parquet(snakemake.input.fdr),
         calls=calls,
         communication=pd.read_csv(snakemake.input.communication, sep="\t"),
@@ -32,5 +38,3 @@ with rule_logging(snakemake.log[0]):
         # The cohort links reports by their folder, so the row carries the folder's names.
         row.update(dataset=snakemake.wildcards.dataset, sample=snakemake.wildcards.sample)
         path.write_text(json.dumps(row, indent=2, default=str))
-    with atomic_path(snakemake.output.pseudobulk) as path:
-        pseudobulk(cells).to_parquet(path)

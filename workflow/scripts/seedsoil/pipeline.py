@@ -18,7 +18,7 @@ from .errors import InputError
 from .fetch import sha256sum
 from .harmonise import harmonise
 from .io import read_matrix
-from .qc import apply_qc, split_samples
+from .qc import apply_qc, kept_samples
 from .sheet import source_kind
 
 if TYPE_CHECKING:
@@ -42,43 +42,46 @@ def dataset_provenance(row: dict, path: str | os.PathLike) -> dict[str, str]:
     }
 
 
-def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.AnnData, pd.DataFrame]:
-    """Read a dataset in any supported format, harmonise it and flag QC failures.
+def harmonise_options(row: dict, path: str | os.PathLike) -> dict:
+    """:func:`seedsoil.harmonise.harmonise`'s keyword arguments for a dataset's sheet ``row``."""
+    return {
+        "dataset": row["id"],
+        "sample_key": row["sample_column"] or None,
+        "cell_type_key": row["cell_type_column"] or None,
+        "condition_key": row["condition_column"] or None,
+        "condition": row["condition"],
+        "species": row["species"],
+        "gene_id": row["gene_id"],
+        "counts": row["counts"],
+        "source_label": str(path),
+        "fmt": row["format"],
+        "provenance": dataset_provenance(row, path),
+        "embedding": row.get("embedding") or None,
+    }
 
-    ``row`` is the dataset's sheet row (see ``workflow/schemas/datasets.schema.yaml``), ``qc``
-    the thresholds (``min_genes``, ``max_mito_fraction``, ``min_cells_per_sample``). Returns
-    the harmonised AnnData with every cell (QC flags in ``obs``) and the sample table: one
-    row per sample kept (``sample``, ``condition``, ``n_cells``, ``n_cells_total``).
-    """
-    raw = read_matrix(path, row["format"], transpose=_TRANSPOSE[row.get("transpose", "").lower()])
-    adata = harmonise(
-        raw,
-        dataset=row["id"],
-        sample_key=row["sample_column"] or None,
-        cell_type_key=row["cell_type_column"] or None,
-        condition_key=row["condition_column"] or None,
-        condition=row["condition"],
-        species=row["species"],
-        gene_id=row["gene_id"],
-        counts=row["counts"],
-        source_label=str(path),
-        fmt=row["format"],
-        provenance=dataset_provenance(row, path),
-        embedding=row.get("embedding") or None,
-    )
+
+def record_source(adata: ad.AnnData, row: dict) -> None:
+    """The sheet's ``source`` and ``description`` into ``uns["seedsoil"]`` (in place)."""
     adata.uns["seedsoil"]["source"] = row["source"]
     adata.uns["seedsoil"]["description"] = row.get("description", "")
-    apply_qc(adata, **qc)
-    kept = split_samples(adata)
-    totals = adata.obs["sample"].astype(str).value_counts()
+
+
+def sample_table(adata: ad.AnnData, row: dict, qc: dict) -> pd.DataFrame:
+    """The ingest checkpoint's table of a QC-flagged dataset (``obs`` and ``uns`` suffice): one
+    row per sample kept (``sample``, ``condition``, ``n_cells``, ``n_cells_total``)."""
+    kept = kept_samples(adata)
+    obs = adata.obs
+    totals = obs["sample"].astype(str).value_counts()
+    passed = obs.loc[obs["qc_pass"].to_numpy(dtype=bool)]
+    passed_samples = passed["sample"].astype(str)
     samples = pd.DataFrame(
         {
-            "sample": list(kept),
+            "sample": kept,
             "condition": [
-                ", ".join(sorted(set(cells.obs["condition"].astype(str))))
-                for cells in kept.values()
+                ", ".join(sorted(set(passed.loc[passed_samples == name, "condition"].astype(str))))
+                for name in kept
             ],
-            "n_cells": [cells.n_obs for cells in kept.values()],
+            "n_cells": [int((passed_samples == name).sum()) for name in kept],
             "n_cells_total": [int(totals[name]) for name in kept],
         }
     )
@@ -88,7 +91,22 @@ def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.Ann
             "dataset %s: sample(s) %s dropped: fewer than min_cells_per_sample=%s cells passed QC",
             row["id"], ", ".join(dropped), qc.get("min_cells_per_sample"),
         )  # fmt: skip
-    return adata, samples
+    return samples
+
+
+def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.AnnData, pd.DataFrame]:
+    """Read a dataset in any supported format into memory, harmonise it and flag QC failures.
+
+    ``row`` is the dataset's sheet row (see ``workflow/schemas/datasets.schema.yaml``), ``qc``
+    the thresholds (``min_genes``, ``max_mito_fraction``, ``min_cells_per_sample``). Returns
+    the harmonised AnnData with every cell (QC flags in ``obs``) and :func:`sample_table`.
+    :func:`seedsoil.ingest.ingest` writes the same to a file, streaming ``.h5ad`` inputs.
+    """
+    raw = read_matrix(path, row["format"], transpose=_TRANSPOSE[row.get("transpose", "").lower()])
+    adata = harmonise(raw, **harmonise_options(row, path))
+    record_source(adata, row)
+    apply_qc(adata, **qc)
+    return adata, sample_table(adata, row, qc)
 
 
 def sample_cells(adata: ad.AnnData, sample: str) -> ad.AnnData:
@@ -295,27 +313,3 @@ def gather_sample_scores(
             "delete the sample's chunks/ folder and re-run"
         )
     return all_scores, all_pvalues, fdr, table
-
-
-def annotate_cells(
-    cells: ad.AnnData,
-    scores: pd.DataFrame,
-    pvalues: pd.DataFrame,
-    fdr: pd.DataFrame,
-    calls: pd.DataFrame,
-) -> ad.AnnData:
-    """The sample's AnnData with its results: one ``obs`` column per signature score (named as
-    the signature) and per call, ``obsm["pvalues"]``/``obsm["fdr"]`` as cells × signatures frames.
-
-    Ready for ``scanpy.pl.embedding(adata, basis="X_embedding", color="EMT_bidirectional")``.
-    """
-    annotated = cells.copy()
-    clashes = set(scores.columns) & set(annotated.obs.columns)
-    if clashes:
-        raise ValueError(f"signature names clash with obs columns: {sorted(clashes)}")
-    annotated.obs = annotated.obs.join(scores.reindex(cells.obs_names)).join(
-        calls.reindex(cells.obs_names)
-    )
-    for name, table in (("pvalues", pvalues), ("fdr", fdr)):
-        annotated.obsm[name] = table.reindex(cells.obs_names)
-    return annotated

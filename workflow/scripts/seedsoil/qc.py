@@ -24,24 +24,33 @@ def mito_genes(var_names) -> np.ndarray:
     return np.array([str(g).upper().startswith("MT-") for g in var_names], dtype=bool)
 
 
-def qc_metrics(adata: ad.AnnData) -> pd.DataFrame:
-    """``n_counts`` (total), ``n_genes`` (genes > 0) and ``mito_fraction`` (MT total / total)
-    per cell, on ``layers["counts"]`` if present, else on ``expm1(X)``."""
-    if "counts" in adata.layers:
-        values = sp.csr_matrix(adata.layers["counts"])
+def cell_metrics(
+    counts: sp.csr_matrix | None, X: sp.csr_matrix, mito: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``n_counts`` (total), ``n_genes`` (genes > 0) and ``mito_fraction`` (total of the ``mito``
+    genes / total) of each cell (row), on ``counts`` if given, else on ``expm1(X)``."""
+    if counts is not None:
+        values = sp.csr_matrix(counts)
     else:
-        values = sp.csr_matrix(adata.X, dtype=np.float64, copy=True)
+        values = sp.csr_matrix(X, dtype=np.float64, copy=True)
         values.data = np.expm1(values.data)
     values.eliminate_zeros()
     totals = np.asarray(values.sum(axis=1), dtype=np.float64).ravel()
-    mito = np.asarray(values[:, mito_genes(adata.var_names)].sum(axis=1), dtype=np.float64).ravel()
+    mito_totals = np.asarray(values[:, mito].sum(axis=1), dtype=np.float64).ravel()
+    return {
+        "n_counts": totals,
+        "n_genes": np.diff(values.indptr).astype(np.int64),
+        "mito_fraction": np.divide(
+            mito_totals, totals, out=np.zeros_like(totals), where=totals > 0
+        ),
+    }
+
+
+def qc_metrics(adata: ad.AnnData) -> pd.DataFrame:
+    """:func:`cell_metrics` of every cell of ``adata``, on ``layers["counts"]`` if present."""
+    counts = adata.layers.get("counts")
     return pd.DataFrame(
-        {
-            "n_counts": totals,
-            "n_genes": np.diff(values.indptr).astype(np.int64),
-            "mito_fraction": np.divide(mito, totals, out=np.zeros_like(totals), where=totals > 0),
-        },
-        index=adata.obs_names,
+        cell_metrics(counts, adata.X, mito_genes(adata.var_names)), index=adata.obs_names
     )
 
 
@@ -89,7 +98,7 @@ def apply_qc(
         "min_genes": int(min_genes),
         "max_mito_fraction": float(max_mito_fraction),
         "min_cells_per_sample": int(min_cells_per_sample),
-        "metrics_on": "counts" if "counts" in adata.layers else "expm1(X)",
+        "metrics_on": "counts" if _has_counts(adata) else "expm1(X)",
         "n_mito_genes": int(mito_genes(adata.var_names).sum()),
         "n_cells": int(adata.n_obs),
         "n_pass": int(adata.obs["qc_pass"].sum()),
@@ -106,23 +115,30 @@ def apply_qc(
     return adata
 
 
-def split_samples(adata: ad.AnnData) -> dict[str, ad.AnnData]:
-    """QC-passed cells of each sample, by sample name (sorted).
+def _has_counts(adata: ad.AnnData) -> bool:
+    # an AnnData of annotations only (a streamed ingest) says so through its input scale
+    scale = adata.uns.get("seedsoil", {}).get("input_scale")
+    return "counts" in adata.layers or scale == "counts"
+
+
+def kept_samples(adata: ad.AnnData) -> list[str]:
+    """Names (sorted) of the samples with QC-passed cells; reads ``obs`` and ``uns`` only.
 
     A sample with no cell left raises :class:`InputError` naming the sample, the thresholds and
     how many of its cells each removed — unless its cells passed the per-cell filters and were
     removed only by ``min_cells_per_sample``, which drops the sample on purpose.
     """
     if "qc_pass" not in adata.obs:
-        raise ValueError("split_samples needs qc_pass: call apply_qc first")
+        raise ValueError("kept_samples needs qc_pass: call apply_qc first")
     qc = adata.uns.get("seedsoil", {}).get("qc", {})
     dataset = adata.uns.get("seedsoil", {}).get("dataset", "?")
-    result = {}
-    for sample in sorted(pd.unique(adata.obs["sample"].astype(str))):
-        in_sample = (adata.obs["sample"].astype(str) == sample).to_numpy()
-        keep = in_sample & adata.obs["qc_pass"].to_numpy()
-        if keep.any():
-            result[sample] = adata[keep].copy()
+    samples = adata.obs["sample"].astype(str).to_numpy()
+    passed = adata.obs["qc_pass"].to_numpy(dtype=bool)
+    kept = []
+    for sample in sorted(pd.unique(samples)):
+        in_sample = samples == sample
+        if passed[in_sample].any():
+            kept.append(sample)
             continue
         reasons = adata.obs["qc_reason"][in_sample]
         if reasons.str.contains("min_cells_per_sample").any():
@@ -136,4 +152,12 @@ def split_samples(adata: ad.AnnData) -> dict[str, ad.AnnData]:
             f"a mitochondrial fraction above max_mito_fraction={qc.get('max_mito_fraction')}. "
             "Relax min_genes / max_mito_fraction for this dataset in the sheet."
         )
-    return result
+    return kept
+
+
+def split_samples(adata: ad.AnnData) -> dict[str, ad.AnnData]:
+    """QC-passed cells of each sample of :func:`kept_samples`, by sample name (sorted)."""
+    kept = kept_samples(adata)
+    samples = adata.obs["sample"].astype(str).to_numpy()
+    passed = adata.obs["qc_pass"].to_numpy(dtype=bool)
+    return {sample: adata[(samples == sample) & passed].copy() for sample in kept}

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .cellfile import COMPRESSION, CsrWriter, copy_objects
 from .errors import InputError
 
 #: Sparse matrices copied row block by row block (everything else is per-cell metadata).
 _MATRICES = ("X", "layers/counts")
-_CSR_ATTRS = {"encoding-type": "csr_matrix", "encoding-version": "0.1.0"}
 
 
 def _copy_rows(source, target, key: str, keep: np.ndarray, block_size: int, compression) -> None:
@@ -30,13 +30,7 @@ def _copy_rows(source, target, key: str, keep: np.ndarray, block_size: int, comp
         )
     n_genes = int(node.attrs["shape"][1])
     indptr = node["indptr"][...]
-    group = target.create_group(key)
-    group.attrs.update({**_CSR_ATTRS, "shape": (int(keep.sum()), n_genes)})
-    options = dict(maxshape=(None,), chunks=(1 << 18,), compression=compression)
-    data = group.create_dataset("data", shape=(0,), dtype=node["data"].dtype, **options)
-    indices = group.create_dataset("indices", shape=(0,), dtype=node["indices"].dtype, **options)
-    out_indptr = [np.zeros(1, dtype=np.int64)]
-    nnz = 0
+    writer = CsrWriter(target, key, n_genes, node["data"].dtype, compression)
     for lo in range(0, keep.size, block_size):
         hi = min(lo + block_size, keep.size)
         rows = keep[lo:hi]
@@ -46,14 +40,9 @@ def _copy_rows(source, target, key: str, keep: np.ndarray, block_size: int, comp
         block = sp.csr_matrix(
             (node["data"][first:last], node["indices"][first:last], indptr[lo : hi + 1] - first),
             shape=(hi - lo, n_genes),
-        )[rows]
-        data.resize((nnz + block.nnz,))
-        indices.resize((nnz + block.nnz,))
-        data[nnz:], indices[nnz:] = block.data, block.indices
-        out_indptr.append(block.indptr[1:].astype(np.int64) + nnz)
-        nnz += block.nnz
-    # the source's index dtype (a subset fits in it): scipy needs indptr and indices alike
-    group.create_dataset("indptr", data=np.concatenate(out_indptr).astype(indptr.dtype))
+        )
+        writer.append(block[rows])
+    writer.close()
 
 
 def write_sample_cells(
@@ -61,8 +50,8 @@ def write_sample_cells(
     sample: str,
     path: str | os.PathLike,
     *,
-    block_size: int = 50_000,
-    compression: str | None = "gzip",
+    block_size: int = 20_000,
+    compression: dict | None = COMPRESSION,
 ) -> int:
     """Write the QC-passed cells of ``sample`` from the ``ingested`` file to ``path``.
 
@@ -96,10 +85,15 @@ def write_sample_cells(
         obsm = {name: np.asarray(array)[keep] for name, array in read_elem(source["obsm"]).items()}
         with h5py.File(path, "w") as target:
             target.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-            kwargs = {"compression": compression} if compression else {}
-            for key in _MATRICES:
-                if key in source:
-                    _copy_rows(source, target, key, keep, block_size, compression)
+            kwargs = compression or {}
+            if keep.all():
+                # the matrices as stored (chunks not decompressed): a one-sample atlas splits
+                # at disk speed
+                copy_objects(source, target, [key for key in ("X", "layers") if key in source])
+            else:
+                for key in _MATRICES:
+                    if key in source:
+                        _copy_rows(source, target, key, keep, block_size, compression)
             if "layers" not in target:
                 write_elem(target, "layers", {})
             else:

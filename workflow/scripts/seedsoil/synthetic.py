@@ -125,35 +125,18 @@ def write_umi_h5ad(
     import h5py
     from anndata.io import write_elem
 
-    storage = {"maxshape": (None,), "chunks": (1 << 18,), "compression": compression}
+    from .cellfile import CsrWriter
+
     with h5py.File(path, "w") as f:
         f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-        x = f.create_group("X")
-        x.attrs.update(
-            {
-                "encoding-type": "csr_matrix",
-                "encoding-version": "0.1.0",
-                "shape": (n_cells, n_genes),
-            }
-        )
-        data = x.create_dataset("data", shape=(0,), dtype=np.float32, **storage)
-        indices = x.create_dataset("indices", shape=(0,), dtype=np.int32, **storage)
-        indptr = x.create_dataset("indptr", shape=(n_cells + 1,), dtype=np.int64)
-        indptr[0] = 0
-        row, nnz = 0, 0
+        storage = {"compression": compression} if compression else None
+        writer = CsrWriter(f, "X", n_genes, np.float32, storage)
         for chunk in iter_umi_chunks(n_cells, n_genes, nnz_per_cell, seed, chunk_size):
-            if log:
-                chunk = log_normalise(chunk)
-            data.resize((nnz + chunk.nnz,))
-            indices.resize((nnz + chunk.nnz,))
-            data[nnz:] = chunk.data
-            indices[nnz:] = chunk.indices
-            indptr[row + 1 : row + 1 + chunk.shape[0]] = chunk.indptr[1:] + nnz
-            row += chunk.shape[0]
-            nnz += chunk.nnz
+            writer.append(log_normalise(chunk) if log else chunk)
+        writer.close()
         write_elem(f, "obs", pd.DataFrame(index=cell_names(n_cells)) if obs is None else obs)
         write_elem(f, "var", pd.DataFrame(index=var_names or gene_names(n_genes)))
         for key in ("layers", "obsm", "varm", "obsp", "varp"):
             write_elem(f, key, {})
         write_elem(f, "uns", uns or {})
-    return nnz
+    return writer.nnz

@@ -15,16 +15,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from seedsoil.errors import InputError
 from seedsoil.interpret.celltypes import assign_cell_types
 from seedsoil.interpret.clusters import flag_heterotypic
-from seedsoil.interpret.communication import load_pairs, score_communication
-from seedsoil.interpret.ctc import call_ctc
+from seedsoil.interpret.communication import load_pairs, pair_genes, score_communication
+from seedsoil.interpret.ctc import LEUKOCYTE_MARKER, call_ctc
 from seedsoil.interpret.summary import cell_types_used, summarise_interpretation
 
-__all__ = ["CALL_COLUMNS", "interpret_sample", "load_pairs", "summarise_interpretation"]
+__all__ = [
+    "CALL_COLUMNS",
+    "genes_needed",
+    "interpret_sample",
+    "load_pairs",
+    "read_cell_table",
+    "summarise_interpretation",
+]
 
 #: Columns of ``calls.parquet``, in order (``size_z`` comes from :mod:`.clusters`).
 CALL_COLUMNS = [
@@ -34,17 +42,70 @@ CALL_COLUMNS = [
 ]  # fmt: skip
 
 
+def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
+    """Every gene :func:`interpret_sample` reads from ``X``: PTPRC (the CD45 veto of
+    :func:`~seedsoil.interpret.ctc.call_ctc`) and the ligand/receptor subunits of ``pairs``
+    (a table, a path to one, or None for the shipped table). Reading only these columns
+    (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
+    if not isinstance(pairs, pd.DataFrame):
+        pairs = load_pairs(pairs)
+    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs)})
+
+
+def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
+    """A cells × signatures table (``scores``/``pvalues``/``fdr.parquet``) as ``pd.read_parquet``
+    gives it, indexed by ``obs_names`` itself when it holds exactly those cells in that order.
+
+    That usual case is read one column at a time into one float64 array, sharing the cell index
+    with the AnnData: at a million cells this saves a copy of the table in Arrow memory and a
+    million index strings per table. Any other table (other cells or order, non-float64
+    columns, no stored index) is read whole by ``pd.read_parquet``; :func:`interpret_sample`
+    then aligns it or says what differs.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    schema = file.schema_arrow
+    index_columns = (schema.pandas_metadata or {}).get("index_columns", [])
+    columns = [name for name in schema.names if name not in index_columns]
+    fast = (
+        len(index_columns) == 1
+        and isinstance(index_columns[0], str)
+        and all(pa.types.is_float64(schema.field(name).type) for name in columns)
+        and file.metadata.num_rows == len(obs_names)
+    )
+    if fast:
+        stored = file.read(columns=index_columns).column(0)
+        try:
+            expected = pa.array(obs_names.to_numpy(dtype=object), type=stored.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            fast = False
+        else:
+            fast = stored.equals(pa.chunked_array([expected]))
+    if not fast:
+        return pd.read_parquet(path)
+    values = np.empty((len(obs_names), len(columns)), dtype=np.float64)
+    for k, name in enumerate(columns):
+        values[:, k] = file.read(columns=[name]).column(0).to_numpy()
+    return pd.DataFrame(values, index=obs_names, columns=columns)
+
+
 def _aligned(table: pd.DataFrame, name: str, adata, columns) -> pd.DataFrame:
     """``table`` reindexed to ``adata.obs_names``; InputError when cells or signatures differ."""
+    if columns is not None and list(table.columns) != list(columns):
+        raise InputError(
+            f"{name}: signature columns differ from scores.parquet; write all three tables from one scoring run"
+        )
+    if table.index.equals(adata.obs_names):
+        table = table.copy(deep=False)  # the usual case: no copy of a cells × signatures table
+        table.index = adata.obs_names
+        return table
     missing_cells = adata.obs_names.difference(table.index)
     if len(missing_cells):
         raise InputError(
             f"{name}: {len(missing_cells)} cell(s) of the AnnData are missing (first: {missing_cells[0]!r}); "
             "score the same cells.h5ad the interpretation reads"
-        )
-    if columns is not None and list(table.columns) != list(columns):
-        raise InputError(
-            f"{name}: signature columns differ from scores.parquet; write all three tables from one scoring run"
         )
     return table.reindex(adata.obs_names)
 
@@ -64,7 +125,9 @@ def interpret_sample(
     """Interpret one sample.
 
     ``adata`` follows the AnnData convention (log-normalised ``X``, ``obs["cell_type"]``,
-    ``obs["n_counts"]``/``obs["n_genes"]``); ``scores``/``pvalues``/``fdr`` are cells × signatures
+    ``obs["n_counts"]``/``obs["n_genes"]``); ``X`` needs only the columns of
+    :func:`genes_needed` (``seedsoil.cellfile.read_genes(path, genes_needed(pairs))``) and
+    the results are the same as with every gene. ``scores``/``pvalues``/``fdr`` are cells × signatures
     from the engine (same columns). ``pairs`` is a table from :func:`load_pairs` or a path to one
     (default: the shipped ``resources/communication/pairs.tsv``). Communication groups are the
     dataset's labels when it has any, else the assigned types.

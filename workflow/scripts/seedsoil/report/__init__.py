@@ -4,7 +4,8 @@ Entry points used by the workflow's rule scripts:
 
 - :func:`write_sample_report` — one sample's ``report.html``;
 - :func:`summarise_sample` — one row of ``cohort/summary.tsv``;
-- :func:`pseudobulk` — a sample's genes × cell types summed expression (``pseudobulk.parquet``);
+- :func:`pseudobulk` — a sample's genes × cell types summed expression (``pseudobulk.parquet``),
+  from its AnnData or streamed block by block from its ``cells.h5ad``;
 - :func:`write_cohort` — ``index.html``, ``summary.tsv``, ``condition_tests.tsv``, ``ssgsea.tsv``.
 """
 

@@ -8,6 +8,7 @@ its donor, its dissociation and its sequencing run and are not independent obser
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -15,6 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from seedsoil.cellfile import BLOCK_CELLS
+from seedsoil.errors import InputError
 from seedsoil.scoring.null import benjamini_hochberg
 
 #: Condition labels that mean "no condition given"; such samples join no comparison.
@@ -137,31 +140,79 @@ def _mann_whitney(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
     return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue), MANN_WHITNEY
 
 
-def pseudobulk(adata, *, groupby: str = "cell_type") -> pd.DataFrame:
+def pseudobulk(data, *, groupby: str = "cell_type", block_cells: int = BLOCK_CELLS) -> pd.DataFrame:
     """Summed expression per cell type of one sample: a genes × cell types DataFrame.
 
-    Sums ``layers["counts"]`` when present, else ``expm1(X)`` (per-cell CP10k, what ``X``
-    was made from), so :func:`log_cp10k` can renormalise each column. The number of cells
-    behind each column is kept in ``attrs["n_cells"]`` (preserved by ``to_parquet``), and
-    the summed quantity in ``attrs["source"]``.
+    ``table.loc[gene, group]`` = sum over the cells ``i`` with ``obs[groupby][i] == group``
+    of ``M[i, gene]``, where ``M`` is ``layers["counts"]`` when present, else ``expm1(X)``
+    (per-cell CP10k, what ``X`` was made from; expm1 in X's dtype), summed in float64, so
+    :func:`log_cp10k` can renormalise each column. ``data`` is the sample's AnnData or the
+    path of its ``cells.h5ad``; either is read ``block_cells`` rows at a time (a file from
+    disk), so memory does not grow with the number of cells.
+    Columns are the sorted labels of ``obs[groupby]``; the number of cells behind each
+    column is kept in ``attrs["n_cells"]`` (preserved by ``to_parquet``), and the summed
+    quantity in ``attrs["source"]``.
     """
-    labels = adata.obs[groupby].astype(str).to_numpy()
-    groups, codes = np.unique(labels, return_inverse=True)
-    indicator = sp.csr_matrix(
-        (np.ones(labels.size), (codes, np.arange(labels.size))), shape=(groups.size, labels.size)
-    )
-    if "counts" in adata.layers:
-        matrix, source = adata.layers["counts"], "counts"
-    else:
-        matrix, source = adata.X, "expm1(X)"
-        matrix = matrix.expm1() if sp.issparse(matrix) else np.expm1(matrix)
-    sums = indicator @ sp.csr_matrix(matrix, dtype=np.float64)
-    table = pd.DataFrame(sums.toarray().T, index=adata.var_names.astype(str), columns=groups)
+    from seedsoil.scoring._input import open_source
+
+    labels, has_counts = _pseudobulk_input(data, groupby)
+    codes, groups = pd.factorize(labels, sort=True)
+    source = open_source(data, layer="counts" if has_counts else None)
+    sums = np.zeros((groups.size, source.n_genes))
+    start = 0
+    for block in source.chunks(block_cells, check_finite=False):
+        stop = start + block.shape[0]
+        if not has_counts:
+            block = block.expm1()
+        sums += _group_sums(block, codes[start:stop], groups.size)
+        start = stop
+    table = pd.DataFrame(sums.T, index=source.var_names, columns=groups)
     table.attrs["n_cells"] = {
-        str(g): int(n) for g, n in zip(groups, np.bincount(codes), strict=False)
+        str(g): int(n)
+        for g, n in zip(groups, np.bincount(codes, minlength=groups.size), strict=True)
     }
-    table.attrs["source"] = source
+    table.attrs["source"] = "counts" if has_counts else "expm1(X)"
     return table
+
+
+def _group_sums(block, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Row sums of ``block`` per group code: an n_groups × genes float64 array."""
+    indicator = sp.csr_matrix(
+        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
+    )
+    return (indicator @ sp.csr_matrix(block, dtype=np.float64)).toarray()
+
+
+def _pseudobulk_input(data, groupby: str) -> tuple[np.ndarray, bool]:
+    """Group label of each cell (as str) and whether ``data`` has ``layers["counts"]``."""
+    if isinstance(data, str | os.PathLike):
+        import h5py
+        from anndata.io import read_elem
+
+        try:
+            f = h5py.File(data, "r")
+        except OSError as error:
+            raise InputError(
+                f"cannot read {data} as h5ad ({error}); re-run the split step"
+            ) from None
+        with f:
+            if groupby not in f["obs"]:
+                raise InputError(
+                    f"{data}: obs has no column {groupby!r} to group cells by; "
+                    "re-run the split step, which writes it"
+                )
+            column = pd.Series(read_elem(f["obs"][groupby]))
+            has_counts = "layers" in f and "counts" in f["layers"]
+    else:
+        if groupby not in data.obs:
+            raise InputError(f"AnnData obs has no column {groupby!r} to group cells by")
+        column, has_counts = data.obs[groupby], "counts" in data.layers
+        if data.X is None and not has_counts:
+            raise InputError(
+                "AnnData has neither X nor layers['counts'] (annotations only); "
+                "pass the path of its cells.h5ad so the matrix is read block by block"
+            )
+    return column.astype(str).to_numpy(), has_counts
 
 
 def log_cp10k(table: pd.DataFrame) -> pd.DataFrame:

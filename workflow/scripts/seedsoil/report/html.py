@@ -86,6 +86,8 @@ def write_sample_report(
     """Write one sample's self-contained HTML report to ``out_html``.
 
     ``adata`` is the sample's ``cells.h5ad`` (AnnData convention of docs/architecture.md);
+    only its annotations are read (``obs``, ``obsm``, ``uns``, the number of genes), so
+    ``seedsoil.cellfile.read_annotations(path)`` serves, whatever the number of cells;
     ``scores``/``pvalues``/``fdr`` are cells × signatures; ``coverage`` is ``coverage.tsv``;
     ``calls``, ``communication`` and ``interpretation`` (interfaces of issue 6) add their
     panels when given and show "not computed" otherwise. ``links`` maps a label to a
@@ -158,6 +160,8 @@ def default_links(links: dict[str, str] | None, given: set[str]) -> list[tuple[s
 
 def _align(frame: pd.DataFrame, cells: pd.Index, name: str) -> pd.DataFrame:
     """``frame`` reindexed to the AnnData's cells; an error when they share no cell."""
+    if frame.index.equals(cells):  # the usual case: no copy of an atlas-size table
+        return frame
     frame = frame.set_axis(frame.index.astype(str))
     shared = frame.index.intersection(cells)
     if len(cells) and not len(shared):

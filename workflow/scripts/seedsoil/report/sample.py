@@ -20,6 +20,8 @@ from seedsoil.report.context import (
 )
 
 FDR_LEVEL = 0.05
+#: Longest list value shown in the QC settings table.
+MAX_LISTED = 10
 TOC = [
     ("overview", "Overview"),
     ("qc", "Quality control"),
@@ -49,7 +51,8 @@ def sample_context(
     colours = plots.category_colours(order)
     themes = signature_themes(scores.columns, coverage)
     signatures = order_by_theme(themes)
-    means = scores[signatures].groupby(labels.to_numpy()).mean().reindex(order)
+    # Group all columns and order the small result: scores[signatures] would copy an atlas's table.
+    means = scores.groupby(labels.to_numpy()).mean()[signatures].reindex(order)
     headline = headline_signatures(means, themes)
     coords = _embedding(adata)
     context = {
@@ -90,11 +93,33 @@ def _mode(obs: pd.DataFrame, column: str, default: str) -> str:
 
 
 def _embedding(adata) -> np.ndarray | None:
+    """The first two columns of ``obsm["X_embedding"]``; None without it or when no cell has
+    finite coordinates."""
     coords = adata.obsm.get("X_embedding") if hasattr(adata, "obsm") else None
     if coords is None:
         return None
     coords = np.asarray(coords, dtype=float)
-    return coords[:, :2] if coords.ndim == 2 and coords.shape[1] >= 2 else None
+    if coords.ndim != 2 or coords.shape[1] < 2:
+        return None
+    coords = coords[:, :2]
+    return coords if np.isfinite(coords).all(axis=1).any() else None
+
+
+def _shown_note(coords: np.ndarray, among: np.ndarray | None = None, what: str = "cells") -> str:
+    """Caption sentence saying how many of the cells (of ``among``) the plot draws
+    (:func:`plots.shown_cells`) and how many have coordinates; empty when all are drawn."""
+    placed = np.isfinite(coords).all(axis=1)
+    total = coords.shape[0] if among is None else int(np.count_nonzero(among))
+    located = int(np.count_nonzero(placed if among is None else placed & among))
+    drawn = min(located, plots.MAX_POINTS)
+    if drawn == total:
+        return ""
+    detail = []
+    if located < total:
+        detail.append(f"{located:,} have embedding coordinates")
+    if drawn < located:
+        detail.append("a seeded random subsample" + (" of those" if detail else ""))
+    return f" {drawn:,} of {total:,} {what} shown ({'; '.join(detail)})."
 
 
 def _facts(adata, scores, labels, meta) -> list[tuple[str, str]]:
@@ -155,7 +180,8 @@ def _qc(adata, qc: dict) -> dict:
     ]
     removed = {str(r): n for k in reason_keys for r, n in qc[k].items()}
     flat = _flatten({k: v for k, v in qc.items() if k not in reason_keys})
-    settings = [(k, fmt(v)) for k, v in flat.items()]
+    # Per-cell lists (e.g. the sample's QC metrics) are plotted below, not listed.
+    settings = [(k, fmt(v)) for k, v in flat.items() if np.size(v) <= MAX_LISTED]
     removed_table = None
     if removed:
         frame = pd.DataFrame({"reason": list(removed), "cells": list(removed.values())})
@@ -263,21 +289,26 @@ def _embedding_section(coords, labels, colours, scores, headline, meta) -> dict 
     if coords is None:
         return None
     source = str(meta.get("embedding", "not recorded"))
-    n = coords.shape[0]
-    shown = min(n, plots.MAX_POINTS)
-    sample_note = "" if shown == n else f" A seeded random {shown:,} of {n:,} cells are drawn."
+    note = _shown_note(coords)
     fig = plots.embedding_categories(coords, labels, colours, "cell type")
-    by_type = figure(fig, f"Embedding coloured by cell type.{sample_note}", "embedding by type")
+    by_type = figure(fig, f"Embedding coloured by cell type.{note}", "embedding by type")
     columns = [members[0] for members in headline.values()]
     by_score = None
     if columns:
         fig = plots.embedding_values(coords, scores[columns])
         caption = (
             "Embedding coloured by one signature per headline theme (viridis; highest-scoring "
-            f"cells drawn on top).{sample_note}"
+            f"cells drawn on top).{note}"
         )
         by_score = figure(fig, caption, "embedding by score")
-    return {"sentence": f"Coordinates: {source}.", "by_type": by_type, "by_score": by_score}
+    located = int(np.isfinite(coords).all(axis=1).sum())
+    sentence = f"Coordinates: {source}."
+    if located < coords.shape[0]:
+        sentence += (
+            f" {located:,} of {coords.shape[0]:,} cells have coordinates; cells without are "
+            "left out of the embedding plots."
+        )
+    return {"sentence": sentence, "by_type": by_type, "by_score": by_score}
 
 
 def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
@@ -300,8 +331,10 @@ def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
         result["table"] = table(counts.sort_values("cells", ascending=False))
         if coords is not None:
             fig = plots.embedding_highlight(coords, candidate, "CTC candidates", "CTC candidate")
+            note = _shown_note(coords, candidate, "CTC candidates")
+            note += _shown_note(coords, ~candidate, "other cells")
             result["figures"].append(
-                figure(fig, "CTC candidates (red) on the embedding.", "CTC map")
+                figure(fig, f"CTC candidates (red) on the embedding.{note}", "CTC map")
             )
     if "ctc_confidence" in calls:
         values = calls["ctc_confidence"].to_numpy(float)[candidate] if n else []
@@ -340,7 +373,9 @@ def _neutrophils(scores, themes, labels, coords) -> dict | None:
     figures = []
     if n and coords is not None:
         fig = plots.embedding_highlight(coords, mask, "neutrophils", "neutrophil")
-        figures.append(figure(fig, "Neutrophils (red) on the embedding.", "neutrophil map"))
+        note = _shown_note(coords, mask, "neutrophils") + _shown_note(coords, ~mask, "other cells")
+        caption = f"Neutrophils (red) on the embedding.{note}"
+        figures.append(figure(fig, caption, "neutrophil map"))
     return {"sentence": sentence, "table": table(rows), "figures": figures}
 
 

@@ -152,11 +152,22 @@ def _from_h5ad(path: Path, layer: str | None) -> MatrixSource:
 
     if not path.is_file():
         raise InputError(f"{path}: no such .h5ad file")
+    key = "X" if layer is None else f"layers/{layer}"
     with h5py.File(path, "r") as f:
-        key = "X" if layer is None else f"layers/{layer}"
         if key not in f:
             have = sorted(f["layers"].keys()) if "layers" in f else []
             raise InputError(f"{path}: no layer {layer!r} (layers present: {have})")
+    source = open_h5ad(path, key)
+    _names(source.var_names, "var_names", str(path))  # scoring needs one column per gene
+    return source
+
+
+def open_h5ad(path: Path, key: str = "X", var_group: str = "var") -> MatrixSource:
+    """The CSR or dense matrix ``key`` of the ``.h5ad`` at ``path`` (genes named by ``var_group``,
+    e.g. ``raw/X`` with ``raw/var``), read block by block. Gene names may repeat."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
         node = f[key]
         if isinstance(node, h5py.Group):
             encoding = node.attrs.get("encoding-type", node.attrs.get("h5sparse_format", ""))
@@ -172,10 +183,11 @@ def _from_h5ad(path: Path, layer: str | None) -> MatrixSource:
             n_genes = int(node.attrs.get("shape", node.attrs.get("h5sparse_shape"))[1])
         else:
             n_genes = int(node.shape[1])
-        obs, var = _h5_names(f, "obs", path), _h5_names(f, "var", path)
+        obs, var = _h5_names(f, "obs", path), _h5_names(f, var_group, path)
     if len(var) != n_genes:
-        raise InputError(f"{path}: /var has {len(var)} genes but /{key} has {n_genes} columns")
-    _names(var, "var_names", str(path))
+        raise InputError(
+            f"{path}: /{var_group} has {len(var)} genes but /{key} has {n_genes} columns"
+        )
     return MatrixSource(str(path), obs, var, None, _path=path, _key=key)
 
 

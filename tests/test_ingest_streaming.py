@@ -1,0 +1,175 @@
+"""The streamed ingest of an .h5ad writes the same ingested file as the in-memory ingest."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from workflow_helpers import REPO, synthetic_tumour
+
+import seedsoil.embedding as embedding_module
+from seedsoil.errors import InputError
+from seedsoil.ingest import ingest, ingest_h5ad
+from seedsoil.pipeline import ingest_dataset
+from seedsoil.sheet import load_sheet
+
+QC = {"min_genes": 20, "max_mito_fraction": 0.5, "min_cells_per_sample": 5}
+BLOCK = 7  # cells per block: small, so every input spans many blocks
+
+
+def sheet_row(tmp_path, source, **columns) -> dict:
+    """A sheet row with every default filled in, as the workflow passes it."""
+    path = tmp_path / "datasets.tsv"
+    row = {"id": "tumour", "source": str(source), "format": "h5ad", **columns}
+    pd.DataFrame([row]).to_csv(path, sep="\t", index=False)
+    sheet = load_sheet(path, REPO / "workflow" / "schemas" / "datasets.schema.yaml")
+    return {"id": sheet.index[0], **sheet.iloc[0].to_dict()}
+
+
+def tumour(seed: int = 3) -> ad.AnnData:
+    raw = synthetic_tumour(n_per_type=12, n_filler=80, seed=seed)
+    return raw[np.random.default_rng(seed).permutation(raw.n_obs)].copy()  # interleaved
+
+
+def both_ways(tmp_path, adata: ad.AnnData, **columns) -> tuple[ad.AnnData, ad.AnnData]:
+    """(in-memory ingest, streamed ingest read back) of ``adata`` written as an .h5ad."""
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    row = sheet_row(tmp_path, source, **columns)
+    expected, expected_samples = ingest_dataset(source, row, QC)
+    expected.write_h5ad(tmp_path / "expected.h5ad")  # both read back: uns lists become arrays
+    samples = ingest_h5ad(source, row, QC, tmp_path / "ingested.h5ad", block_cells=BLOCK)
+    pd.testing.assert_frame_equal(samples, expected_samples)
+    return ad.read_h5ad(tmp_path / "expected.h5ad"), ad.read_h5ad(tmp_path / "ingested.h5ad")
+
+
+def assert_same_matrix(written, expected):
+    assert isinstance(written, sp.csr_matrix) and written.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(written.indptr, expected.indptr)
+    np.testing.assert_array_equal(written.indices, expected.indices)
+    np.testing.assert_array_equal(written.data, expected.data)  # bit for bit
+
+
+def assert_same_annotations(written: ad.AnnData, expected: ad.AnnData):
+    pd.testing.assert_frame_equal(written.obs, expected.obs, check_exact=True)
+    pd.testing.assert_index_equal(written.var_names, expected.var_names)
+    np.testing.assert_array_equal(written.obsm["X_embedding"], expected.obsm["X_embedding"])
+    assert_same_tree(written.uns["seedsoil"], expected.uns["seedsoil"])
+
+
+def assert_same_tree(a, b, where="uns"):
+    if isinstance(a, dict):
+        assert sorted(a) == sorted(b), where
+        for key in a:
+            assert_same_tree(a[key], b[key], f"{where}/{key}")
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
+
+
+COLUMNS = {"sample_column": "patient", "cell_type_column": "label", "condition_column": "site"}
+
+
+def test_counts_input_gives_the_in_memory_file(tmp_path):
+    adata = tumour()
+    adata.obsm["X_umap"] = np.random.default_rng(0).normal(size=(adata.n_obs, 2))
+    expected, written = both_ways(tmp_path, adata, **COLUMNS)
+    assert_same_matrix(written.X, expected.X)
+    assert_same_matrix(written.layers["counts"], expected.layers["counts"])
+    assert_same_annotations(written, expected)
+
+
+def test_log_normalised_input_gives_the_in_memory_file(tmp_path):
+    adata = tumour()
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray() * 1.5), dtype=np.float32)
+    adata.obsm["X_umap"] = np.zeros((adata.n_obs, 2))
+    expected, written = both_ways(tmp_path, adata, **COLUMNS)
+    assert written.uns["seedsoil"]["input_scale"] == "log-normalised"
+    assert "counts" not in written.layers
+    assert_same_matrix(written.X, expected.X)
+    assert_same_annotations(written, expected)
+
+
+def test_a_scale_the_first_block_misjudges_is_corrected(tmp_path):
+    """The first block holds integers only; later ones do not: the input is not counts."""
+    adata = tumour()
+    values = adata.X.toarray() * 37.0  # TPM-like but integer ...
+    values[BLOCK + 3] += 0.25  # ... except in the second block
+    adata.X = sp.csr_matrix(values)
+    adata.obsm["X_umap"] = np.zeros((adata.n_obs, 2))
+    expected, written = both_ways(tmp_path, adata, **COLUMNS)
+    assert written.uns["seedsoil"]["input_scale"] == expected.uns["seedsoil"]["input_scale"]
+    assert written.uns["seedsoil"]["input_scale"] == "normalised"
+    assert_same_matrix(written.X, expected.X)
+
+
+def test_raw_counts_and_duplicate_genes(tmp_path):
+    adata = tumour()
+    genes = list(adata.var_names)
+    genes[-1] = genes[0]  # a duplicated symbol, summed
+    adata.var_names = genes
+    adata.raw = adata.copy()
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    adata.obsm["X_umap"] = np.zeros((adata.n_obs, 2))
+    expected, written = both_ways(tmp_path, adata, counts="raw", **COLUMNS)
+    assert written.n_vars == len(genes) - 1
+    assert_same_matrix(written.layers["counts"], expected.layers["counts"])
+    assert_same_annotations(written, expected)
+
+
+def test_embedding_above_the_limit_is_a_seeded_subsample(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedding_module, "MAX_EMBEDDING_CELLS", 30)
+    monkeypatch.setattr(
+        embedding_module.embedding_subsample, "__defaults__", (0, 30)
+    )  # the default max_cells is bound at definition
+    expected, written = both_ways(tmp_path, tumour(), **COLUMNS)
+    coordinates = written.obsm["X_embedding"]
+    assert np.isfinite(coordinates).all(axis=1).sum() == 30
+    assert "on a random 30 of 72 cells" in written.uns["seedsoil"]["embedding"]
+    np.testing.assert_array_equal(coordinates, expected.obsm["X_embedding"])
+
+
+def test_nan_is_named_with_its_row_in_the_file(tmp_path):
+    adata = tumour()
+    values = adata.X.toarray()
+    values[2 * BLOCK + 1, 4] = np.nan
+    adata.X = sp.csr_matrix(values)
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    row = sheet_row(tmp_path, source, **COLUMNS)
+    name = adata.obs_names[2 * BLOCK + 1]
+    with pytest.raises(InputError, match=rf"first: cell '{name}' \(row {2 * BLOCK + 2}\)"):
+        ingest_h5ad(source, row, QC, tmp_path / "ingested.h5ad", block_cells=BLOCK)
+
+
+def test_negative_values_in_a_later_block_are_refused(tmp_path):
+    adata = tumour()
+    values = adata.X.toarray() - 0.5  # z-scored-like values: negative everywhere
+    values[:BLOCK] = np.abs(values[:BLOCK])  # but not in the first block
+    adata.X = sp.csr_matrix(values)
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    row = sheet_row(tmp_path, source, **COLUMNS)
+    with pytest.raises(InputError, match="scaled"):
+        ingest_h5ad(source, row, QC, tmp_path / "ingested.h5ad", block_cells=BLOCK)
+
+
+def test_a_missing_layer_is_named(tmp_path):
+    source = tmp_path / "input.h5ad"
+    tumour().write_h5ad(source)
+    row = sheet_row(tmp_path, source, counts="layer:spliced", **COLUMNS)
+    with pytest.raises(InputError, match=r"counts 'layer:spliced' not found.*layer:NAME"):
+        ingest(source, row, QC, tmp_path / "ingested.h5ad")
+
+
+def test_other_formats_are_ingested_in_memory_into_the_same_layout(tmp_path):
+    adata = tumour()
+    source = tmp_path / "input.csv"
+    pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=adata.var_names).to_csv(source)
+    row = sheet_row(tmp_path, source, format="csv", transpose="false")
+    samples = ingest(source, row, QC, tmp_path / "ingested.h5ad")
+    written = ad.read_h5ad(tmp_path / "ingested.h5ad")
+    assert list(samples["sample"]) == ["tumour"]
+    assert written.uns["seedsoil"]["input_scale"] == "counts"
+    assert written.layers["counts"].sum() == pytest.approx(adata.X.sum(), rel=1e-6)

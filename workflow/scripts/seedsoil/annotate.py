@@ -1,0 +1,117 @@
+"""A sample's results added to its cell file: ``scored.h5ad`` written without loading matrices.
+
+``scored.h5ad`` is ``cells.h5ad`` plus one ``obs`` column per signature score and per call, and
+``obsm["pvalues"]``/``obsm["fdr"]`` as cells × signatures frames. At atlas size the matrices
+(``X``, ``layers``) are tens of GB uncompressed, so every part of ``cells.h5ad`` but ``obs``,
+``obsm`` and the small ``var`` is an HDF5 object copy: stored chunks are copied as they are
+(same chunking and compression, never decompressed). The job holds only per-cell tables and
+its time is mostly disk time. ``anndata.read_h5ad`` reads the result as the AnnData that
+loading ``cells.h5ad``, adding the columns and frames and writing it with ``write_h5ad`` gives.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from .cellfile import COMPRESSION, copy_objects
+from .errors import InputError
+
+#: Groups of the cell file rewritten; every other part is copied unchanged.
+_REWRITTEN = ("obs", "var", "obsm")
+#: ``obsm`` keys of the cells × signatures significance tables, in the order they are written.
+_SIGNIFICANCE = ("pvalues", "fdr")
+
+
+def _aligned(table: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """``table`` with rows in ``index`` order (missing cells NaN); no copy when already so."""
+    return table if table.index.equals(index) else table.reindex(index)
+
+
+def _as_written(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with string columns as ``AnnData.write_h5ad`` stores them (in place): those with
+    fewer distinct values than rows become categoricals, categories in natural sort order."""
+    import anndata as ad
+
+    ad.AnnData().strings_to_categoricals(frame)
+    return frame
+
+
+def scored_obs(obs: pd.DataFrame, scores: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """``obs`` joined with ``scores`` (one column per signature) and ``calls``, rows as in ``obs``.
+
+    Cells absent from a table get missing values. String columns become categoricals as
+    ``AnnData.write_h5ad`` stores them (those with fewer distinct values than cells,
+    categories in natural sort order). Raises :class:`InputError` when a signature or call
+    name is already an ``obs`` column or both a signature and a call. Columns share memory
+    with the given frames (nothing is copied): do not modify those afterwards.
+    """
+    clashes = sorted(set(obs.columns) & set(scores.columns))
+    if clashes:
+        raise InputError(
+            f"signature names clash with obs columns of the cell file: {clashes}; rename "
+            "the signatures in the library or the columns in the dataset, and re-run"
+        )
+    clashes = sorted((set(obs.columns) | set(scores.columns)) & set(calls.columns))
+    if clashes:
+        raise InputError(
+            f"call names clash with obs columns or signature names: {clashes}; rename "
+            "the signatures in the library or the columns in the dataset, and re-run"
+        )
+    # obs.join(scores).join(calls) on aligned rows; join and concat would copy every column
+    parts = [obs, _aligned(scores, obs.index), _aligned(calls, obs.index)]
+    columns = {name: part[name].array for part in parts for name in part.columns}
+    return _as_written(pd.DataFrame(columns, index=obs.index, copy=False))
+
+
+def _read_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    return table if isinstance(table, pd.DataFrame) else pd.read_parquet(table)
+
+
+def write_scored_cells(
+    cells: str | os.PathLike,
+    scores: str | os.PathLike | pd.DataFrame,
+    pvalues: str | os.PathLike | pd.DataFrame,
+    fdr: str | os.PathLike | pd.DataFrame,
+    calls: str | os.PathLike | pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    compression: dict | None = COMPRESSION,
+) -> None:
+    """Write ``scored.h5ad`` to ``path``: the ``cells`` file with the sample's results.
+
+    ``obs`` is :func:`scored_obs` of the cell file's ``obs``; ``obsm`` keeps the cell file's
+    frames and gains ``"pvalues"`` and ``"fdr"`` (cells × signatures, rows in ``obs`` order).
+    Tables are cells × columns frames or paths of parquet files; a path is read only when its
+    part is written and dropped after it, so the job holds at most two cells × signatures
+    tables (the scores and ``obs`` joined with them) whatever the matrices' size.
+    ``compression`` (h5py dataset options) applies to the rewritten ``obs`` and ``obsm``; the copied parts keep the
+    cell file's. Raises :class:`InputError` before ``path`` is created when names clash.
+    Give a temporary name (:func:`seedsoil.util.atomic_path`): a later failure leaves ``path``
+    incomplete.
+    """
+    import h5py
+    from anndata.io import read_elem, write_elem
+
+    kwargs = compression or {}
+    with h5py.File(cells, "r") as source:
+        try:
+            obs = scored_obs(read_elem(source["obs"]), _read_table(scores), _read_table(calls))
+        except InputError as error:
+            raise InputError(f"{cells}: {error}") from None
+        with h5py.File(path, "w") as target:
+            target.attrs.update(source.attrs)
+            copy_objects(source, target, [key for key in source if key not in _REWRITTEN])
+            write_elem(target, "obs", obs, dataset_kwargs=kwargs)
+            var = _as_written(read_elem(source["var"]))
+            write_elem(target, "var", var, dataset_kwargs=kwargs)
+            index = obs.index
+            del obs  # the joined table is the job's largest; free it before the next one
+            write_elem(target, "obsm", {}, dataset_kwargs=kwargs)
+            kept = [f"obsm/{key}" for key in source.get("obsm", {}) if key not in _SIGNIFICANCE]
+            copy_objects(source, target, kept)
+            for key, table in zip(_SIGNIFICANCE, (pvalues, fdr), strict=True):
+                frame = _aligned(_read_table(table), index)
+                write_elem(target["obsm"], key, frame, dataset_kwargs=kwargs)
+                del frame  # before the next table is read

@@ -1,0 +1,176 @@
+"""The ingest stage: a dataset harmonised and QC-flagged into ``ingested.h5ad``.
+
+An ``.h5ad`` input in the current AnnData layout is streamed: its matrix is read, harmonised
+(:func:`seedsoil.harmonise.harmonise_rows`) and written one block of cells at a time, so a job's
+memory does not grow with the dataset. Other formats (10x, delimited, pre-0.7 ``.h5ad``) are
+read whole (:func:`seedsoil.pipeline.ingest_dataset`). Both give the same file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .cellfile import COMPRESSION, CsrWriter, write_annotations
+from .embedding import embedding_subsample
+from .errors import InputError
+from .harmonise import (
+    counts_not_found,
+    embedding_of,
+    harmonise_rows,
+    harmonised_metadata,
+    plan_harmonisation,
+)
+from .pipeline import harmonise_options, ingest_dataset, record_source, sample_table
+from .qc import apply_qc
+
+#: Cells harmonised per block: ~10,000 cells of 2,000 genes hold a few hundred MB of temporaries.
+BLOCK_CELLS = 10_000
+
+
+def ingest(
+    path: str | os.PathLike,
+    row: dict,
+    qc: dict,
+    out_path: str | os.PathLike,
+    *,
+    block_cells: int = BLOCK_CELLS,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Write the harmonised, QC-flagged dataset of sheet ``row`` to ``out_path``; return the
+    sample table (:func:`seedsoil.pipeline.sample_table`). ``qc`` holds the thresholds."""
+    if row["format"] == "h5ad" and _streamable(Path(path)):
+        return ingest_h5ad(
+            path, row, qc, out_path, block_cells=block_cells, random_state=random_state
+        )
+    adata, samples = ingest_dataset(path, row, qc)
+    adata.write_h5ad(out_path, **COMPRESSION)
+    return samples
+
+
+def _streamable(path: Path) -> bool:
+    """An ``.h5ad`` in the AnnData ≥ 0.7 layout (older files are small and read whole)."""
+    import h5py
+
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("encoding-type") == "anndata"
+    except OSError:
+        return False  # the in-memory reader names the problem
+
+
+def _matrix_location(f, counts: str, label: str) -> tuple[str, str]:
+    """``(matrix key, var group)`` of the sheet's ``counts`` choice in the open file ``f``."""
+    layers = list(f["layers"].keys()) if "layers" in f else []
+    if counts == "X":
+        return "X", "var"
+    if counts == "raw" and "raw" in f:
+        return "raw/X", "raw/var"
+    if counts.startswith("layer:") and counts[6:] in layers:
+        return f"layers/{counts[6:]}", "var"
+    raise counts_not_found(counts, label, "raw" in f, layers)
+
+
+def ingest_h5ad(
+    path: str | os.PathLike,
+    row: dict,
+    qc: dict,
+    out_path: str | os.PathLike,
+    *,
+    block_cells: int = BLOCK_CELLS,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """:func:`ingest` for an ``.h5ad`` input, one block of ``block_cells`` cells in memory.
+
+    The embedding, when the input brings none, is computed on at most
+    :data:`seedsoil.embedding.MAX_EMBEDDING_CELLS` cells, as in memory.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    from .scoring._input import open_h5ad
+
+    options = harmonise_options(row, path)
+    label = options["source_label"]
+    try:
+        with h5py.File(path, "r") as f:
+            key, var_group = _matrix_location(f, options["counts"], label)
+            obs, var = read_elem(f["obs"]), read_elem(f["var"])
+            obsm = read_elem(f["obsm"]) if "obsm" in f else {}
+            has_raw, layers = "raw" in f, list(f["layers"].keys()) if "layers" in f else []
+    except (OSError, KeyError) as error:
+        raise InputError(
+            f"cannot read {path} as h5ad ({type(error).__name__}: {error}): the file is truncated "
+            "or not an h5ad; re-download it or fix the format column."
+        ) from error
+    source = open_h5ad(Path(path), key, var_group)
+    plan = plan_harmonisation(
+        obs, var, obsm, input_genes=source.var_names, has_raw=has_raw, layers=layers,
+        **{k: v for k, v in options.items() if k not in ("fmt", "provenance")},
+    )  # fmt: skip
+    subsample = embedding_subsample(source.n_cells, random_state)
+
+    def read_blocks():
+        starts = range(0, source.n_cells, block_cells)
+        return zip(starts, source.chunks(block_cells, check_finite=False), strict=True)
+
+    with h5py.File(out_path, "w") as out:
+        sink = _FileSink(out, len(plan.symbols))
+        values = harmonise_rows(read_blocks, plan, sink, embedding_cells=subsample)
+        sink.close()
+        adata = ad.AnnData(obs=plan.obs, var=pd.DataFrame(index=pd.Index(plan.symbols, dtype=str)))
+        for column, metric in values.metrics.items():
+            adata.obs[column] = metric
+        coordinates, how = embedding_of(plan, values, subsample, random_state)
+        adata.obsm["X_embedding"] = coordinates
+        adata.uns["seedsoil"] = harmonised_metadata(
+            plan, values, dataset=options["dataset"], fmt=options["fmt"],
+            species=options["species"], gene_id=options["gene_id"],
+            provenance=options["provenance"], embedding=how,
+        )  # fmt: skip
+        record_source(adata, row)
+        apply_qc(adata, **qc)
+        samples = sample_table(adata, row, qc)
+        write_annotations(out, adata, COMPRESSION)
+    return samples
+
+
+class _FileSink:
+    """Harmonised blocks appended to ``X`` and ``layers/counts`` of an open h5ad file."""
+
+    def __init__(self, f, n_genes: int):
+        self.f, self.n_genes = f, n_genes
+
+    def start(self) -> None:
+        for key in ("X", "layers"):
+            if key in self.f:
+                del self.f[key]
+        self.X = CsrWriter(self.f, "X", self.n_genes, np.float32, COMPRESSION)
+        self.counts = None
+
+    def append(self, X, counts) -> None:
+        self.X.append(X)
+        if counts is not None:
+            if self.counts is None:
+                layers = self.f.require_group("layers")
+                # harmonise_block gives X the structure of the counts: stored once
+                self.counts = CsrWriter(
+                    layers,
+                    "counts",
+                    self.n_genes,
+                    np.float32,
+                    COMPRESSION,
+                    same_structure_as=self.X,
+                )
+            self.counts.append(counts)
+
+    def close(self) -> None:
+        self.X.close()
+        if self.counts is not None:
+            self.counts.close()
