@@ -3,7 +3,7 @@
 Writes, into a scratch working directory, ``data/atlas.h5ad``: raw UMI-like counts from
 :mod:`seedsoil.synthetic` (CSR ``X``, gzip, generated chunk by chunk, never whole in memory;
 the signature library's genes and 13 mitochondrial genes among filler genes), one sample,
-no cell-type labels. A sheet and config point the real workflow at it; ``snakemake --cores 2``
+8 cell-type labels drawn at random. A sheet and config point the real workflow at it; ``snakemake --cores 2``
 then runs every rule (ingest, split, the chunked scoring jobs, interpretation, annotated cells,
 the sample report, the cohort). Wall time and every job's peak memory (Snakemake
 ``benchmark:`` files) are printed as a Markdown table.
@@ -29,9 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from seedsoil.signatures import load_library  # noqa: E402
-from seedsoil.synthetic import write_umi_h5ad  # noqa: E402
+from seedsoil.synthetic import cell_names, write_umi_h5ad  # noqa: E402
 
 DATASET = SAMPLE = "atlas"  # one sample: the sheet names no sample column
+CELL_TYPES = ["T cell", "B cell", "NK cell", "monocyte", "neutrophil", "platelet",
+              "epithelial", "fibroblast"]  # fmt: skip
 MITO_GENES = ("ND1", "ND2", "CO1", "CO2", "ATP8", "ATP6", "CO3", "ND3", "ND4L", "ND4", "ND5",
               "ND6", "CYB")  # fmt: skip
 
@@ -60,9 +62,15 @@ def write_input(path: Path, n_cells: int, n_genes: int, nnz_per_cell: int, seed:
     fillers = [i for i, name in enumerate(names) if name.startswith("FILLER")]
     for position, gene in zip(fillers[:: len(fillers) // len(mito)], mito, strict=False):
         names[position] = gene
-    return write_umi_h5ad(
-        path, n_cells, n_genes, nnz_per_cell, seed, log=False, var_names=names, compression="gzip"
+    # labels drawn at random: the interpretation's communication test runs over 8 groups
+    labels = np.random.default_rng(seed).integers(len(CELL_TYPES), size=n_cells)
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical.from_codes(labels, CELL_TYPES)}, index=cell_names(n_cells)
     )
+    return write_umi_h5ad(
+        path, n_cells, n_genes, nnz_per_cell, seed,
+        log=False, var_names=names, obs=obs, compression="gzip",
+    )  # fmt: skip
 
 
 def prepare(workdir: Path, args) -> None:
@@ -71,11 +79,21 @@ def prepare(workdir: Path, args) -> None:
     (workdir / "data").mkdir(parents=True)
     sheet = workdir / "datasets.tsv"
     pd.DataFrame(
-        [{"id": DATASET, "source": "data/atlas.h5ad", "format": "h5ad", "species": "human"}]
+        [
+            {
+                "id": DATASET,
+                "source": "data/atlas.h5ad",
+                "format": "h5ad",
+                "species": "human",
+                "cell_type_column": "cell_type",
+            }
+        ]  # fmt: skip
     ).to_csv(sheet, sep="\t", index=False)
     config = {
         "datasets": str(sheet),
         "signatures": {"library": [str(REPO / "resources" / "signatures")], "gmt": []},
+        # the poorest ~0.2 % of cells fail, so the split copies rows rather than the whole file
+        "qc": {"min_genes": args.min_genes, "max_mito_fraction": 0.2, "min_cells_per_sample": 10},
         "scoring": {
             "method": args.method,
             "n_null": args.n_null,
@@ -85,7 +103,7 @@ def prepare(workdir: Path, args) -> None:
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     # generated once per size next to the working directory, then linked in
-    cached = workdir.parent / f"atlas_input_{args.cells}x{args.genes}x{args.nnz}.h5ad"
+    cached = workdir.parent / f"atlas_input_v2_{args.cells}x{args.genes}x{args.nnz}.h5ad"
     if not cached.exists():
         started = time.time()
         nnz = write_input(cached.with_suffix(".partial"), args.cells, args.genes, args.nnz, 0)
@@ -128,6 +146,7 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=20_000)
     parser.add_argument("--nnz", type=int, default=1500, help="non-zeros per cell (mean)")
     parser.add_argument("--chunk-cells", type=int, default=200_000)
+    parser.add_argument("--min-genes", type=int, default=500, help="QC threshold")
     parser.add_argument("--method", default="ucell")
     parser.add_argument("--n-null", type=int, default=1000)
     parser.add_argument("--cores", type=int, default=2)
@@ -149,6 +168,7 @@ def main() -> None:
     summary = {
         "cells": args.cells,
         "genes": args.genes,
+        "cells after QC": len(scores),
         "signatures scored": scores.shape[1],
         "chunk_cells": args.chunk_cells,
         "method": args.method,
