@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format lock report browser test-slurm benchmark clean
+.PHONY: demo test lint format lock report browser test-slurm benchmark benchmark-atlas clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ test-slurm: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_scoring.py
+
+ATLAS_DIR ?= ../seedsoil-atlas
+benchmark-atlas: $(STAMP)
+	$(BIN)/python benchmarks/atlas.py --cells 1000000 --workdir $(ATLAS_DIR)/run
 
 clean:
 	rm -rf results logs .snakemake report.zip

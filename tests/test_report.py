@@ -215,3 +215,13 @@ def test_condition_tests_compare_means_and_fractions_only():
         **{"frac_ctc": [0.1, 0.2, 0.3, 0.4], "alpha": 0.05, "emt_states:hybrid": [1, 2, 3, 4]}
     )
     assert set(condition_tests(summary)["statistic"]) == {"mean:EMT_mesenchymal", "frac_ctc"}
+
+
+def test_qc_table_lists_removed_cells_not_the_kept_ones(inputs, tmp_path):
+    adata = inputs["adata"].copy()
+    adata.uns["seedsoil"]["qc"] = {"min_genes": 15, "sample_reasons": {"kept": 300, "min_genes": 7}}
+    out = tmp_path / "report.html"
+    write_sample_report(out, **{**inputs, "adata": adata})
+    html = out.read_text()
+    table = html[html.index("Cells removed by quality control") :][:3000]
+    assert "min_genes" in table and ">kept<" not in table

@@ -80,3 +80,35 @@ def test_streamed_split_equals_in_memory_split(request, tmp_path, file, sample):
 def test_sample_without_passing_cells_is_an_input_error(ingested, tmp_path):
     with pytest.raises(InputError, match="no QC-passed cell"):
         write_sample_cells(ingested, "P9", tmp_path / "cells.h5ad")
+
+
+def test_counts_sharing_the_structure_of_x_still_share_it_after_the_split(tmp_path):
+    import h5py
+
+    from seedsoil.ingest import ingest_h5ad
+
+    raw = synthetic_tumour(n_per_type=10, n_filler=100, seed=7)
+    raw.obsm["X_umap"] = np.zeros((raw.n_obs, 2))
+    raw.write_h5ad(tmp_path / "input.h5ad")
+    row = {"id": "tumour", "source": "input.h5ad", "format": "h5ad", "species": "human",
+           "gene_id": "symbol", "counts": "X", "sample_column": "patient",
+           "cell_type_column": "", "condition_column": "", "condition": "NA",
+           "embedding": "", "description": ""}  # fmt: skip
+    ingested = tmp_path / "ingested.h5ad"
+    ingest_h5ad(tmp_path / "input.h5ad", row, {"min_genes": 0}, ingested, block_cells=9)
+    median = int(np.median(ad.read_h5ad(ingested).obs["n_genes"]))  # half the cells fail
+    ingest_h5ad(tmp_path / "input.h5ad", row, {"min_genes": median}, ingested, block_cells=9)
+    kept = ad.read_h5ad(ingested).obs.query("sample == 'P1'")["qc_pass"]
+    assert 0 < kept.sum() < kept.size  # rows are copied, not the whole file
+
+    write_sample_cells(ingested, "P1", tmp_path / "cells.h5ad", block_size=7)
+    with h5py.File(tmp_path / "cells.h5ad") as f:
+        address = {key: h5py.h5o.get_info(f[f"{key}/indices"].id).addr
+                   for key in ("X", "layers/counts")}  # fmt: skip
+    assert address["X"] == address["layers/counts"]
+    expected = sample_cells(ad.read_h5ad(ingested), "P1")
+    written = ad.read_h5ad(tmp_path / "cells.h5ad")
+    for key in ("X", "counts"):
+        got = written.X if key == "X" else written.layers[key]
+        want = expected.X if key == "X" else expected.layers[key]
+        np.testing.assert_array_equal(got.toarray(), want.toarray())

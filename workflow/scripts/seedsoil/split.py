@@ -20,29 +20,51 @@ from .errors import InputError
 _MATRICES = ("X", "layers/counts")
 
 
-def _copy_rows(source, target, key: str, keep: np.ndarray, block_size: int, compression) -> None:
-    """Rows ``keep`` (boolean) of the CSR matrix ``source[key]`` into a new ``target[key]``."""
+def _csr_node(source, key: str):
     node = source[key]
     if node.attrs.get("encoding-type") != "csr_matrix":
         raise InputError(
             f"{source.filename}: /{key} is {node.attrs.get('encoding-type')!r}, not a CSR matrix; "
             "re-run ingest"
         )
-    n_genes = int(node.attrs["shape"][1])
-    indptr = node["indptr"][...]
-    writer = CsrWriter(target, key, n_genes, node["data"].dtype, compression)
+    return node
+
+
+def _copy_rows(source, target, keys, keep: np.ndarray, block_size: int, compression) -> None:
+    """Rows ``keep`` (boolean) of the CSR matrices ``source[key]`` into new ``target[key]``.
+
+    A matrix sharing another's ``indices`` (the counts layer ingest writes with ``X``'s
+    structure) shares them in ``target`` too, and they are read once.
+    """
+    import h5py
+
+    nodes = {key: _csr_node(source, key) for key in keys}
+    address = {key: h5py.h5o.get_info(node["indices"].id).addr for key, node in nodes.items()}
+    twin = {key: next((k for k in keys[:i] if address[k] == address[key]), None)
+            for i, key in enumerate(keys)}  # fmt: skip
+    writers = {}
+    for key, node in nodes.items():
+        writers[key] = CsrWriter(
+            target, key, int(node.attrs["shape"][1]), node["data"].dtype, compression,
+            same_structure_as=writers.get(twin[key]),
+        )  # fmt: skip
+    indptr = {key: node["indptr"][...] for key, node in nodes.items()}
     for lo in range(0, keep.size, block_size):
         hi = min(lo + block_size, keep.size)
         rows = keep[lo:hi]
         if not rows.any():
             continue
-        first, last = int(indptr[lo]), int(indptr[hi])
-        block = sp.csr_matrix(
-            (node["data"][first:last], node["indices"][first:last], indptr[lo : hi + 1] - first),
-            shape=(hi - lo, n_genes),
-        )
-        writer.append(block[rows])
-    writer.close()
+        indices = {}
+        for key, node in nodes.items():
+            first, last = int(indptr[key][lo]), int(indptr[key][hi])
+            indices[key] = indices[twin[key]] if twin[key] else node["indices"][first:last]
+            block = sp.csr_matrix(
+                (node["data"][first:last], indices[key], indptr[key][lo : hi + 1] - first),
+                shape=(hi - lo, writers[key].n_cols),
+            )
+            writers[key].append(block[rows])
+    for writer in writers.values():
+        writer.close()
 
 
 def write_sample_cells(
@@ -91,9 +113,8 @@ def write_sample_cells(
                 # at disk speed
                 copy_objects(source, target, [key for key in ("X", "layers") if key in source])
             else:
-                for key in _MATRICES:
-                    if key in source:
-                        _copy_rows(source, target, key, keep, block_size, compression)
+                keys = [key for key in _MATRICES if key in source]
+                _copy_rows(source, target, keys, keep, block_size, compression)
             if "layers" not in target:
                 write_elem(target, "layers", {})
             else:

@@ -178,7 +178,8 @@ def _qc(adata, qc: dict) -> dict:
         for k, v in qc.items()
         if isinstance(v, dict) and any(w in str(k).lower() for w in ("reason", "remov"))
     ]
-    removed = {str(r): n for k in reason_keys for r, n in qc[k].items()}
+    # the sample's reason counts include the cells kept ("kept"), which were not removed
+    removed = {str(r): n for k in reason_keys for r, n in qc[k].items() if str(r) != "kept"}
     flat = _flatten({k: v for k, v in qc.items() if k not in reason_keys})
     # Per-cell lists (e.g. the sample's QC metrics) are plotted below, not listed.
     settings = [(k, fmt(v)) for k, v in flat.items() if np.size(v) <= MAX_LISTED]
