@@ -92,7 +92,7 @@ def prepare(workdir: Path, args) -> None:
     config = {
         "datasets": str(sheet),
         "signatures": {"library": [str(REPO / "resources" / "signatures")], "gmt": []},
-        # the poorest ~0.2 % of cells fail, so the split copies rows rather than the whole file
+        # the poorest ~0.01 % of cells fail, so the split copies rows rather than the whole file
         "qc": {"min_genes": args.min_genes, "max_mito_fraction": 0.2, "min_cells_per_sample": 10},
         "scoring": {
             "method": args.method,
@@ -153,6 +153,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/work/scratch_atlas/run"))
     args = parser.parse_args()
 
+    if args.workdir.exists():  # a previous run's files count as free space
+        shutil.rmtree(args.workdir)
     needed = args.cells * args.nnz * 25  # bytes: input, ingested, cells and scored files, slack
     free = shutil.disk_usage(args.workdir.parent if args.workdir.parent.exists() else "/").free
     if needed > 0.8 * free:
