@@ -173,3 +173,14 @@ def test_other_formats_are_ingested_in_memory_into_the_same_layout(tmp_path):
     assert list(samples["sample"]) == ["tumour"]
     assert written.uns["seedsoil"]["input_scale"] == "counts"
     assert written.layers["counts"].sum() == pytest.approx(adata.X.sum(), rel=1e-6)
+
+
+def test_a_csc_matrix_is_ingested_in_memory(tmp_path):
+    adata = tumour()
+    adata.X = sp.csc_matrix(adata.X)
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    row = sheet_row(tmp_path, source, **COLUMNS)
+    ingest(source, row, QC, tmp_path / "ingested.h5ad")
+    written = ad.read_h5ad(tmp_path / "ingested.h5ad")
+    assert written.layers["counts"].sum() == pytest.approx(adata.X.sum(), rel=1e-6)

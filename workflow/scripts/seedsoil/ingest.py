@@ -43,7 +43,7 @@ def ingest(
 ) -> pd.DataFrame:
     """Write the harmonised, QC-flagged dataset of sheet ``row`` to ``out_path``; return the
     sample table (:func:`seedsoil.pipeline.sample_table`). ``qc`` holds the thresholds."""
-    if row["format"] == "h5ad" and _streamable(Path(path)):
+    if row["format"] == "h5ad" and _streamable(Path(path), row["counts"]):
         return ingest_h5ad(
             path, row, qc, out_path, block_cells=block_cells, random_state=random_state
         )
@@ -52,17 +52,21 @@ def ingest(
     return samples
 
 
-def _streamable(path: Path) -> bool:
-    """An ``.h5ad`` in the AnnData ≥ 0.7 layout (older files are small and read whole)."""
+def _streamable(path: Path, counts: str) -> bool:
+    """An ``.h5ad`` in the AnnData ≥ 0.7 layout whose counts matrix is stored by rows (CSR or
+    dense). Older files and CSC matrices are read whole (and any problem is named there)."""
     import h5py
 
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("encoding-type") == "anndata"
-    except OSError:
-        return False  # the in-memory reader names the problem
+            if f.attrs.get("encoding-type") != "anndata":
+                return False
+            node = f[_matrix_location(f, counts, str(path))[0]]
+            return isinstance(node, h5py.Dataset) or node.attrs.get("encoding-type") == "csr_matrix"
+    except (OSError, KeyError, InputError):
+        return False
 
 
 def _matrix_location(f, counts: str, label: str) -> tuple[str, str]:
