@@ -35,6 +35,7 @@ rule interpret:
     retries: 2
     conda:
         "../../envs/seedsoil.yaml"
+    threads: 2  # the communication test's permutations run in parallel
     resources:
         # annotations, a few genes' columns and the tables (seedsoil.cellfile.read_genes)
         mem_mb=tables_mem_mb,

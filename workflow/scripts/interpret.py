@@ -2,12 +2,12 @@ import json
 
 from seedsoil.cellfile import read_genes
 from seedsoil.interpret import genes_needed, interpret_sample, load_pairs, read_cell_table
-from seedsoil.util import atomic_path, rule_logging
+from seedsoil.util import atomic_path, numba_threads, rule_logging
 
-with rule_logging(snakemake.log[0]):
+with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
     pairs = load_pairs(snakemake.input.pairs)
-    # Only the few genes interpretation reads from X, never the whole matrix (issue 7).
+    # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs))
     tables = (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
     calls, communication, summary = interpret_sample(

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes and logging set-up."""
+"""Small shared helpers: atomic writes, logging set-up and numba threads."""
 
 from __future__ import annotations
 
@@ -81,3 +81,23 @@ def rule_logging(log_file: str | os.PathLike) -> Iterator[logging.Logger]:
     except Exception:
         logger.exception("unexpected failure; please report it with this log")
         raise
+
+
+@contextlib.contextmanager
+def numba_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block with ``n_threads`` numba threads (capped at numba's maximum), then restore."""
+    import numba
+
+    from .errors import InputError
+
+    if n_threads is None:
+        yield
+        return
+    if n_threads < 1:
+        raise InputError(f"n_threads must be at least 1, got {n_threads}")
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

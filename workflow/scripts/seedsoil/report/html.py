@@ -89,7 +89,7 @@ def write_sample_report(
     only its annotations are read (``obs``, ``obsm``, ``uns``, the number of genes), so
     ``seedsoil.cellfile.read_annotations(path)`` serves, whatever the number of cells;
     ``scores``/``pvalues``/``fdr`` are cells × signatures; ``coverage`` is ``coverage.tsv``;
-    ``calls``, ``communication`` and ``interpretation`` (interfaces of issue 6) add their
+    ``calls``, ``communication`` and ``interpretation`` (from the interpret stage) add their
     panels when given and show "not computed" otherwise. ``links`` maps a label to a
     relative href of a per-cell table (default: the standard file names of the tables given);
     ``versions`` adds or overrides software versions (e.g. ``{"signature library": "1.0"}``).

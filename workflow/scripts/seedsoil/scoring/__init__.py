@@ -8,16 +8,16 @@ contract in :mod:`seedsoil.scoring.base`.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..util import numba_threads
 from ._input import open_source
 from .base import GeneSet, GeneStats
 from .stats import gene_stats
@@ -119,24 +119,6 @@ def resolve_gene_sets(signatures: Mapping, var_names) -> list[GeneSet]:
     return gene_sets
 
 
-@contextlib.contextmanager
-def _numba_threads(n_threads: int | None) -> Iterator[None]:
-    """Run the block with ``n_threads`` numba threads (capped at numba's maximum), then restore."""
-    import numba
-
-    if n_threads is None:
-        yield
-        return
-    if n_threads < 1:
-        raise InputError(f"n_threads must be at least 1, got {n_threads}")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
 def _method_module(method: str):
     if method not in METHODS:
         raise InputError(f"unknown scoring method {method!r}; choose one of {sorted(METHODS)}")
@@ -195,7 +177,7 @@ def score(
     gene_sets = resolve_gene_sets(signatures, source.var_names)
     needs = module.needs_stats(**options) if hasattr(module, "needs_stats") else module.NEEDS_STATS
     result = np.empty((source.n_cells, len(gene_sets)), dtype=np.float64)
-    with _numba_threads(n_threads):
+    with numba_threads(n_threads):
         stats = gene_stats(source.chunks(chunk_size), source.n_genes) if needs else None
         prepared = module.prepare(gene_sets, source.n_genes, stats, **options)
         start = 0
@@ -234,7 +216,7 @@ def significance(
     source = open_source(data, layer=layer, var_names=var_names, obs_names=obs_names)
     gene_sets = resolve_gene_sets(signatures, source.var_names)
     pvalues = np.empty((source.n_cells, len(gene_sets)), dtype=np.float64)
-    with _numba_threads(n_threads):
+    with numba_threads(n_threads):
         stats = gene_stats(source.chunks(chunk_size), source.n_genes)
         prepared = null.prepare(
             gene_sets,

@@ -32,7 +32,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputError
-from . import _check_options, _method_module, _numba_threads, _report_missing, resolve_gene_sets
+from ..util import numba_threads
+from . import _check_options, _method_module, _report_missing, resolve_gene_sets
 from ._input import MatrixSource, _read_h5_rows, open_source
 from ._kernels import accumulate_gene_stats
 from .base import GeneStats
@@ -131,7 +132,7 @@ def continue_gene_stats(
     else:
         n_cells, sum_native = previous.n_cells, previous.sum_native.copy()
         total, total_sq, nnz = previous.sum.copy(), previous.sum_sq.copy(), previous.nnz.copy()
-    with _numba_threads(n_threads):
+    with numba_threads(n_threads):
         for block in _blocks(source, start, stop, block_size):
             if sum_native is None:
                 sum_native = np.zeros(n_genes, dtype=sum_dtype(block.dtype))
@@ -214,7 +215,7 @@ def score_rows(
     n_rows = stop - start
     scores = np.empty((n_rows, len(gene_sets)), dtype=np.float64)
     pvalues = np.empty((n_rows, len(gene_sets) if n_null else 0), dtype=np.float64)
-    with _numba_threads(n_threads):
+    with numba_threads(n_threads):
         prepared = module.prepare(gene_sets, source.n_genes, stats if needs else None, **options)
         nulls = (
             null.prepare(
