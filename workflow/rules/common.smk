@@ -129,10 +129,15 @@ def mem_mb_from_input(base_mb, per_input_mb):
 
 
 def ingest_mem_mb(wildcards, input, attempt):
-    """An .h5ad input is streamed (seedsoil.ingest): one block of cells, the dataset's obs and
-    the embedding's subsample, ~2 GB at a million cells; other formats are read whole.
+    """A streamed .h5ad input (seedsoil.ingest.is_streamed) needs one block of cells, the
+    dataset's obs and the embedding's subsample, ~2 GB at a million cells; other inputs are
+    read whole.
     """
-    if DATASETS.loc[wildcards.dataset, "format"] == "h5ad":
+    from seedsoil.ingest import (
+        is_streamed,
+    )  # imported when a job is planned, not at parse
+
+    if is_streamed(input.data, dataset_row(wildcards)):
         return math.ceil((INGEST_STREAM_MEM_MB + input_size_mb(input) / 10) * attempt)
     return mem_mb_from_input(1000, 10)(wildcards, input, attempt)
 

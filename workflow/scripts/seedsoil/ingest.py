@@ -43,7 +43,7 @@ def ingest(
 ) -> pd.DataFrame:
     """Write the harmonised, QC-flagged dataset of sheet ``row`` to ``out_path``; return the
     sample table (:func:`seedsoil.pipeline.sample_table`). ``qc`` holds the thresholds."""
-    if row["format"] == "h5ad" and _streamable(Path(path), row["counts"]):
+    if is_streamed(path, row):
         return ingest_h5ad(
             path, row, qc, out_path, block_cells=block_cells, random_state=random_state
         )
@@ -52,12 +52,14 @@ def ingest(
     return samples
 
 
-def _streamable(path: Path, counts: str) -> bool:
-    """An ``.h5ad`` in the AnnData ≥ 0.7 layout whose counts matrix is stored by rows (CSR or
-    dense). Older files and CSC matrices are read whole (and any problem is named there)."""
+def is_streamed(path: str | os.PathLike, row: dict) -> bool:
+    """Whether :func:`ingest` streams the input of sheet ``row`` at ``path``: an ``.h5ad`` in
+    the AnnData ≥ 0.7 layout whose counts matrix is stored by rows (CSR or dense). Older files,
+    CSC matrices and other formats are read whole (and any problem is named there)."""
     import h5py
 
-    if not path.is_file():
+    path, counts = Path(path), row["counts"]
+    if row["format"] != "h5ad" or not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as f:
