@@ -228,8 +228,7 @@ def significance(
         )
         start = 0
         for chunk in source.chunks(chunk_size, check_finite=False):  # checked by the stats pass
-            _, exceed = null.exceedances(chunk, prepared)
-            pvalues[start : start + chunk.shape[0]] = null.empirical_pvalues(exceed, n_null)
+            pvalues[start : start + chunk.shape[0]] = null.cell_pvalues(chunk, prepared)
             start += chunk.shape[0]
     fdr = np.column_stack([null.benjamini_hochberg(p) for p in pvalues.T]) if gene_sets else pvalues
     columns = [gs.name for gs in gene_sets]

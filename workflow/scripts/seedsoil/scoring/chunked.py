@@ -234,8 +234,7 @@ def score_rows(
             rows = slice(at, at + block.shape[0])
             scores[rows] = module.score_chunk(block, prepared)
             if nulls is not None:
-                _, exceed = null.exceedances(block, nulls)
-                pvalues[rows] = null.empirical_pvalues(exceed, n_null)
+                pvalues[rows] = null.cell_pvalues(block, nulls)
             at += block.shape[0]
     _report_missing(gene_sets)
     index = source.obs_names[start:stop]

@@ -111,6 +111,13 @@ def empirical_pvalues(exceed: np.ndarray, n_null: int) -> np.ndarray:
     return (1.0 + exceed) / (n_null + 1.0)
 
 
+def cell_pvalues(X: sp.csr_matrix, prepared: Prepared) -> np.ndarray:
+    """Cells × signatures empirical p-values of the rows of ``X``: (1 + #{null ≥ observed}) /
+    (n_null + 1)."""
+    _, exceed = exceedances(X, prepared)
+    return empirical_pvalues(exceed, prepared.n_null)
+
+
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
     """BH adjusted p-values (q-values) of a 1-D array: ``min_{j >= i} p_(j) n / j``, capped at 1."""
     p = np.asarray(pvalues, dtype=np.float64)
