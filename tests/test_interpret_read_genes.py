@@ -65,7 +65,7 @@ def test_results_from_the_needed_genes_equal_those_from_the_whole_file(tmp_path,
     }
 
 
-def test_needed_genes_are_ptprc_and_every_pair_subunit():
+def test_needed_genes_are_ptprc_the_core_epithelial_markers_and_every_pair_subunit():
     pairs = pd.DataFrame(
         {
             "ligand": ["VCAM1", "TGFB1"],
@@ -75,7 +75,9 @@ def test_needed_genes_are_ptprc_and_every_pair_subunit():
             "references": ["", ""],
         }
     )
-    assert genes_needed(pairs) == ["ITGA4", "ITGB1", "PTPRC", "TGFB1", "TGFBR1", "TGFBR2", "VCAM1"]
+    core = ["EPCAM", "KRT18", "KRT19", "KRT7", "KRT8"]
+    pair_subunits = ["ITGA4", "ITGB1", "TGFB1", "TGFBR1", "TGFBR2", "VCAM1"]
+    assert genes_needed(pairs) == sorted([*pair_subunits, "PTPRC", *core])
 
 
 def _written_table(tmp_path, n_cells=50):

@@ -22,7 +22,7 @@ from seedsoil.errors import InputError
 from seedsoil.interpret.celltypes import assign_cell_types
 from seedsoil.interpret.clusters import flag_heterotypic
 from seedsoil.interpret.communication import load_pairs, pair_genes, score_communication
-from seedsoil.interpret.ctc import LEUKOCYTE_MARKER, call_ctc
+from seedsoil.interpret.ctc import EPITHELIAL_CORE, LEUKOCYTE_MARKER, call_ctc
 from seedsoil.interpret.summary import cell_types_used, summarise_interpretation
 
 __all__ = [
@@ -37,19 +37,20 @@ __all__ = [
 #: Columns of ``calls.parquet``, in order (``size_z`` comes from :mod:`.clusters`).
 CALL_COLUMNS = [
     "cell_type_assigned", "assignment_score", "assignment_confidence",
-    "ctc_candidate", "ctc_confidence", "ctc_fdr", "emt_state",
+    "ctc_candidate", "ctc_class", "ctc_confidence", "ctc_fdr", "ctc_core_markers", "emt_state",
     "heterotypic_cluster", "size_z",
 ]  # fmt: skip
 
 
 def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
-    """Every gene :func:`interpret_sample` reads from ``X``: PTPRC (the CD45 veto of
-    :func:`~seedsoil.interpret.ctc.call_ctc`) and the ligand/receptor subunits of ``pairs``
+    """Every gene :func:`interpret_sample` reads from ``X``: PTPRC and the core epithelial
+    markers (the leukocyte and epithelial evidence of :func:`~seedsoil.interpret.ctc.call_ctc`) and the ligand/receptor subunits of ``pairs``
     (a table, a path to one, or None for the shipped table). Reading only these columns
     (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
     if not isinstance(pairs, pd.DataFrame):
         pairs = load_pairs(pairs)
-    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs)})
+    core = [gene for group in EPITHELIAL_CORE for gene in group]
+    return sorted({LEUKOCYTE_MARKER, *core, *pair_genes(pairs)})
 
 
 def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
@@ -143,11 +144,12 @@ def interpret_sample(
     if not isinstance(pairs, pd.DataFrame):
         pairs = load_pairs(pairs)
 
+    ctc = call_ctc(adata, pvalues, fdr, alpha)
     calls = pd.concat(
         [
             assign_cell_types(scores, fdr, alpha),
-            call_ctc(adata, pvalues, fdr, alpha),
-            flag_heterotypic(adata.obs, fdr, alpha),
+            ctc,
+            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"]),
         ],
         axis=1,
     )[CALL_COLUMNS]
