@@ -35,6 +35,7 @@ SAMPLES = [
     ("wu2020", "NAT"),
     ("wu2020", "Tumor"),
     ("celltypist_sample", "celltypist_sample"),
+    ("hydroseq", "hydroseq"),
 ]
 
 
