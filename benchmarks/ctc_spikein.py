@@ -239,8 +239,12 @@ def negative_control(
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--n-null", type=int, default=1000, help="random signatures per null (pipeline default)"
+        "--n-null",
+        type=int,
+        default=1000,
+        help="nulls of the leukocyte programmes (pipeline default)",
     )
+    parser.add_argument("--n-null-ctc", type=int, default=5000, help="nulls of the CTC programme")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument(
