@@ -68,7 +68,7 @@ def sample_context(
         "groups": _groups(labels, order, colours, label_source),
         "scores": _scores(scores, means, themes, signatures, headline, labels, order, colours),
         "embedding": _embedding_section(coords, labels, colours, scores, headline, meta),
-        "ctc": _ctc(calls, labels, order, coords, interpretation),
+        "ctc": _ctc(calls, labels, order, coords, interpretation, adata),
         "neutrophils": _neutrophils(scores, themes, labels, coords),
         "immune": _immune(interpretation),
         "clusters": _clusters(calls, labels),
@@ -312,7 +312,43 @@ def _embedding_section(coords, labels, colours, scores, headline, meta) -> dict 
     return {"sentence": sentence, "by_type": by_type, "by_score": by_score}
 
 
-def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
+#: Genes of the CTC marker check: the epithelial core (called cells should detect them), CD45
+#: and the myeloid LYZ/S100A8 (contaminating blood cells of CTC enrichments; should stay uncalled).
+CTC_CHECK_GENES = ("EPCAM", "KRT8", "KRT18", "KRT19", "KRT7", "PTPRC", "LYZ", "S100A8")
+
+
+def _ctc_markers(adata, candidate: np.ndarray) -> dict | None:
+    """Fraction of candidates and of other cells detecting each of :data:`CTC_CHECK_GENES`,
+    read from ``adata.obsm["ctc_markers"]`` (a cells × genes DataFrame, as the report rule
+    reads them with ``seedsoil.cellfile.read_genes``) or else from ``adata.X``; None when no
+    gene is available or no cell is a candidate."""
+    from seedsoil.interpret.ctc import gene_column
+
+    if adata is None or not candidate.any():
+        return None
+    stored = adata.obsm.get("ctc_markers") if hasattr(adata, "obsm") else None
+    rows = []
+    for gene in CTC_CHECK_GENES:
+        if isinstance(stored, pd.DataFrame):
+            column = stored[gene].to_numpy(float) if gene in stored else None
+        else:
+            column = gene_column(adata, gene) if getattr(adata, "X", None) is not None else None
+        if column is None or column.shape[0] != candidate.size:
+            continue
+        detected = column > 0
+        rows.append(
+            {
+                "gene": gene,
+                f"CTC candidates (n={int(candidate.sum()):,})": detected[candidate].mean(),
+                f"other cells (n={int((~candidate).sum()):,})": (
+                    detected[~candidate].mean() if (~candidate).any() else np.nan
+                ),
+            }
+        )
+    return table(pd.DataFrame(rows)) if rows else None
+
+
+def _ctc(calls, labels, order, coords, interpretation, adata=None) -> dict | None:
     if calls is None or "ctc_candidate" not in calls:
         return None
     candidate = calls["ctc_candidate"].fillna(False).astype(bool).to_numpy()
@@ -321,9 +357,12 @@ def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
         f"{n:,} of {len(candidate):,} cells ({n / max(len(candidate), 1):.1%}) are CTC candidates."
     )
     frame = pd.DataFrame({"cell type": labels.to_numpy()[candidate]})
+    if "ctc_class" in calls:
+        frame.insert(0, "class", calls["ctc_class"].fillna("").astype(str).to_numpy()[candidate])
     if "emt_state" in calls:
         frame["EMT state"] = calls["emt_state"].fillna("").astype(str).to_numpy()[candidate]
     result = {"sentence": sentence, "support": None, "table": None, "figures": []}
+    result["markers"] = _ctc_markers(adata, candidate)
     if interpretation and "ctc_support" in interpretation:
         result["support"] = str(interpretation["ctc_support"])
     if n:
