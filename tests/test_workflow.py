@@ -144,6 +144,30 @@ def test_interpretation_refuses_ctc_claims_in_blood_without_epithelial_signal(fi
     assert summary["ctc_support"].startswith("not supported")
 
 
+def test_hydroseq_ctc_calls_are_epithelial_cells_not_myeloid_ones(finished_run):
+    """The shipped Hydro-Seq CTC-enriched sample: when its CTC signature is scored (core rule of
+    the coverage), the calls are supported, carry EPCAM/keratin and spare LYZ/S100A8 cells."""
+    folder = finished_run / "results" / "hydroseq" / "hydroseq"
+    summary = json.loads((folder / "interpretation.json").read_text())
+    coverage = pd.read_csv(folder / "coverage.tsv", sep="\t").set_index("signature")
+    if not coverage.loc["CTC_epithelial_identity", "scored"]:
+        assert "was not scored" in summary["ctc_support"]
+        return
+    assert summary["ctc_support"] == "supported"
+    calls = pd.read_parquet(folder / "calls.parquet")
+    cells = ad.read_h5ad(folder / "cells.h5ad")
+    counts = pd.DataFrame(
+        cells[:, ["EPCAM", "KRT8", "KRT19", "LYZ", "S100A8"]].layers["counts"].toarray(),
+        index=cells.obs_names,
+        columns=["EPCAM", "KRT8", "KRT19", "LYZ", "S100A8"],
+    )
+    called = calls["ctc_candidate"].reindex(cells.obs_names).to_numpy()
+    epithelial = (counts[["EPCAM", "KRT8", "KRT19"]] > 0).any(axis=1).to_numpy()
+    myeloid = ((counts["LYZ"] + counts["S100A8"]) >= 5).to_numpy()  # several myeloid UMIs
+    assert epithelial[called].all()
+    assert called[myeloid].mean() < 0.05
+
+
 @pytest.mark.browser
 def test_every_report_of_the_run_renders_cleanly_in_a_browser(finished_run, browser):
     from browser_helpers import COHORT_SECTIONS, SAMPLE_SECTIONS, assert_clean_load, open_page
