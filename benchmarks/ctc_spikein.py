@@ -10,6 +10,8 @@ counts to thin and 765 genes, so it is not used). Every condition is a grid poin
 * panel: ``full`` (every blood gene; the spiked cells carry zeros outside their 2,545-gene
   panel, i.e. they detect fewer genes than the blood, the reverse of the issue's data) or
   ``panel`` (every cell restricted to the genes shared with the Hydro-Seq panel);
+* ambient: 0 or 5 % of each cell's reads added from the blood's pooled profile (free RNA of
+  lysed blood cells puts PTPRC, LYZ, S100A8 into the tumour cells, as in real droplets);
 * depth: every count binomially thinned to a fraction (1, 0.5, 0.25) of its reads;
 * spike fraction: 0.1 %, 0.5 %, 1 %, 2 %, 5 % of the blood cell count (at least 1 cell).
 
@@ -62,6 +64,7 @@ from seedsoil.scoring.null import benjamini_hochberg  # noqa: E402
 from seedsoil.signatures import load_library  # noqa: E402
 
 FRACTIONS = (0.001, 0.005, 0.01, 0.02, 0.05)
+AMBIENT = (0.0, 0.05)  #: ambient blood RNA as a fraction of each cell's reads
 DEPTHS = (1.0, 0.5, 0.25)
 MYELOID = ("LYZ", "S100A8", "S100A9", "CD14")
 WHEELS = REPO / "resources" / "downloads" / "wheels"
@@ -96,8 +99,21 @@ def thin(counts: sp.csr_matrix, fraction: float, rng) -> sp.csr_matrix:
     return out
 
 
-def mixture(blood: ad.AnnData, tumour: ad.AnnData, genes, depth, rng) -> ad.AnnData:
-    """Blood and tumour cells on ``genes`` (zeros where a source lacks a gene), thinned, log-normalised."""
+def add_ambient(counts: sp.csr_matrix, soup: np.ndarray, fraction: float, rng) -> sp.csr_matrix:
+    """Ambient RNA: each cell gains ``Poisson(fraction × its total)`` reads drawn from ``soup``
+    (the blood's pooled expression profile, as free RNA of lysed blood cells would be)."""
+    if fraction <= 0:
+        return counts
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    extra = np.vstack([rng.multinomial(rng.poisson(fraction * t), soup) for t in totals])
+    return (counts + sp.csr_matrix(extra.astype(np.float64))).tocsr()
+
+
+def mixture(
+    blood: ad.AnnData, tumour: ad.AnnData, genes, depth, rng, ambient: float = 0.0
+) -> ad.AnnData:
+    """Blood and tumour cells on ``genes`` (zeros where a source lacks a gene), with ``ambient``
+    blood RNA added (:func:`add_ambient`), thinned, log-normalised."""
 
     def on(adata):
         index = adata.var_names.get_indexer(genes)
@@ -107,7 +123,10 @@ def mixture(blood: ad.AnnData, tumour: ad.AnnData, genes, depth, rng) -> ad.AnnD
         block[:, np.flatnonzero(present)] = counts[:, index[present]]
         return sp.csr_matrix(block)
 
-    counts = thin(sp.vstack([on(blood), on(tumour)]).tocsr(), depth, rng)
+    blood_counts = on(blood)
+    soup = np.asarray(blood_counts.sum(axis=0)).ravel()
+    mixed_counts = sp.vstack([blood_counts, on(tumour)]).tocsr()
+    counts = thin(add_ambient(mixed_counts, soup / soup.sum(), ambient, rng), depth, rng)
     keep = np.asarray(counts.sum(axis=1)).ravel() > 0
     obs = pd.DataFrame(
         {"truth": np.r_[np.zeros(blood.n_obs, bool), np.ones(tumour.n_obs, bool)]},
@@ -145,11 +164,6 @@ def steps(cells: ad.AnnData, pvalues: pd.DataFrame, alpha: float) -> dict[str, n
     }
 
 
-def precision_recall(truth, called) -> tuple[float, float]:
-    tp = int((truth & called).sum())
-    return (tp / called.sum() if called.sum() else float("nan")), tp / truth.sum()
-
-
 def pvalues_of(cells, ctc, leukocytes, n_null: int, n_null_ctc: int, seed: int) -> pd.DataFrame:
     """Per-cell p-values: the CTC programme ``ctc`` with ``n_null_ctc`` nulls, the leukocyte
     programmes with ``n_null``."""
@@ -181,37 +195,39 @@ def run(
         "panel": list(blood.var_names.intersection(hydro.var_names)),
     }
     rows, controls = [], []
-    for panel, genes in panels.items():
-        for depth in DEPTHS:
-            cells = mixture(blood, tumour, genes, depth, rng)
-            pvalues = pvalues_of(
-                cells, library[CTC_SIGNATURE], leukocytes, n_null, n_null_ctc, seed
-            )
-            truth_all = cells.obs["truth"].to_numpy()
-            blood_idx, tumour_idx = np.flatnonzero(~truth_all), np.flatnonzero(truth_all)
-            for fraction in FRACTIONS:
-                n_spike = max(1, round(fraction * blood_idx.size))
-                subset = np.r_[blood_idx, rng.choice(tumour_idx, n_spike, replace=False)]
-                sub, p = cells[subset], pvalues.iloc[subset]
-                truth = truth_all[subset]
-                row = {
-                    "panel": panel,
-                    "depth": depth,
-                    "spike_pct": 100 * fraction,
-                    "n_ctc": n_spike,
-                }
-                row["auroc"] = auroc(truth, -np.log10(p[CTC_SIGNATURE].to_numpy()))
-                for step, called in steps(sub, p, alpha).items():
-                    row[f"precision | {step}"], row[f"recall | {step}"] = precision_recall(
-                        truth, called
-                    )
-                rows.append(row)
-            if n_random and depth == 1.0:
-                controls.append(
-                    negative_control(
-                        cells, pvalues, library, panel, n_null_ctc, seed, alpha, n_random
-                    )
+    grid = [(p, a, d) for p in panels for a in AMBIENT for d in DEPTHS]
+    for panel, ambient, depth in grid:
+        genes = panels[panel]
+        cells = mixture(blood, tumour, genes, depth, rng, ambient)
+        pvalues = pvalues_of(cells, library[CTC_SIGNATURE], leukocytes, n_null, n_null_ctc, seed)
+        truth_all = cells.obs["truth"].to_numpy()
+        blood_idx, tumour_idx = np.flatnonzero(~truth_all), np.flatnonzero(truth_all)
+        for fraction in FRACTIONS:
+            n_spike = max(1, round(fraction * blood_idx.size))
+            subset = np.r_[blood_idx, rng.choice(tumour_idx, n_spike, replace=False)]
+            sub, p = cells[subset], pvalues.iloc[subset]
+            truth = truth_all[subset]
+            row = {
+                "panel": panel,
+                "ambient": ambient,
+                "depth": depth,
+                "spike_pct": 100 * fraction,
+                "n_ctc": n_spike,
+            }
+            row["auroc"] = auroc(truth, -np.log10(p[CTC_SIGNATURE].to_numpy()))
+            for step, called in steps(sub, p, alpha).items():
+                rows.append(
+                    {
+                        **row,
+                        "step": step,
+                        "tp": int((truth & called).sum()),
+                        "n_called": int(called.sum()),
+                    }
                 )
+        if n_random and depth == 1.0 and ambient == 0.0:
+            controls.append(
+                negative_control(cells, pvalues, library, panel, n_null_ctc, seed, alpha, n_random)
+            )
     return pd.DataFrame(rows), pd.concat(controls)
 
 
@@ -252,10 +268,32 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     table, controls = run(args.n_null, args.n_null_ctc, args.seed, args.alpha, args.n_random)
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
-        print(table.to_markdown(index=False, floatfmt=".3f"))
-        print()
-        print(controls.groupby("panel")["n_calls"].agg(["count", "sum", "max"]).to_markdown())
+    print(summarise(table).to_markdown(index=False, floatfmt=".3f"))
+    print()
+    print(ablation(table).to_markdown(floatfmt=".3f"))
+    print()
+    print(controls.groupby("panel")["n_calls"].agg(["count", "sum", "max"]).to_markdown())
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall and AUROC of the full call per condition."""
+    full = table[table["step"] == "+ leukocyte evidence model"].copy()
+    full["precision"] = full["tp"] / full["n_called"].where(full["n_called"] > 0)
+    full["recall"] = full["tp"] / full["n_ctc"]
+    columns = ["panel", "ambient", "depth", "spike_pct", "n_ctc", "n_called", "precision", "recall"]
+    return full[[*columns, "auroc"]]
+
+
+def ablation(table: pd.DataFrame) -> pd.DataFrame:
+    """Per step, panel and ambient level: precision and recall pooled over depths and fractions
+    (sum of true calls over sum of calls and of spiked cells)."""
+    pooled = table.groupby(["step", "panel", "ambient"], sort=False)[
+        ["tp", "n_called", "n_ctc"]
+    ].sum()
+    out = pd.DataFrame(
+        {"precision": pooled["tp"] / pooled["n_called"], "recall": pooled["tp"] / pooled["n_ctc"]}
+    )
+    return out.unstack(["panel", "ambient"])
 
 
 if __name__ == "__main__":
