@@ -243,12 +243,13 @@ def test_sample_names_with_spaces_and_accents_become_safe_folders(tmp_path):
 
 
 def test_non_integer_counts_that_are_not_logs_are_normalised(tmp_path):
-    # estimated counts (e.g. RSEM): non-integer, small values, per-cell totals far apart
+    # low-depth estimated counts (e.g. RSEM): non-integer and no larger than logged values can
+    # be, but a cell's sum of expm1 far above any normalisation target (1e6, CPM)
     adata = synthetic_tumour()
     rng = np.random.default_rng(1)
-    adata.X.data = adata.X.data * rng.uniform(0.4, 0.6, adata.X.data.size)
-    # in the range of log1p(CPM) values: their magnitude alone cannot tell them from logs
-    assert adata.X.data.max() < np.log1p(1e6)
+    adata.X.data = adata.X.data * rng.uniform(0.7, 0.95, adata.X.data.size)
+    assert adata.X.data.max() <= 20
+    assert np.expm1(adata.X.toarray()).sum(axis=1).max() > 1e6
     ingest(tmp_path, adata, expect_error=False)
     ingested = ad.read_h5ad(tmp_path / "results" / "bad" / "ingested.h5ad")
     assert ingested.uns["seedsoil"]["input_scale"] == "normalised"
