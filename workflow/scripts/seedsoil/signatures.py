@@ -562,7 +562,7 @@ def coverage(
 def require_some_coverage(
     coverage_df: pd.DataFrame, source_label: str, var_names: Iterable[str] | None = None
 ) -> None:
-    """Raise :class:`InputError` when no signature reaches the coverage threshold.
+    """Raise :class:`InputError` when no signature is scored (coverage threshold or core rule).
 
     ``source_label`` names the dataset/sample in the message; with ``var_names`` the message
     says which likely cause applies (Ensembl ids declared as symbols, wrong species).
@@ -591,7 +591,8 @@ def require_some_coverage(
         ]
     best = coverage_df["fraction"].max() if len(coverage_df) else 0.0
     raise InputError(
-        f"{source_label}: no signature reaches the coverage threshold (best coverage {best:.2f}); "
+        f"{source_label}: no signature reaches the coverage threshold or its core rule "
+        f"(best coverage {best:.2f}); "
         "nothing would be scored. Likely cause: " + "; or ".join(causes) + "."
     )
 
