@@ -509,7 +509,9 @@ def test_gene_in_core_and_alternates_is_rejected(tmp_path):
 
 def test_core_of_one_group_is_a_schema_error(tmp_path):
     path = write_yaml(tmp_path / "one.yaml", core_entry() | {"core": [["EPCAM", "KRT8"]]})
-    with pytest.raises(InputError, match=r"one\.yaml: signature 'SIG_core': core: .*too short"):
+    with pytest.raises(
+        InputError, match=r"one\.yaml: signature 'SIG_core': core: needs at least 2 marker groups"
+    ):
         signatures.load_library([path])
 
 
@@ -586,3 +588,11 @@ def test_hydroseq_targeted_panel_scores_ctc_identity_by_its_core(library):
     ctc = table.loc["CTC_epithelial_identity"]
     assert ctc["fraction"] < signatures.DEFAULT_MIN_COVERAGE and ctc["scored_by"] == "core"
     assert {"EPCAM", "KRT8", "KRT19", "CDH1"} <= set(ctc["core_genes_present"].split(","))
+
+
+def test_alternates_without_core_are_a_schema_error(tmp_path):
+    path = write_yaml(tmp_path / "alt.yaml", entry(alternates=["CD8A"]))
+    with pytest.raises(
+        InputError, match=r"alt\.yaml: signature 'SIG_test': alternates: given without core"
+    ):
+        signatures.load_library([path])

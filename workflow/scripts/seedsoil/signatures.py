@@ -156,6 +156,11 @@ def _schema_errors(document: object, source: Path) -> list[str]:
         field_name = ".".join(str(p) for p in path) or "(top level)"
         if error.validator == "anyOf":
             text = "has no references and no general_knowledge note; give at least one"
+        elif error.validator == "dependentRequired":
+            field_name = "alternates"
+            text = "given without core; alternates stand in for core groups, so declare core too"
+        elif path == ["core"] and error.validator == "minItems":
+            text = f"needs at least {MIN_CORE_GROUPS} marker groups (one marker alone does not identify a programme)"
         else:
             text = error.message
         messages.append(f"{source}: {where}: {field_name}: {text}")
