@@ -250,11 +250,12 @@ def _coverage(coverage, scores, fdr) -> dict:
 
 
 def _coverage_status(row: dict) -> str:
-    """Status cell: scored, scored by core (naming the core markers present), or why skipped."""
+    """Status cell: scored by coverage, scored by core (naming the core markers present), or
+    why the signature was skipped (plain "scored" for tables without ``scored_by``)."""
     if not bool(row["scored"]):
         return f"skipped: {row['reason']}"
     if str(row["scored_by"]) != "core":
-        return "scored"
+        return f"scored by {row['scored_by']}" if row["scored_by"] else "scored"
     markers = [
         g for g in f"{row['core_genes_present']},{row['alternates_present']}".split(",") if g
     ]
