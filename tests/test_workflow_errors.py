@@ -275,3 +275,10 @@ def test_duplicated_gene_columns_of_a_csv_are_summed_with_a_warning(tmp_path):
         ingested[:, "KRT8"].layers["counts"].toarray().ravel(), 2 * frame["KRT8"].to_numpy()
     )
     assert any("summed" in w for w in ingested.uns["seedsoil"]["warnings"])
+
+
+def test_ensembl_ids_with_foreign_suffixes_are_named_as_not_gene_ids(tmp_path):
+    adata = synthetic_tumour()
+    adata.var_names = [f"ENSG{i:011d}.5_PAR_Y" for i in range(adata.n_vars)]
+    output = ingest(tmp_path, adata, gene_id="ensembl")
+    assert "not Ensembl gene ids" in output and "_PAR_Y" in output

@@ -91,6 +91,13 @@ def resolve_gene_names(names, gene_id: str, species: str, var: pd.DataFrame, sou
         if not looks_like_ensembl(names, min_fraction=0.5):
             if "gene_ids" in var and looks_like_ensembl(var["gene_ids"], min_fraction=0.5):
                 names = np.array([str(n) for n in var["gene_ids"]], dtype=object)
+            elif np.mean([n.upper().startswith("ENS") for n in names]) >= 0.5:
+                raise InputError(
+                    f"{source_label}: gene_id is 'ensembl' but the identifiers (e.g. {examples}) "
+                    "are not Ensembl gene ids: a gene id is ENSG (or another species' ENS…G) and "
+                    "11 digits, optionally with a version suffix '.N'. Remove other suffixes "
+                    "(such as '_PAR_Y'), or map transcript (ENST) or protein (ENSP) ids to genes."
+                )
             else:
                 raise InputError(
                     f"{source_label}: gene_id is 'ensembl' but the genes look like symbols "
