@@ -208,7 +208,7 @@ def test_all_zero_matrix_names_the_qc_thresholds_not_a_traceback(tmp_path):
     adata.X = sp.csr_matrix(adata.shape, dtype=np.float32)
     output = ingest(tmp_path, adata)
     assert "no cells left after QC" in output and "min_genes=5" in output
-    assert "has any count" in output
+    assert "has any count" in output and "data/input.h5ad" in output
     assert "unexpected failure" not in output and "Traceback" not in output
 
 
