@@ -1,12 +1,12 @@
 """Depth calibration of scores and p-values on real data: random gene sets vs genes detected.
 
-For each data set, ``N_SETS`` random ``SET_SIZE``-gene sets (drawn from the genes detected in
+For each data set, ``--sets`` random ``SET_SIZE``-gene sets (drawn from the genes detected in
 at least one cell) are scored by ucell, scanpy and aucell and tested by
 :func:`seedsoil.significance`. Printed per data set and method: the median over sets of
 |Spearman rho| between the per-cell value and the number of genes the cell detects; for the
 p-values also the fraction of cells with p <= 0.05 in the shallow and the deep half of the
 cells (by genes detected; nominal 0.05) and the fraction with BH FDR <= 0.05 (nominal 0 for
-random sets). Regenerates the table of docs/interpretation.md ("Depth calibration"):
+random sets). See :func:`rho_summary` for the three rho figures. Regenerates the table of docs/interpretation.md ("Depth calibration"):
 
     .venv/bin/python benchmarks/depth_calibration.py [--sets 30] [--n-null 999]
 
@@ -67,14 +67,29 @@ def random_sets(adata: ad.AnnData, n_sets: int, seed: int = 0) -> dict[str, list
     }
 
 
-def median_abs_rho(table, depth: np.ndarray) -> float:
-    rhos = []
+def rhos(table, depth: np.ndarray) -> np.ndarray:
+    """Spearman rho of each column with ``depth`` (columns without variation left out)."""
+    out = []
     for column in table.columns:
         values = table[column].to_numpy()
         ok = np.isfinite(values)
-        if np.ptp(values[ok]) > 0:
-            rhos.append(abs(spearmanr(values[ok], depth[ok]).statistic))
-    return float(np.median(rhos)) if rhos else float("nan")
+        if ok.sum() > 2 and np.ptp(values[ok]) > 0:
+            out.append(spearmanr(values[ok], depth[ok]).statistic)
+    return np.array(out)
+
+
+def rho_summary(table, depth: np.ndarray) -> str:
+    """``median |rho| (median rho; rho of the per-cell mean over sets)``: the first mixes a
+    systematic depth effect with each set's own biology (a random set's genes may be those of
+    a cell type that happens to be deeper); the signed median and the rho of the cell's
+    average over all sets isolate the systematic part, which calibration must remove."""
+    values = rhos(table, depth)
+    if values.size == 0:
+        return "n/a (no variation)"
+    ranks = table.rank(axis=0, pct=True).mean(axis=1).to_numpy()
+    ok = np.isfinite(ranks)
+    average = spearmanr(ranks[ok], depth[ok]).statistic
+    return f"{np.median(np.abs(values)):.2f} ({np.median(values):+.2f}; {average:+.2f})"
 
 
 def measure(adata: ad.AnnData, sets: dict, n_null: int) -> dict[str, str]:
@@ -92,11 +107,11 @@ def measure(adata: ad.AnnData, sets: dict, n_null: int) -> dict[str, str]:
         except (InputError, ValueError) as error:  # e.g. max_rank="auto" before it existed
             rows[label] = f"n/a ({error})"[:40]
             continue
-        rows[label] = f"{median_abs_rho(scores, depth):.2f}"
+        rows[label] = rho_summary(scores, depth)
     pvalues, fdr = seedsoil.significance(adata, sets, n_null=n_null)
     shallow = depth <= np.median(depth)
     p = pvalues.to_numpy()
-    rows["p-value"] = f"{median_abs_rho(pvalues, depth):.2f}"
+    rows["p-value"] = rho_summary(pvalues, depth)
     rows["p <= 0.05 shallow / deep"] = (
         f"{(p[shallow] <= 0.05).mean():.3f} / {(p[~shallow] <= 0.05).mean():.3f}"
     )
@@ -121,7 +136,11 @@ def main() -> None:
                   f"q10/median/q90 {q[0]}/{q[1]}/{q[2]}", flush=True)  # fmt: skip
             results[name] = measure(adata, random_sets(adata, args.sets), args.n_null)
     names = list(results)
-    print("| median abs(rho) with genes detected | " + " | ".join(names) + " |")
+    print(
+        "| median abs(rho) with genes detected (median rho; rho of cell's mean rank) | "
+        + " | ".join(names)
+        + " |"
+    )
     print("|---|" + "---|" * len(names))
     for row in results[names[0]]:
         print(f"| {row} | " + " | ".join(results[n][row] for n in names) + " |")

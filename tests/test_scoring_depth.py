@@ -21,18 +21,20 @@ def test_genes_detected_ignores_stored_zeros():
 
 
 def test_depth_summary_holds_the_quantiles_of_genes_detected():
-    depth = depth_summary(np.arange(1, 102), n_genes=500)  # 1..101: q10 11, median 51, q90 91
+    depth = depth_summary(np.arange(1, 102), n_genes=500)  # 1..101: q10 11, q25 26, median 51
     assert depth == {
         "median_genes_detected": 51,
         "q10_genes_detected": 11,
+        "q25_genes_detected": 26,
         "q90_genes_detected": 91,
         "n_genes_panel": 500,
     }
 
 
-def test_auto_max_rank_is_the_median_depth_capped_by_the_panel():
-    assert resolve_max_rank(depth_summary([100, 300, 8000], n_genes=20_000)) == 300
-    assert resolve_max_rank({"median_genes_detected": 900, "n_genes_panel": 400}) == 400
+def test_auto_max_rank_is_the_lower_quartile_of_depth_capped_by_the_panel():
+    # 100, 300, 500, 8000 genes detected: the 25th percentile is 250
+    assert resolve_max_rank(depth_summary([100, 300, 500, 8000], n_genes=20_000)) == 250
+    assert resolve_max_rank({"q25_genes_detected": 900, "n_genes_panel": 400}) == 400
     with pytest.raises(InputError, match="depth record lacks"):
         resolve_max_rank({"q10_genes_detected": 3})
 
@@ -44,7 +46,7 @@ def test_auto_max_rank_scores_as_the_resolved_number(umi_lognorm):
     explicit = score(umi_lognorm, sigs, "ucell", var_names=gene_names(2000), max_rank=chosen)
     np.testing.assert_array_equal(auto.to_numpy(), explicit.to_numpy())
     assert auto.attrs["options"]["max_rank"] == chosen
-    assert auto.attrs["depth"]["median_genes_detected"] == chosen
+    assert auto.attrs["depth"]["q25_genes_detected"] == chosen
 
 
 def test_ucell_rejects_auto_where_no_depth_is_known():

@@ -162,8 +162,9 @@ def sample_depth(cells: ad.AnnData | str | os.PathLike) -> dict:
         n_vars = len(var_names)
         with h5py.File(cells, "r") as f:
             obs_genes = read_elem(f["obs"]["n_genes"]) if "n_genes" in f["obs"] else None
-    if isinstance(meta.get("depth"), dict) and meta["depth"]:
-        return {key: int(value) for key, value in meta["depth"].items()}
+    recorded = meta.get("depth")
+    if isinstance(recorded, dict) and "q25_genes_detected" in recorded:
+        return {key: int(value) for key, value in recorded.items()}
     if obs_genes is not None:
         return depth_summary(obs_genes, n_vars)
     from .scoring._input import open_source
@@ -186,7 +187,9 @@ def resolve_max_rank(
     chosen = from_depth(depth) if max_rank == "auto" else int(max_rank)
     record.update(
         max_rank=chosen,
-        max_rank_rule="auto: median genes detected per cell" if max_rank == "auto" else "config",
+        max_rank_rule="auto: lower quartile of genes detected per cell"
+        if max_rank == "auto"
+        else "config",
         **depth,
     )
     return chosen, record
