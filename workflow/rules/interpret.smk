@@ -42,6 +42,8 @@ rule interpret:
         runtime=runtime_from_cells(10, 1),
     params:
         interpretation=config["interpretation"],
+        communication=config["communication"],
+        species=lambda wildcards: dataset_row(wildcards).get("species") or "human",
     script:
         "../scripts/interpret.py"
 
