@@ -7,12 +7,13 @@ expression in sender and receiver), ``specificity_rank`` how specific that expre
 this sender → receiver combination compared with the others; both are RRA p-values, smaller
 is stronger (Dimitrov et al. 2022, Nat Commun 13:3224). The per-method scores are kept
 (``lr_means``, ``cellphone_pvals``, ``expr_prod``, ``scaled_weight``, ``lr_logfc``,
-``spec_weight``, ``lrscore``).
+``spec_weight``) except SingleCellSignalR's ``lrscore``.
 
 The AnnData passed in holds only the genes of the pairs (:func:`seedsoil.cellfile.read_genes`):
 every method's per-gene statistics are the same as on the whole matrix, except
-SingleCellSignalR's ``lrscore``, whose scale constant is the mean of the matrix given (here:
-of the resource's genes, not of every gene).
+SingleCellSignalR's ``lrscore = sqrt(L·R) / (sqrt(L·R) + mean(X))``, whose constant is the
+mean of the matrix given. It is monotone in ``L·R`` for a fixed constant, so its ranks, and
+hence ``magnitude_rank``, are the same either way; the value itself is left out of the table.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import scipy.sparse as sp
 #: Columns added to the communication table, in order.
 LIANA_COLUMNS = [
     "magnitude_rank", "specificity_rank", "lr_means", "cellphone_pvals", "expr_prod",
-    "scaled_weight", "lr_logfc", "spec_weight", "lrscore",
+    "scaled_weight", "lr_logfc", "spec_weight",
 ]  # fmt: skip
 KEYS = ["sender", "receiver", "ligand", "receptor"]
 
