@@ -119,3 +119,20 @@ def test_mouse_consensus_is_liana_mouse_resource_and_others_use_the_ortholog_tab
 def test_unknown_resource_names_the_known_ones():
     with pytest.raises(InputError, match="communication.resource.*consensus"):
         liana_pairs("not_a_resource")
+
+
+def test_report_panel_shows_counts_dots_chapter_pairs_and_per_sender_tables(pbmc):
+    from seedsoil.report.communication_view import communication_panel, top_interactions
+
+    adata, groups = pbmc
+    pairs = communication_pairs(load_pairs())
+    options = {"n_perm": 100, "random_state": 0, "min_cells": 5, "expr_prop": 0.1}
+    table, _ = sample_communication(adata, groups, pairs, max_cells=10_000, **options)
+    panel = communication_panel(table)
+    assert panel["figure"]["uri"].startswith("data:image/png") and panel["dots"]["uri"]
+    shown = top_interactions(table)
+    assert shown["chapter"].any()  # the chapter's strongest rows are always drawn
+    assert (shown["fdr"].head(25) < 0.05).all()
+    assert {sender for sender, _ in panel["per_sender"]} == set(table["sender"])
+    assert len(panel["chapter"]["rows"]) == int(table["chapter"].sum())
+    assert "Magnitude" in panel["sentence"] and "Specificity" in panel["sentence"]
