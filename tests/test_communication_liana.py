@@ -136,3 +136,13 @@ def test_report_panel_shows_counts_dots_chapter_pairs_and_per_sender_tables(pbmc
     assert {sender for sender, _ in panel["per_sender"]} == set(table["sender"])
     assert len(panel["chapter"]["rows"]) == int(table["chapter"].sum())
     assert "Magnitude" in panel["sentence"] and "Specificity" in panel["sentence"]
+
+
+def test_sample_with_a_single_cell_type_gets_kernel_rows_and_no_liana_ranks(pbmc):
+    adata, groups = pbmc
+    single = groups.where(groups == "CD14+ Monocyte", "unassigned")
+    pairs = communication_pairs(load_pairs())
+    options = {"n_perm": 20, "random_state": 0, "min_cells": 5, "expr_prop": 0.1}
+    table, _ = sample_communication(adata, single, pairs, max_cells=10_000, **options)
+    assert len(table) and set(table["sender"]) == {"CD14+ Monocyte"}
+    assert table[LIANA_COLUMNS].isna().all().all()

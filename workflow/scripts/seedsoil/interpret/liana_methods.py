@@ -47,6 +47,7 @@ def liana_ranks(
 ) -> pd.DataFrame:
     """``li.mt.rank_aggregate`` on the cells of ``groups`` (NaN/"unassigned" left out) with
     ``pairs`` as the resource; columns :data:`KEYS` (``A+B`` complexes) + :data:`LIANA_COLUMNS`.
+    Empty when fewer than two types have ``min_cells`` cells (nothing to be specific against).
 
     Same filters as :func:`~seedsoil.interpret.communication.score_communication`
     (``expr_prop``, ``min_cells``), ``n_perms=n_perm`` and ``seed=random_state``.
@@ -56,7 +57,7 @@ def liana_ranks(
     labels = groups.reindex(adata.obs_names).astype(object)
     keep = (labels.notna() & (labels != "unassigned")).to_numpy()
     counts = labels[keep].value_counts()
-    if (counts >= min_cells).sum() < 1:
+    if (counts >= min_cells).sum() < 2:  # log2FC and specificity need another type to compare
         return pd.DataFrame(columns=KEYS + LIANA_COLUMNS)
     matrix = adata.X if sp.issparse(adata.X) else sp.csr_matrix(adata.X)
     sample = ad.AnnData(
