@@ -260,3 +260,27 @@ def test_atlas_subsample_keeps_each_types_share_and_scores_from_every_cell():
     sub, _ = score_communication(adata, groups, PAIRS, n_perm=40, max_cells=60)
     np.testing.assert_array_equal(whole["score"].to_numpy(), sub["score"].to_numpy())
     assert not np.array_equal(whole["pvalue"].to_numpy(), sub["pvalue"].to_numpy())
+
+
+def test_results_are_the_same_whether_x_is_used_as_is_or_copied():
+    # X of only the pairs' genes, every cell grouped: the kernel uses X itself; with 20 more
+    # genes than needed it copies the needed columns. Same cells, same draws: same table.
+    adata, groups = _sample()
+    pairs = PAIRS.iloc[:2].reset_index(drop=True)
+    needed = communication.pair_genes(pairs)
+    only = adata[:, needed].copy()
+    only.X = sp.csr_matrix(only.X)
+    only.X.sum_duplicates()  # canonical, as read_genes writes it
+    filler = ad.AnnData(
+        sp.random(90, 20, density=0.5, format="csr", random_state=1, dtype=np.float32),
+        obs=adata.obs,
+        var=pd.DataFrame(index=[f"F{i}" for i in range(20)]),
+    )
+    wider = ad.concat([only, filler], axis=1, merge="same")
+    used = communication._expression(only, np.arange(90), needed)[0]
+    assert np.shares_memory(used.data, only.X.data)
+    copied = communication._expression(wider, np.arange(90), needed)[0]
+    assert not np.shares_memory(copied.data, wider.X.data)
+    as_is, _ = score_communication(only, groups, pairs, n_perm=60)
+    copied, _ = score_communication(wider, groups, pairs, n_perm=60)
+    pd.testing.assert_frame_equal(as_is, copied, check_exact=True)

@@ -140,16 +140,30 @@ def group_sums(indptr, indices, data, rows, codes, n_groups, n_genes):
     return out.transpose(2, 1, 0)
 
 
-def _expression(adata, cells: np.ndarray, genes: list[str]) -> sp.csr_matrix:
-    """CSR of ``cells`` × ``genes`` from ``adata.X`` with summed duplicates (float32 stays float32:
-    the kernel sums in float64, and the float32 → float64 cast is exact)."""
-    columns = adata.var_names.get_indexer(genes)
+def _expression(adata, cells: np.ndarray, genes: list[str]) -> tuple[sp.csr_matrix, dict]:
+    """CSR of ``cells`` × genes from ``adata.X`` and each of ``genes``' column in it.
+
+    When ``X`` is already canonical float CSR of mostly the needed genes and every cell is used
+    (an atlas read with :func:`seedsoil.cellfile.read_genes`, every cell labelled), ``X`` itself
+    is returned: no copy of the largest array of the job. Otherwise a float copy of ``cells`` × ``genes`` with
+    summed duplicates (float32 stays float32: the kernel sums in float64, the cast is exact).
+    """
     matrix = adata.X
+    usable_as_is = (
+        (sp.isspmatrix_csr(matrix) or isinstance(matrix, sp.csr_array))
+        and matrix.dtype in (np.float32, np.float64)
+        and matrix.has_canonical_format
+        and cells.size == adata.n_obs
+        and 2 * len(genes) >= adata.n_vars  # mostly needed genes: every permutation visits all
+    )
+    if usable_as_is:
+        return matrix, {g: int(adata.var_names.get_loc(g)) for g in genes}
+    columns = adata.var_names.get_indexer(genes)
     matrix = matrix[:, columns] if sp.issparse(matrix) else np.asarray(matrix)[:, columns]
     dtype = matrix.dtype if matrix.dtype in (np.float32, np.float64) else np.float64
     matrix = sp.csr_matrix(matrix[cells], dtype=dtype)
     matrix.sum_duplicates()
-    return matrix
+    return matrix, {g: k for k, g in enumerate(genes)}
 
 
 def lr_mean(ligand: np.ndarray, receptor: np.ndarray) -> np.ndarray:
@@ -258,10 +272,9 @@ def score_communication(
         np.min_scalar_type(n_groups - 1)
     )
     needed = pair_genes(pairs)
-    position = {g: k for k, g in enumerate(needed)}
-    expression = _expression(adata, cells, needed)
+    expression, position = _expression(adata, cells, needed)
     nonempty = np.flatnonzero(np.diff(expression.indptr)).astype(np.int64)
-    n_genes = len(needed)
+    n_genes = expression.shape[1]
     lig = _subunit_index(pairs["ligand"], position)
     rec = _subunit_index(pairs["receptor"], position)
     sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
