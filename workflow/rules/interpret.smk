@@ -1,15 +1,6 @@
 # Scores -> answers: CTC candidates, cell types, heterotypic clusters, communication.
 
 
-def interpret_mem_mb(wildcards, input, attempt):
-    """tables_mem_mb plus the ligand-receptor resource's genes held as CSR (8 B per stored
-    value): they hold <= 10 % of a cells.h5ad's stored values (5-7 % measured on three data
-    sets), ~0.12 x the file's MB, counted twice for read_genes' concatenation."""
-    return tables_mem_mb(wildcards, attempt) + math.ceil(
-        0.25 * input_size_mb([input.cells]) * attempt
-    )
-
-
 rule interpret:
     input:
         cells="results/{dataset}/{sample}/cells.h5ad",
