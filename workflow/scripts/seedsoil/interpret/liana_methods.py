@@ -18,6 +18,8 @@ hence ``magnitude_rank``, are the same either way; the value itself is left out 
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -76,18 +78,24 @@ def liana_ranks(
     ]
     if resource.empty:
         return pd.DataFrame(columns=KEYS + LIANA_COLUMNS)
-    result = li.mt.rank_aggregate(
-        sample,
-        groupby="group",
-        resource=resource,
-        expr_prop=expr_prop,
-        min_cells=min_cells,
-        n_perms=n_perm,
-        seed=random_state,
-        use_raw=False,
-        inplace=False,
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # LIANA's own internals (scanpy scaling a sparse copy, deprecated AnnData calls): not
+        # actionable by a user, and repeated in every sample's log
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=ad.ImplicitModificationWarning)
+        warnings.filterwarnings("ignore", message="zero-centering a sparse array")
+        result = li.mt.rank_aggregate(
+            sample,
+            groupby="group",
+            resource=resource,
+            expr_prop=expr_prop,
+            min_cells=min_cells,
+            n_perms=n_perm,
+            seed=random_state,
+            use_raw=False,
+            inplace=False,
+            verbose=False,
+        )
     result = result.rename(columns={"source": "sender", "target": "receiver"})
     result["ligand"] = result["ligand_complex"].str.replace("_", "+", regex=False)
     result["receptor"] = result["receptor_complex"].str.replace("_", "+", regex=False)
