@@ -314,13 +314,16 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 def ablation(table: pd.DataFrame) -> pd.DataFrame:
     """Per step, panel and ambient level: precision and recall pooled over depths and fractions
     (sum of true calls over sum of calls and of spiked cells)."""
-    pooled = table.groupby(["step", "panel", "ambient"], sort=False)[
-        ["tp", "n_called", "n_ctc"]
-    ].sum()
+    columns = ["tp", "n_called", "n_ctc", "tp_clusters", "n_clusters"]
+    pooled = table.groupby(["step", "panel", "ambient"], sort=False)[columns].sum()
     out = pd.DataFrame(
-        {"precision": pooled["tp"] / pooled["n_called"], "recall": pooled["tp"] / pooled["n_ctc"]}
+        {
+            "precision": pooled["tp"] / pooled["n_called"],
+            "recall": pooled["tp"] / pooled["n_ctc"],
+            "recall of clusters": pooled["tp_clusters"] / pooled["n_clusters"],
+        }
     )
-    return out.unstack(["panel", "ambient"])
+    return out.reset_index()
 
 
 if __name__ == "__main__":
