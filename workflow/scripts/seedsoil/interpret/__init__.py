@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seedsoil.errors import InputError
-from seedsoil.interpret.celltypes import assign_cell_types
+from seedsoil.interpret.celltypes import assign_cell_types, shipped_markers
 from seedsoil.interpret.clusters import flag_heterotypic
 from seedsoil.interpret.communication import load_pairs, pair_genes, score_communication
 from seedsoil.interpret.ctc import LEUKOCYTE_MARKER, call_ctc
@@ -36,7 +36,7 @@ __all__ = [
 
 #: Columns of ``calls.parquet``, in order (``size_z`` comes from :mod:`.clusters`).
 CALL_COLUMNS = [
-    "cell_type_assigned", "assignment_score", "assignment_confidence",
+    "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
     "ctc_candidate", "ctc_confidence", "ctc_fdr", "emt_state",
     "heterotypic_cluster", "size_z",
 ]  # fmt: skip
@@ -44,12 +44,16 @@ CALL_COLUMNS = [
 
 def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
     """Every gene :func:`interpret_sample` reads from ``X``: PTPRC (the CD45 veto of
-    :func:`~seedsoil.interpret.ctc.call_ctc`) and the ligand/receptor subunits of ``pairs``
-    (a table, a path to one, or None for the shipped table). Reading only these columns
+    :func:`~seedsoil.interpret.ctc.call_ctc`), the ligand/receptor subunits of ``pairs``
+    (a table, a path to one, or None for the shipped table) and the core markers and
+    alternates of the cell-type signatures (:func:`~.celltypes.shipped_markers`) that gate and
+    explain the assignment. Reading only these columns
     (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
     if not isinstance(pairs, pd.DataFrame):
         pairs = load_pairs(pairs)
-    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs)})
+    _, marker_genes = shipped_markers()
+    markers = {g for genes in marker_genes.values() for g in genes}
+    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs), *markers})
 
 
 def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
@@ -142,10 +146,19 @@ def interpret_sample(
     fdr = _aligned(fdr, "fdr", adata, scores.columns)
     if not isinstance(pairs, pd.DataFrame):
         pairs = load_pairs(pairs)
+    core_markers, marker_genes = shipped_markers()
 
     calls = pd.concat(
         [
-            assign_cell_types(scores, fdr, alpha),
+            assign_cell_types(
+                scores,
+                fdr,
+                alpha,
+                pvalues=pvalues,
+                expression=adata,
+                core_markers=core_markers,
+                marker_genes=marker_genes,
+            ),
             call_ctc(adata, pvalues, fdr, alpha),
             flag_heterotypic(adata.obs, fdr, alpha),
         ],
