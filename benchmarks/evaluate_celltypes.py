@@ -9,7 +9,7 @@ The labels are hidden from the assignment: scores, p-values and the assignment s
 expression. Each data set's labels are then mapped to the assignment's type names by the explicit
 tables below (biology, fixed before looking at results); labels with no matching signature type
 are "not covered" and left out of accuracy and macro-F1 (but not of the unassigned fraction).
-When ``celltypist`` is importable, a CellTypist model trained on a *different* labelled data set
+A CellTypist model trained on a *different* labelled data set
 (pbmc68k for the others, Wu 2020 for pbmc68k; labels mapped to the same type names) annotates
 each set for comparison. Prints the markdown table of docs/interpretation.md.
 """
@@ -161,16 +161,15 @@ def assign(adata, library, tables) -> pd.DataFrame:
 
 
 def celltypist_predictions(train: tuple[ad.AnnData, pd.Series], test: ad.AnnData) -> pd.Series:
-    import celltypist
+    """CellTypist (seedsoil.interpret.reference) trained on ``train``'s mapped labels, on the
+    genes it shares with ``test``."""
+    from seedsoil.interpret.reference import annotate_with_reference, train_reference
 
     adata, labels = train
-    keep = labels.notna().to_numpy()
-    reference = adata[keep].copy()
-    reference.obs["type"] = labels[keep].to_numpy()
-    model = celltypist.train(reference, labels="type", check_expression=False, n_jobs=1)
-    genes = test.var_names.intersection(reference.var_names)
-    result = celltypist.annotate(test[:, genes].copy(), model=model, majority_voting=False)
-    return result.predicted_labels["predicted_labels"].astype(str)
+    reference = adata.copy()
+    reference.obs["type"] = labels.fillna("").replace(MONOCYTE_FAMILY).to_numpy()
+    model = train_reference(reference, "type", genes=test.var_names)
+    return annotate_with_reference(test, model)["cell_type_reference"]
 
 
 def main(argv=None) -> None:
@@ -180,10 +179,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     names = ["pbmc68k_reduced", "wu2020_200", "oligodendroglioma"]
     data = {name: load(name) for name in names}
-    try:
-        import celltypist  # noqa: F401
-    except ImportError:
-        celltypist = None
     rows = []
     for name in names:
         adata, labels = data[name]
@@ -198,16 +193,15 @@ def main(argv=None) -> None:
         print(
             pd.crosstab(labels.fillna("not covered"), calls["cell_type_assigned"]).to_string(), "\n"
         )
-        if celltypist is not None:
-            other = "wu2020_200" if name == "pbmc68k_reduced" else "pbmc68k_reduced"
-            predicted = celltypist_predictions(data[other], adata)
-            rows.append(
-                {
-                    "data set": name,
-                    "method": f"CellTypist trained on {other}",
-                    **metrics(labels, predicted),
-                }
-            )
+        other = "wu2020_200" if name == "pbmc68k_reduced" else "pbmc68k_reduced"
+        predicted = celltypist_predictions(data[other], adata)
+        rows.append(
+            {
+                "data set": name,
+                "method": f"CellTypist trained on {other}",
+                **metrics(labels, predicted),
+            }
+        )
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False, floatfmt=".3f"))
 
