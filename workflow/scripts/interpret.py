@@ -1,5 +1,7 @@
 import json
 
+import pandas as pd
+
 from seedsoil.cellfile import read_genes
 from seedsoil.interpret import genes_needed, interpret_sample, load_pairs, read_cell_table
 from seedsoil.util import atomic_path, numba_threads, rule_logging
@@ -18,6 +20,11 @@ with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
         n_perm=options["n_perm"],
         random_state=options["random_state"],
         min_cells=options["min_cells"],
+        reference_labels=(
+            pd.read_parquet(snakemake.input.reference_labels)
+            if snakemake.input.get("reference_labels")
+            else None
+        ),
     )
     with atomic_path(snakemake.output.calls) as path:
         calls.to_parquet(path)

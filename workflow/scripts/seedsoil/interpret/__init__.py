@@ -37,6 +37,7 @@ __all__ = [
 #: Columns of ``calls.parquet``, in order (``size_z`` comes from :mod:`.clusters`).
 CALL_COLUMNS = [
     "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
+    "cell_type_reference", "reference_confidence",
     "ctc_candidate", "ctc_confidence", "ctc_fdr", "emt_state",
     "heterotypic_cluster", "size_z",
 ]  # fmt: skip
@@ -125,6 +126,7 @@ def interpret_sample(
     n_perm: int = 1000,
     random_state: int = 0,
     min_cells: int = 5,
+    reference_labels: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Interpret one sample.
 
@@ -133,7 +135,9 @@ def interpret_sample(
     :func:`genes_needed` (``seedsoil.cellfile.read_genes(path, genes_needed(pairs))``) and
     the results are the same as with every gene. ``scores``/``pvalues``/``fdr`` are cells × signatures
     from the engine (same columns). ``pairs`` is a table from :func:`load_pairs` or a path to one
-    (default: the shipped ``resources/communication/pairs.tsv``). Communication groups are the
+    (default: the shipped ``resources/communication/pairs.tsv``). ``reference_labels`` is the table
+    of :func:`seedsoil.interpret.reference.annotate_with_reference` (``cell_type_reference``,
+    ``reference_confidence``) or None (columns ``""`` and NaN). Communication groups are the
     dataset's labels when it has any, else the assigned types.
 
     Returns ``(calls, communication, summary)``: ``calls`` indexed by cell with
@@ -163,7 +167,15 @@ def interpret_sample(
             flag_heterotypic(adata.obs, fdr, alpha),
         ],
         axis=1,
-    )[CALL_COLUMNS]
+    )
+    if reference_labels is not None:
+        reference_labels = _aligned(reference_labels, "reference_labels", adata, None)
+        calls["cell_type_reference"] = reference_labels["cell_type_reference"].astype(str)
+        calls["reference_confidence"] = reference_labels["reference_confidence"].astype(float)
+    else:
+        calls["cell_type_reference"] = ""
+        calls["reference_confidence"] = np.nan
+    calls = calls[CALL_COLUMNS]
     groups, _ = cell_types_used(calls, adata)
     communication, skipped = score_communication(
         adata, groups, pairs, n_perm=n_perm, random_state=random_state, min_cells=min_cells

@@ -10,12 +10,38 @@ are used, so a targeted panel is annotated on its own genes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from seedsoil.errors import InputError
 
+if TYPE_CHECKING:
+    import anndata as ad
+
 #: Columns of :func:`annotate_with_reference`'s table.
 REFERENCE_COLUMNS = ["cell_type_reference", "reference_confidence"]
+
+
+def read_reference(path) -> ad.AnnData:
+    """The reference ``.h5ad`` read whole; InputError naming the file when it is missing or not
+    an AnnData file."""
+    from pathlib import Path
+
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"annotation.reference: {path} does not exist; give the path of a labelled .h5ad"
+        )
+    try:
+        return ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(
+            f"annotation.reference: {path} is not a readable .h5ad ({error}); write the reference "
+            "with anndata's write_h5ad (log-normalised X, labels in obs)"
+        ) from error
 
 
 def reference_labels(reference, label_column: str, source: str = "reference") -> pd.Series:

@@ -291,10 +291,9 @@ def _assignment(calls, obs) -> dict | None:
     cells_labels = obs["cell_type"].reindex(calls.index) if "cell_type" in obs else None
     if cells_labels is not None and has_labels(cells_labels):
         comparisons.append(("dataset label", confusion_table(cells_labels, assigned)))
-    if "cell_type_reference" in calls and calls["cell_type_reference"].notna().any():
-        comparisons.append(
-            ("reference annotation", confusion_table(calls["cell_type_reference"], assigned))
-        )
+    reference = calls.get("cell_type_reference", pd.Series("", index=calls.index)).fillna("")
+    if (reference != "").any():
+        comparisons.append(("reference annotation", confusion_table(reference, assigned)))
     return {
         "sentence": sentence,
         "table": table(summary, {"median confidence": 2}),
