@@ -75,7 +75,7 @@ def sample_context(
         "clusters": _clusters(calls, labels),
         "communication": _communication(communication),
         "interpretation": _interpretation_rows(interpretation),
-        "methods": _methods(config, meta, fdr is not None),
+        "methods": _methods(config, meta, fdr is not None, scores.attrs.get("scoring")),
     }
     context["toc"] = [(i, name, context.get(_key(i), True) is not None) for i, name in TOC]
     return context
@@ -207,10 +207,16 @@ def _coverage(coverage, scores, fdr) -> dict:
     if coverage is None or not len(coverage):
         return {"sentence": "", "table": None}
     frame = coverage.copy()
-    for column, default in (("theme", ""), ("scored", True), ("reason", ""), ("missing", "")):
+    defaults = {"theme": "", "scored": True, "reason": "", "missing": "", "scored_by": ""}
+    defaults |= {"core_groups": 0, "core_groups_present": 0, "core_genes_present": ""}
+    defaults |= {"alternates_present": ""}
+    for column, default in defaults.items():
         if column not in frame:
             frame[column] = default
+    text_columns = ("reason", "scored_by", "core_genes_present", "alternates_present")
+    frame = frame.fillna(dict.fromkeys(text_columns, ""))
     scored = frame["scored"].astype(bool)
+    by_core = scored & (frame["scored_by"].astype(str) == "core")
     rows = pd.DataFrame(
         {
             "signature": frame["signature"].astype(str),
@@ -220,10 +226,7 @@ def _coverage(coverage, scores, fdr) -> dict:
                 for p, n in zip(frame["n_present"], frame["n_genes"], strict=False)
             ],
             "fraction": frame["fraction"].astype(float).round(2),
-            "status": [
-                "scored" if s else f"skipped: {r}"
-                for s, r in zip(scored, frame["reason"].fillna("").astype(str), strict=False)
-            ],
+            "status": [_coverage_status(row) for row in frame.to_dict("records")],
             "missing genes": [_genes(m) for m in frame["missing"].fillna("")],
         }
     )
@@ -236,10 +239,31 @@ def _coverage(coverage, scores, fdr) -> dict:
         )
     sentence = (
         f"{int(scored.sum())} of {len(frame)} signatures were scored; a signature is skipped when "
-        "too few of its genes are measured in this dataset. Low coverage makes a score less "
-        "specific: read it with the missing genes in mind."
+        "too few of its genes are measured in this dataset and its core markers do not make up "
+        "for it. Low coverage makes a score less specific: read it with the missing genes in mind."
     )
+    if by_core.any():
+        sentence += (
+            f" {int(by_core.sum())} of them are scored on reduced coverage because enough of "
+            "their core markers are measured (status names the markers present)."
+        )
     return {"sentence": sentence, "table": table(rows)}
+
+
+def _coverage_status(row: dict) -> str:
+    """Status cell: scored by coverage, scored by core (naming the core markers present), or
+    why the signature was skipped (plain "scored" for tables without ``scored_by``)."""
+    if not bool(row["scored"]):
+        return f"skipped: {row['reason']}"
+    if str(row["scored_by"]) != "core":
+        return f"scored by {row['scored_by']}" if row["scored_by"] else "scored"
+    markers = [
+        g for g in f"{row['core_genes_present']},{row['alternates_present']}".split(",") if g
+    ]
+    return (
+        f"scored by core ({int(row['core_groups_present'])} of {int(row['core_groups'])} core "
+        f"groups: {_genes(','.join(markers))}) at reduced coverage"
+    )
 
 
 def _genes(missing: str, shown: int = 12) -> str:
@@ -522,7 +546,20 @@ def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
     return rows
 
 
-def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
+def _rank_window(record) -> str:
+    """One sentence on UCell's rank window as scoring resolved it (``scores.attrs["scoring"]``)."""
+    if not isinstance(record, dict) or "max_rank" not in record:
+        return ""
+    how = (
+        f"chosen from this sample's depth (a quarter of its cells detect fewer genes; median "
+        f"{record['median_genes_detected']:,} of {record['n_genes_panel']:,} in the data)"
+        if str(record.get("max_rank_rule", "")).startswith("auto")
+        else "as configured"
+    )
+    return f" UCell ranks the top {record['max_rank']:,} genes of each cell, {how}."
+
+
+def _methods(config, meta, has_pvalues: bool, scoring_record=None) -> list[tuple[str, str]]:
     from seedsoil.report.html import METHOD_TEXT
 
     scoring = (config or {}).get("scoring", {}) if isinstance(config, dict) else {}
@@ -532,14 +569,17 @@ def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
         (
             "Scores.",
             f"{text} Each signature's genes come from the seedsoil signature library; genes "
-            "absent from this dataset are listed in the coverage table and left out.",
+            "absent from this dataset are listed in the coverage table and left out."
+            + _rank_window(scoring_record),
         ),
         (
             "What p-values mean.",
             (
                 "Each cell's score is compared with the scores of random gene sets matched to the "
                 "signature in size and expression; the empirical p-value is the share of random "
-                "sets scoring at least as high, and the FDR is Benjamini–Hochberg across the cells "
+                "sets scoring higher (ties shared at random, so shallow and deep cells are judged "
+                "alike; a cell expressing none of the signature's genes is never significant), "
+                "and the FDR is Benjamini–Hochberg across the cells "
                 "of this sample. A small FDR says that this cell expresses the signature more than "
                 "random genes of similar expression — not that the cell is of a given type, and not "
                 "that the sample differs from another sample. Comparisons between conditions are in "
