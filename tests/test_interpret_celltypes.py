@@ -72,6 +72,14 @@ def test_a_type_whose_core_markers_are_in_the_panel_needs_one_detected():
     assert out.loc["c0", "cell_type_assigned"] == "B"
 
 
+def test_a_type_needs_half_of_its_present_core_groups_detected():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    expression = _expression(["c0"], {"NCR1": [1.0], "KLRF1": [0.0], "NCAM1": [0.0]})
+    core = {"IMM_NK": [["NCR1"], ["KLRF1"], ["NCAM1"]]}  # 1 of 3 groups detected: not enough
+    out = _assign(scores, pvalues, expression=expression, core_markers=core)
+    assert out.loc["c0", "cell_type_assigned"] == "B"
+
+
 def test_core_markers_absent_from_the_panel_do_not_block_a_type():
     scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
     expression = _expression(["c0"], {"CD79A": [2.0]})

@@ -180,10 +180,12 @@ def assign_cell_types(
        borrows strength from similar cells. Raw scores rather than scores standardised per
        signature: a sample made mostly of one type (a T-cell sample, a tumour) would otherwise
        push that type's own cells below zero.
-    2. **Core markers** (contract C1): for a type whose ``core_markers`` groups have at least one
-       gene in ``expression``, the type is admissible for cell ``c`` only when a core gene is
-       detected (> 0) in ``c`` or in at least a third of its neighbours; otherwise
-       ``e[c, t] = −inf`` (e.g. no neutrophil call without FCGR3B/CXCR2/… when the data hold them).
+    2. **Core markers** (contract C1): for a type with core groups present in ``expression`` (a
+       group is present when one of its genes is), the type is admissible for cell ``c`` only when
+       at least half of those groups (rounded up) are detected — a gene of the group > 0 in ``c``,
+       or in at least a third of its neighbours; otherwise ``e[c, t] = −inf`` (e.g. no neutrophil
+       call without FCGR3B/CXCR2/… when the data hold them). A programme is identified by most of
+       its marker groups, not by one gene it shares with a neighbour type.
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
     4. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
@@ -231,15 +233,20 @@ def assign_cell_types(
     )
     core_detected = {}
     for k, signature in enumerate(used):
-        genes = [g for group in core_markers.get(signature, ()) for g in group if g in columns]
-        if not genes:
+        groups = [[g for g in group if g in columns] for group in core_markers.get(signature, ())]
+        groups = [group for group in groups if group]
+        if not groups:
             continue
-        detected = np.zeros(n_cells, dtype=bool)
-        for gene in genes:
-            detected |= columns[gene] > 0
-        core_detected[signature] = genes
-        near = neighbourhood_mean(detected[:, None].astype(np.float64), neighbours)[:, 0]
-        evidence[~(detected | (near >= 1 / 3)), k] = -np.inf
+        core_detected[signature] = [g for group in groups for g in group]
+        supported_groups = np.zeros(n_cells, dtype=np.int64)
+        for group in groups:
+            detected = np.zeros(n_cells, dtype=bool)
+            for gene in group:
+                detected |= columns[gene] > 0
+            near = neighbourhood_mean(detected[:, None].astype(np.float64), neighbours)[:, 0]
+            supported_groups += detected | (near >= 1 / 3)
+        needed = -(-len(groups) // 2)  # at least half of the panel's core groups
+        evidence[supported_groups < needed, k] = -np.inf
 
     posterior = softmax(evidence)
     best = np.argmax(posterior, axis=1)
