@@ -498,35 +498,9 @@ def _clusters(calls, labels) -> dict | None:
 
 
 def _communication(communication) -> dict | None:
-    if communication is None or not len(communication):
-        return None
-    frame = communication.copy()
-    has_fdr = "fdr" in frame
-    types = sorted(set(frame["sender"].astype(str)) | set(frame["receiver"].astype(str)))
-    grouped = frame.groupby(["sender", "receiver"])
-    matrix = grouped["score"].sum().unstack().reindex(index=types, columns=types)
-    annotate = None
-    what = "summed score of all ligand–receptor pairs"
-    if has_fdr:
-        significant = frame["fdr"].astype(float) < FDR_LEVEL
-        counts = significant.groupby([frame["sender"], frame["receiver"]]).sum().unstack()
-        annotate = counts.reindex(index=types, columns=types).fillna(0).astype(int)
-        what += f"; numbers: pairs with FDR < {FDR_LEVEL}"
-    fig = plots.heatmap(matrix, cmap="magma", colourbar="summed pair score", annotate=annotate)
-    keys = ["fdr", "score"] if has_fdr else ["score"]
-    top = frame.sort_values(keys, ascending=[True, False][: len(keys)]).head(25)
-    columns = [
-        c for c in ("sender", "receiver", "pair", "theme", "score", "pvalue", "fdr") if c in top
-    ]
-    return {
-        "sentence": f"{len(frame):,} sender → receiver ligand–receptor scores were computed.",
-        "figure": figure(
-            fig,
-            f"Senders (rows) → receivers (columns). Colour: {what}.",
-            "communication heatmap",
-        ),
-        "table": table(top[columns], digits={"pvalue": 2, "fdr": 2}),
-    }
+    from seedsoil.report.communication_view import communication_panel
+
+    return communication_panel(communication)
 
 
 def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
