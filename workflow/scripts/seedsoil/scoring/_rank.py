@@ -19,6 +19,8 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 CELLS_PER_BLOCK = 64
+EQUAL = np.int64(1) << 32  # level counters: values equal to the level in the high half
+ABOVE = EQUAL - 1  # ... values above exactly that many levels in the low half
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(29)
 
@@ -147,12 +149,12 @@ def sort_distinct(levels, n, sentinel):
 
 
 @njit(cache=True)
-def key_level_counts(data, bits, lo, hi, levels, n_levels, first, n_above, n_equal, level_of):
+def key_level_counts(data, bits, lo, hi, levels, n_levels, first, counts, level_of):
     """Count the row ``data[lo:hi]``'s values against the ascending distinct positive ``levels``.
 
-    Adds to ``n_above[j]`` the number of values with exactly ``j`` levels below them and to
-    ``n_equal[j]`` the number equal to level ``j``; ``level_of[k - lo]`` is set to ``j`` for
-    each value ``data[k]`` that equals level ``j`` (other entries are left as they were). Levels and values are compared as bit
+    Adds to ``counts[j]`` the number of values with exactly ``j`` levels below them plus
+    ``EQUAL`` times the number equal to level ``j`` (one counter, one memory update per
+    value); ``level_of[k - lo]`` is set to ``j`` for each value ``data[k]`` at or below the top level. Levels and values are compared as bit
     patterns (``bits``), which are ordered like the values for positive numbers; the span
     of the levels is cut into at most ``4 * n_levels`` equal buckets and ``first[b]`` is
     the first level at or above bucket ``b``, so a value costs a shift and a step or two
@@ -177,18 +179,17 @@ def key_level_counts(data, bits, lo, hi, levels, n_levels, first, n_above, n_equ
         if key < lowest:
             continue
         if key > highest:
-            n_above[n_levels] += 1
+            counts[n_levels] += 1
             continue
         j = first[(key - lowest) >> shift]
         while levels[j] < key:
             j += 1
-        n_above[j] += 1
-        n_equal[j] += levels[j] == key
+        counts[j] += 1 + EQUAL * (levels[j] == key)
         level_of[k - lo] = j
 
 
 @njit(cache=True)
-def value_level_counts(data, lo, hi, levels, n_levels, n_above, n_equal, level_of):
+def value_level_counts(data, lo, hi, levels, n_levels, counts, level_of):
     """:func:`key_level_counts` for float64 ``levels`` of any sign, each value placed by binary search."""
     lowest = levels[0]
     for k in range(lo, hi):
@@ -196,8 +197,7 @@ def value_level_counts(data, lo, hi, levels, n_levels, n_above, n_equal, level_o
         if v < lowest or v == 0 or v != v:
             continue
         j = _count_below(levels, n_levels, v)
-        n_above[j] += 1
-        n_equal[j] += levels[j] == v
+        counts[j] += 1 + EQUAL * (levels[j] == v)
         level_of[k - lo] = j
 
 
@@ -241,8 +241,8 @@ def ucell_rank_sums(
         key_levels = np.empty(longest + 1, np.int64)
         value_levels = np.empty(longest + 1, np.float64)
         first = np.empty(4 * longest + 1, np.int64)
-        n_above = np.zeros(longest + 1, np.int64)
-        n_equal = np.zeros(longest + 1, np.int64)
+        counts = np.zeros(longest + 1, np.int64)
+        n_equal = np.empty(longest, np.int64)
         n_greater = np.empty(longest, np.int64)
         level_of = np.empty(longest, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
@@ -265,19 +265,18 @@ def ucell_rank_sums(
             lo, hi = indptr[cell], indptr[cell + 1]
             if all_positive:
                 n_levels = sort_distinct(key_levels, n_sig, np.iinfo(np.int64).max)
-                key_level_counts(
-                    data, bits, lo, hi, key_levels, n_levels, first, n_above, n_equal, level_of
-                )
+                key_level_counts(data, bits, lo, hi, key_levels, n_levels, first, counts, level_of)
             else:
                 n_levels = sort_distinct(value_levels, n_sig, np.inf)
-                value_level_counts(data, lo, hi, value_levels, n_levels, n_above, n_equal, level_of)
+                value_level_counts(data, lo, hi, value_levels, n_levels, counts, level_of)
             # A value with i levels below it is greater than levels 0 .. i-1.
             greater = 0
             for j in range(n_levels - 1, -1, -1):
-                greater += n_above[j + 1]
-                n_above[j + 1] = 0
+                greater += counts[j + 1] & ABOVE
+                n_equal[j] = counts[j] >> 32
+                counts[j + 1] = 0
                 n_greater[j] = greater
-            n_above[0] = 0
+            counts[0] = 0
             for i in range(n_sig):
                 k = sig_k[i]
                 j = level_of[k - lo]
@@ -286,7 +285,6 @@ def ucell_rank_sums(
                     u = union_of_gene[indices[k]]
                     for g in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
                         out[cell, gene_cols[g]] += rank - max_rank
-            n_equal[: n_levels + 1] = 0
     return out
 
 
