@@ -1,11 +1,13 @@
 """Per-cell rank kernels shared by the rank-based methods (UCell, AUCell).
 
 Both methods need, in each cell, the rank of a few signature genes among the cell's
-values, never the full ranking. A UMI cell has ~1,800 non-zeros but only a few dozen
-distinct values, so a gene's rank follows from a table of the row's distinct values:
-how many non-zeros are greater than its value and how many equal it. The table is an
-open-addressing hash keyed on the value's bit pattern, filled in one pass over the row;
-only the distinct values are then sorted.
+values, never the full ranking. UCell sorts only the signature genes' distinct values (the
+levels) and counts, in one pass over the row, how many values lie above and at each level;
+its cost grows with the row's length, not with its number of distinct values (a
+full-length cell has thousands). AUCell groups the row's values by value in an
+open-addressing hash table keyed on the value's bit pattern, filled in one pass over the
+row, and sorts only the distinct values: cheap for UMI cells (a few dozen distinct values
+among ~1,800 non-zeros), costly for full-length ones.
 
 Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
 its own row alone with integer or exactly representable arithmetic, so results are
