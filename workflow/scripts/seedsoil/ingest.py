@@ -25,7 +25,13 @@ from .harmonise import (
     harmonised_metadata,
     plan_harmonisation,
 )
-from .pipeline import harmonise_options, ingest_dataset, record_source, sample_table
+from .pipeline import (
+    harmonise_options,
+    ingest_dataset,
+    record_depth,
+    record_source,
+    sample_table,
+)
 from .qc import apply_qc
 
 #: Cells harmonised per block: ~10,000 cells of 2,000 genes hold a few hundred MB of temporaries.
@@ -142,6 +148,7 @@ def ingest_h5ad(
         )  # fmt: skip
         record_source(adata, row)
         apply_qc(adata, **qc)
+        record_depth(adata)
         samples = sample_table(adata, row, qc)
         write_annotations(out, adata, COMPRESSION)
     return samples

@@ -66,6 +66,7 @@ def sample_context(
         "qc": _qc(adata, meta.get("qc", {})),
         "coverage": _coverage(coverage, scores, fdr),
         "groups": _groups(labels, order, colours, label_source),
+        "assignment": _assignment(calls, obs),
         "scores": _scores(scores, means, themes, signatures, headline, labels, order, colours),
         "embedding": _embedding_section(coords, labels, colours, scores, headline, meta),
         "ctc": _ctc(calls, labels, order, coords, interpretation),
@@ -74,7 +75,7 @@ def sample_context(
         "clusters": _clusters(calls, labels),
         "communication": _communication(communication),
         "interpretation": _interpretation_rows(interpretation),
-        "methods": _methods(config, meta, fdr is not None),
+        "methods": _methods(config, meta, fdr is not None, scores.attrs.get("scoring")),
     }
     context["toc"] = [(i, name, context.get(_key(i), True) is not None) for i, name in TOC]
     return context
@@ -206,10 +207,16 @@ def _coverage(coverage, scores, fdr) -> dict:
     if coverage is None or not len(coverage):
         return {"sentence": "", "table": None}
     frame = coverage.copy()
-    for column, default in (("theme", ""), ("scored", True), ("reason", ""), ("missing", "")):
+    defaults = {"theme": "", "scored": True, "reason": "", "missing": "", "scored_by": ""}
+    defaults |= {"core_groups": 0, "core_groups_present": 0, "core_genes_present": ""}
+    defaults |= {"alternates_present": ""}
+    for column, default in defaults.items():
         if column not in frame:
             frame[column] = default
+    text_columns = ("reason", "scored_by", "core_genes_present", "alternates_present")
+    frame = frame.fillna(dict.fromkeys(text_columns, ""))
     scored = frame["scored"].astype(bool)
+    by_core = scored & (frame["scored_by"].astype(str) == "core")
     rows = pd.DataFrame(
         {
             "signature": frame["signature"].astype(str),
@@ -219,10 +226,7 @@ def _coverage(coverage, scores, fdr) -> dict:
                 for p, n in zip(frame["n_present"], frame["n_genes"], strict=False)
             ],
             "fraction": frame["fraction"].astype(float).round(2),
-            "status": [
-                "scored" if s else f"skipped: {r}"
-                for s, r in zip(scored, frame["reason"].fillna("").astype(str), strict=False)
-            ],
+            "status": [_coverage_status(row) for row in frame.to_dict("records")],
             "missing genes": [_genes(m) for m in frame["missing"].fillna("")],
         }
     )
@@ -235,10 +239,31 @@ def _coverage(coverage, scores, fdr) -> dict:
         )
     sentence = (
         f"{int(scored.sum())} of {len(frame)} signatures were scored; a signature is skipped when "
-        "too few of its genes are measured in this dataset. Low coverage makes a score less "
-        "specific: read it with the missing genes in mind."
+        "too few of its genes are measured in this dataset and its core markers do not make up "
+        "for it. Low coverage makes a score less specific: read it with the missing genes in mind."
     )
+    if by_core.any():
+        sentence += (
+            f" {int(by_core.sum())} of them are scored on reduced coverage because enough of "
+            "their core markers are measured (status names the markers present)."
+        )
     return {"sentence": sentence, "table": table(rows)}
+
+
+def _coverage_status(row: dict) -> str:
+    """Status cell: scored by coverage, scored by core (naming the core markers present), or
+    why the signature was skipped (plain "scored" for tables without ``scored_by``)."""
+    if not bool(row["scored"]):
+        return f"skipped: {row['reason']}"
+    if str(row["scored_by"]) != "core":
+        return f"scored by {row['scored_by']}" if row["scored_by"] else "scored"
+    markers = [
+        g for g in f"{row['core_genes_present']},{row['alternates_present']}".split(",") if g
+    ]
+    return (
+        f"scored by core ({int(row['core_groups_present'])} of {int(row['core_groups'])} core "
+        f"groups: {_genes(','.join(markers))}) at reduced coverage"
+    )
 
 
 def _genes(missing: str, shown: int = 12) -> str:
@@ -254,6 +279,56 @@ def _groups(labels, order, colours, source) -> dict:
     fig = plots.bars(counts, xlabel="cells", colours=colours)
     sentence = f"Cell types come from {source}. {len(order)} types; largest first."
     return {"sentence": sentence, "figure": figure(fig, "Cells per cell type.", "cell counts")}
+
+
+def _assignment(calls, obs) -> dict | None:
+    """Signature-based assignment: cells, median confidence and the markers that carried the calls
+    per assigned type, and the confusion with the dataset's labels (and with the reference-based
+    annotation) when they exist."""
+    from seedsoil.interpret.celltypes import UNASSIGNED, confusion_table, has_labels
+
+    if calls is None or "cell_type_assigned" not in calls:
+        return None
+    assigned = calls["cell_type_assigned"].fillna(UNASSIGNED).astype(str)
+    confidence = calls.get("assignment_confidence", pd.Series(np.nan, index=calls.index))
+    markers = calls.get("assignment_markers", pd.Series("", index=calls.index)).fillna("")
+    rows = []
+    for kind, cells in assigned.groupby(assigned, sort=False).groups.items():
+        genes = markers.loc[cells].str.split(",").explode()
+        genes = genes[genes != ""].value_counts().head(3)
+        rows.append(
+            {
+                "assigned type": kind,
+                "cells": len(cells),
+                "median confidence": float(confidence.loc[cells].median()),
+                "markers most often carrying the call": ", ".join(genes.index),
+            }
+        )
+    summary = pd.DataFrame(rows).sort_values("cells", ascending=False)
+    frac = float((assigned == UNASSIGNED).mean()) if len(assigned) else 0.0
+    sentence = (
+        f"Signature-based assignment: {1 - frac:.1%} of cells assigned, median confidence "
+        f"{float(confidence[assigned != UNASSIGNED].median()) if (assigned != UNASSIGNED).any() else 0:.2f} "
+        "(posterior probability of the called type; see docs/interpretation.md)."
+    )
+    comparisons = []
+    cells_labels = obs["cell_type"].reindex(calls.index) if "cell_type" in obs else None
+    if cells_labels is not None and has_labels(cells_labels):
+        comparisons.append(("dataset label", confusion_table(cells_labels, assigned)))
+    reference = calls.get("cell_type_reference", pd.Series("", index=calls.index)).fillna("")
+    if (reference != "").any():
+        comparisons.append(("reference annotation", confusion_table(reference, assigned)))
+    return {
+        "sentence": sentence,
+        "table": table(summary, {"median confidence": 2}),
+        "confusions": [
+            (
+                f"Cells by {name} (rows) and signature-based type (columns).",
+                table(t.rename_axis(name), index=True),
+            )
+            for name, t in comparisons
+        ],
+    }
 
 
 def _scores(scores, means, themes, signatures, headline, labels, order, colours) -> dict:
@@ -423,35 +498,9 @@ def _clusters(calls, labels) -> dict | None:
 
 
 def _communication(communication) -> dict | None:
-    if communication is None or not len(communication):
-        return None
-    frame = communication.copy()
-    has_fdr = "fdr" in frame
-    types = sorted(set(frame["sender"].astype(str)) | set(frame["receiver"].astype(str)))
-    grouped = frame.groupby(["sender", "receiver"])
-    matrix = grouped["score"].sum().unstack().reindex(index=types, columns=types)
-    annotate = None
-    what = "summed score of all ligand–receptor pairs"
-    if has_fdr:
-        significant = frame["fdr"].astype(float) < FDR_LEVEL
-        counts = significant.groupby([frame["sender"], frame["receiver"]]).sum().unstack()
-        annotate = counts.reindex(index=types, columns=types).fillna(0).astype(int)
-        what += f"; numbers: pairs with FDR < {FDR_LEVEL}"
-    fig = plots.heatmap(matrix, cmap="magma", colourbar="summed pair score", annotate=annotate)
-    keys = ["fdr", "score"] if has_fdr else ["score"]
-    top = frame.sort_values(keys, ascending=[True, False][: len(keys)]).head(25)
-    columns = [
-        c for c in ("sender", "receiver", "pair", "theme", "score", "pvalue", "fdr") if c in top
-    ]
-    return {
-        "sentence": f"{len(frame):,} sender → receiver ligand–receptor scores were computed.",
-        "figure": figure(
-            fig,
-            f"Senders (rows) → receivers (columns). Colour: {what}.",
-            "communication heatmap",
-        ),
-        "table": table(top[columns], digits={"pvalue": 2, "fdr": 2}),
-    }
+    from seedsoil.report.communication_view import communication_panel
+
+    return communication_panel(communication)
 
 
 def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
@@ -471,7 +520,20 @@ def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
     return rows
 
 
-def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
+def _rank_window(record) -> str:
+    """One sentence on UCell's rank window as scoring resolved it (``scores.attrs["scoring"]``)."""
+    if not isinstance(record, dict) or "max_rank" not in record:
+        return ""
+    how = (
+        f"chosen from this sample's depth (a quarter of its cells detect fewer genes; median "
+        f"{record['median_genes_detected']:,} of {record['n_genes_panel']:,} in the data)"
+        if str(record.get("max_rank_rule", "")).startswith("auto")
+        else "as configured"
+    )
+    return f" UCell ranks the top {record['max_rank']:,} genes of each cell, {how}."
+
+
+def _methods(config, meta, has_pvalues: bool, scoring_record=None) -> list[tuple[str, str]]:
     from seedsoil.report.html import METHOD_TEXT
 
     scoring = (config or {}).get("scoring", {}) if isinstance(config, dict) else {}
@@ -481,14 +543,17 @@ def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
         (
             "Scores.",
             f"{text} Each signature's genes come from the seedsoil signature library; genes "
-            "absent from this dataset are listed in the coverage table and left out.",
+            "absent from this dataset are listed in the coverage table and left out."
+            + _rank_window(scoring_record),
         ),
         (
             "What p-values mean.",
             (
                 "Each cell's score is compared with the scores of random gene sets matched to the "
                 "signature in size and expression; the empirical p-value is the share of random "
-                "sets scoring at least as high, and the FDR is Benjamini–Hochberg across the cells "
+                "sets scoring higher (ties shared at random, so shallow and deep cells are judged "
+                "alike; a cell expressing none of the signature's genes is never significant), "
+                "and the FDR is Benjamini–Hochberg across the cells "
                 "of this sample. A small FDR says that this cell expresses the signature more than "
                 "random genes of similar expression — not that the cell is of a given type, and not "
                 "that the sample differs from another sample. Comparisons between conditions are in "
