@@ -8,6 +8,7 @@ rule interpret:
         pvalues="results/{dataset}/{sample}/pvalues.parquet",
         fdr="results/{dataset}/{sample}/fdr.parquet",
         pairs=COMMUNICATION_PAIRS,
+        reference_labels=reference_labels_input,
     output:
         calls=report(
             "results/{dataset}/{sample}/calls.parquet",
@@ -37,11 +38,13 @@ rule interpret:
         "../../envs/seedsoil.yaml"
     threads: 2  # the communication test's permutations run in parallel
     resources:
-        # annotations, a few genes' columns and the tables (seedsoil.cellfile.read_genes)
-        mem_mb=tables_mem_mb,
+        # annotations, the resource genes' columns and the tables (seedsoil.cellfile.read_genes)
+        mem_mb=interpret_mem_mb,
         runtime=runtime_from_cells(10, 1),
     params:
         interpretation=config["interpretation"],
+        communication=config["communication"],
+        species=lambda wildcards: dataset_row(wildcards).get("species") or "human",
     script:
         "../scripts/interpret.py"
 
