@@ -137,9 +137,14 @@ def sample_cells(adata: ad.AnnData, sample: str) -> ad.AnnData:
 
 def _method_options(method: str, random_state: int, max_rank: int | None = None) -> dict:
     """Options the pipeline gives a scoring method: scanpy's control draws take the seed,
-    ucell its ``max_rank`` (a number, resolved by :func:`resolve_max_rank`)."""
+    ucell its ``max_rank`` (a number, resolved by :func:`resolve_max_rank`), aucell
+    ``tmin=1``: the coverage rule (fraction or core markers) has already decided which
+    signatures are scored, and decoupler's default of 5 genes would turn a core-scored
+    signature on a targeted panel into NaN in every cell."""
     if method == "scanpy":
         return {"random_state": random_state}
+    if method == "aucell":
+        return {"tmin": 1}
     if method == "ucell" and max_rank is not None:
         return {"max_rank": max_rank}
     return {}
