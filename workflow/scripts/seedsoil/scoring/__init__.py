@@ -259,9 +259,12 @@ def significance(
     obs_names=None,
     chunk_size: int = 20_000,
     n_threads: int | None = None,
+    n_null_max: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Empirical p-values of each cell's mean score and their BH FDR across cells.
 
+    Cells at the p-value floor of ``n_null`` nulls are compared with up to ``n_null_max``
+    (default ``20 * n_null``; ``n_null``: no extension).
     See :mod:`seedsoil.scoring.null` for the exact definition. Returns ``(pvalues, fdr)``,
     two cells × signatures DataFrames laid out as :func:`score`'s.
     """
@@ -281,6 +284,7 @@ def significance(
             n_null=n_null,
             random_state=random_state,
             n_bins=n_bins,
+            n_null_max=n_null_max,
         )
         start = 0
         for chunk in source.chunks(chunk_size, check_finite=False):  # checked by the stats pass
@@ -295,7 +299,12 @@ def significance(
     for values in (pvalues, fdr):
         frame = pd.DataFrame(values, index=source.obs_names, columns=columns)
         frame.attrs.update(
-            {"n_null": n_null, "random_state": random_state, "missing_genes": missing}
+            {
+                "n_null": n_null,
+                "n_null_max": prepared.n_null_max,
+                "random_state": random_state,
+                "missing_genes": missing,
+            }
         )
         frames.append(frame)
     return frames[0], frames[1]

@@ -186,12 +186,13 @@ def score_rows(
     layer: str | None = None,
     block_size: int = 20_000,
     n_threads: int | None = None,
+    n_null_max: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores and empirical p-values of rows ``start:stop`` of an ``.h5ad``, read block by block.
 
     ``stats`` are the whole file's (``None`` only when :func:`needs_gene_stats` says so);
     ``options`` go to the method as ``**options`` of :func:`seedsoil.score`; ``n_null``,
-    ``random_state`` (the null draws' seed) and
+    ``random_state`` (the null draws' seed), ``n_null_max`` and
     ``n_bins`` are :func:`seedsoil.significance`'s (``n_null = 0``: no p-values, the second
     frame has no columns). Each row equals that of ``score``/``significance`` on the whole
     file. Returns ``(scores, pvalues)``; the FDR needs every cell: see :func:`gather`.
@@ -225,6 +226,7 @@ def score_rows(
                 n_null=n_null,
                 random_state=random_state,
                 n_bins=n_bins,
+                n_null_max=n_null_max,
             )  # fmt: skip
             if n_null
             else None

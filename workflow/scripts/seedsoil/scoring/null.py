@@ -23,6 +23,18 @@ more conservative the shallower the cell, so the p-values of *random* gene sets 
 depth (Spearman rho of the cells' mean over random sets with genes detected -0.40 to -0.74
 on three real data sets) and deep cells reached significance more easily for any
 signature. Breaking ties at random places a tied cell evenly over its tie block instead.
+**Floor extension** (a two-stage sequential Monte Carlo p-value; Besag & Clifford 1991,
+Biometrika 78:301). With ``n_null`` nulls no p-value goes below ``1 / (n_null + 1)``, and BH
+over ``m`` cells then calls nothing in a population smaller than ``m / (alpha (n_null + 1))``
+cells (2 % of a sample for 1000 nulls: rare CTCs). A cell with ``G + K < h``
+(:data:`FLOOR_EXCEEDANCES`, at most ``(n_null + 1) / 2``) that is not raised to ``1/2``
+(below) gets ``p = (1 + G' + K') / (n_null_max + 1)`` instead, ``G'``, ``E'`` counted over the
+first ``n_null`` nulls and ``n_null_max - n_null`` more (default ``n_null_max = 20 n_null``),
+``K' = floor(U (E' + 1))`` with the same ``U``. Valid: a cell kept at stage one has
+``p >= (h + 1) / (n_null + 1)``, and each stage's p-value is valid alone, so
+``P(p <= a) <= a`` for every ``a``; every other cell keeps its ``n_null``-null p-value exactly.
+The extra nulls of set ``s`` come from ``default_rng(SeedSequence(random_state,
+spawn_key=(s,)))``, drawn only for a set with floor cells and evaluated only on those rows.
 ``U`` is a deterministic hash of (cell name, signature name, ``random_state``)
 (:func:`tie_uniforms`): a cell gets the same p-value whatever chunk, cell-range job or
 thread count computes it.
@@ -46,12 +58,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InputError
 from ._kernels import null_tail_counts
 from .base import GeneSet, GeneStats
 from .mean import signed_weights
 from .scanpy import expression_bins
 
 NEEDS_STATS = True
+FLOOR_EXCEEDANCES = 10  # h: a p-value with fewer nulls at or above it is resolved further
+EXTENSION_FACTOR = 20  # default n_null_max = 20 n_null
 
 
 def _distinct_draws(pool_size: int, k: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,6 +106,9 @@ class Prepared:
     n_sets: int
     n_null: int
     random_state: int
+    gene_sets: tuple[GeneSet, ...]  # for the floor extension's draws
+    cuts: np.ndarray  # expression bin of every gene
+    n_null_max: int  # nulls per set a floor cell is compared with (n_null: no extension)
 
 
 def prepare(
@@ -101,7 +119,13 @@ def prepare(
     n_null: int = 1000,
     random_state: int = 0,
     n_bins: int = 25,
+    n_null_max: int | None = None,
 ) -> Prepared:
+    """The observed and first ``n_null`` null weights of every set; ``n_null_max`` (default
+    ``EXTENSION_FACTOR * n_null``) bounds the floor extension (:func:`extend_floor`)."""
+    n_null_max = EXTENSION_FACTOR * n_null if n_null_max is None else int(n_null_max)
+    if n_null_max < n_null:
+        raise InputError(f"n_null_max ({n_null_max}) must be at least n_null ({n_null})")
     cuts = expression_bins(stats, n_bins)
     rng = np.random.default_rng(random_state)
     n_sets = len(gene_sets)
@@ -140,6 +164,9 @@ def prepare(
         n_sets=n_sets,
         n_null=n_null,
         random_state=int(random_state),
+        gene_sets=tuple(gene_sets),
+        cuts=cuts,
+        n_null_max=n_null_max,
     )
 
 
@@ -193,15 +220,91 @@ def tie_uniforms(cell_names, set_names, random_state: int) -> np.ndarray:
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
 
 
+def tie_ranks(equal: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """``K = floor(U (E + 1))``, uniform on ``{0, ..., E}`` (capped at ``E`` against rounding)."""
+    return np.minimum(np.floor(uniforms * (equal + 1.0)), equal)
+
+
+def without_expression(counts: TailCounts, n_null: int, has_up) -> np.ndarray:
+    """Cells × sets where the p-value is raised to ``1/2``: no up gene detected where the set
+    has some, or the observed score not above the null median."""
+    not_above_median = 2 * (counts.greater + counts.equal) >= n_null
+    return not_above_median | (~counts.up_detected & np.asarray(has_up, dtype=bool)[None, :])
+
+
 def randomised_pvalues(counts: TailCounts, uniforms: np.ndarray, n_null: int, has_up) -> np.ndarray:
     """``(1 + G + floor(U (E + 1))) / (n_null + 1)``, then ``max(p, 1/2)`` for cells without
-    expression (no up gene detected where the set has some, or observed not above the null
-    median)."""
-    tie_rank = np.minimum(np.floor(uniforms * (counts.equal + 1.0)), counts.equal)
-    p = (1.0 + counts.greater + tie_rank) / (n_null + 1.0)
-    not_above_median = 2 * (counts.greater + counts.equal) >= n_null
-    no_expression = ~counts.up_detected & np.asarray(has_up, dtype=bool)[None, :]
-    return np.where(not_above_median | no_expression, np.maximum(p, 0.5), p)
+    expression (:func:`without_expression`)."""
+    p = (1.0 + counts.greater + tie_ranks(counts.equal, uniforms)) / (n_null + 1.0)
+    return np.where(without_expression(counts, n_null, has_up), np.maximum(p, 0.5), p)
+
+
+def extension_weights(prepared: Prepared, s: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Set ``s``'s weights (column 0) and its ``n_null_max - n_null`` extension nulls, and its
+    up-gene indicator (one column). The nulls are drawn as in :func:`prepare`, from a
+    generator seeded by (``random_state``, ``s``) alone, so they are the same for any chunk
+    or job and built only for a set that has floor cells; drawn ``n_null`` at a time so the
+    draws never need more memory than :func:`prepare`'s."""
+    gene_set = prepared.gene_sets[s]
+    genes, weights = signed_weights(gene_set)
+    n_extra = prepared.n_null_max - prepared.n_null
+    rng = np.random.default_rng(np.random.SeedSequence(prepared.random_state, spawn_key=(s,)))
+    batches = [
+        matched_nulls(genes, prepared.cuts, min(prepared.n_null, n_extra - done), rng)
+        for done in range(0, n_extra, prepared.n_null)
+    ]
+    nulls = np.concatenate(batches)
+    n_genes = prepared.weights.shape[0]
+    matrix = sp.csr_matrix(
+        (
+            np.concatenate([weights, np.tile(weights, n_extra)]),
+            (
+                np.concatenate([genes, nulls.ravel()]),
+                np.concatenate(
+                    [np.zeros(genes.size, np.int64), np.repeat(1 + np.arange(n_extra), genes.size)]
+                ),
+            ),
+        ),
+        shape=(n_genes, 1 + n_extra),
+    )
+    matrix.sort_indices()
+    return matrix, prepared.up_members[:, [s]].tocsr()
+
+
+def extend_floor(
+    X: sp.csr_matrix,
+    prepared: Prepared,
+    counts: TailCounts,
+    uniforms: np.ndarray,
+    pvalues: np.ndarray,
+) -> np.ndarray:
+    """``pvalues`` with every floor cell's recomputed against ``n_null_max`` nulls.
+
+    A floor cell of set ``s`` has ``G + K < h`` (``h`` = :data:`FLOOR_EXCEEDANCES`, at most
+    ``(n_null + 1) / 2``) and expression (not raised to ``1/2``). Its p-value becomes
+    ``(1 + G' + K') / (n_null_max + 1)`` with ``G'``, ``E'`` counted over the first
+    ``n_null`` nulls and the extension together and ``K' = floor(U (E' + 1))``, the same
+    ``U``. Only those rows are evaluated against the extension, one set at a time.
+    """
+    if prepared.n_null_max <= prepared.n_null:
+        return pvalues
+    h = min(FLOOR_EXCEEDANCES, (prepared.n_null + 1) // 2)
+    rank = counts.greater + tie_ranks(counts.equal, uniforms)
+    floor = (rank < h) & ~without_expression(counts, prepared.n_null, prepared.has_up)
+    out = pvalues.copy()
+    for s in np.flatnonzero(floor.any(axis=0)):
+        rows = np.flatnonzero(floor[:, s])
+        sub = X[rows]
+        w, m = extension_weights(prepared, s)
+        _, greater, equal, _ = null_tail_counts(
+            sub.indptr, sub.indices, sub.data, w.indptr, w.indices, w.data,
+            m.indptr, m.indices, 1, prepared.n_null_max - prepared.n_null,
+        )  # fmt: skip
+        greater = counts.greater[rows, s] + greater[:, 0]
+        equal = counts.equal[rows, s] + equal[:, 0]
+        ranks = greater + tie_ranks(equal, uniforms[rows, s])
+        out[rows, s] = (1.0 + ranks) / (prepared.n_null_max + 1.0)
+    return out
 
 
 def cell_pvalues(X: sp.csr_matrix, prepared: Prepared, cell_names) -> np.ndarray:
@@ -211,7 +314,8 @@ def cell_pvalues(X: sp.csr_matrix, prepared: Prepared, cell_names) -> np.ndarray
         raise ValueError(f"{len(cell_names)} cell names for {X.shape[0]} rows")
     counts = tail_counts(X, prepared)
     uniforms = tie_uniforms(cell_names, prepared.set_names, prepared.random_state)
-    return randomised_pvalues(counts, uniforms, prepared.n_null, prepared.has_up)
+    pvalues = randomised_pvalues(counts, uniforms, prepared.n_null, prepared.has_up)
+    return extend_floor(X, prepared, counts, uniforms, pvalues)
 
 
 def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:

@@ -1,0 +1,53 @@
+"""The floor extension: cells at the p-value floor of ``n_null`` nulls are resolved further."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from synthetic import gene_names, log_normalise, umi_counts
+
+from seedsoil.scoring import significance
+from seedsoil.scoring.null import FLOOR_EXCEEDANCES
+
+N_CELLS, N_GENES, N_PLANTED = 2000, 1000, 10  # a 0.5 % population
+N_NULL = 100
+PLANTED = gene_names(N_GENES)[200:225]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    counts = umi_counts(N_CELLS, N_GENES, 400, seed=11).tolil()
+    counts[:N_PLANTED, 200:225] = counts[:N_PLANTED, 200:225].toarray() + 6.0
+    return log_normalise(sp.csr_matrix(counts))
+
+
+def _pvalues(data, n_null_max):
+    return significance(
+        data, {"planted": PLANTED}, var_names=gene_names(N_GENES), n_null=N_NULL,
+        n_null_max=n_null_max,
+    )  # fmt: skip
+
+
+def test_rare_population_is_called_only_with_the_extension(planted):
+    # BH at 0.05 over 2000 cells needs p <= 0.05 * 10 / 2000 = 2.5e-4 for 10 calls: below the
+    # floor 1/101 of 100 nulls, above the floor 1/5001 of 5000.
+    _, fdr_floor = _pvalues(planted, N_NULL)
+    _, fdr = _pvalues(planted, 50 * N_NULL)
+    assert (fdr_floor["planted"] > 0.05).all()
+    assert (fdr["planted"].iloc[:N_PLANTED] <= 0.05).all()
+    assert (fdr["planted"].iloc[N_PLANTED:] > 0.05).all()
+
+
+def test_cells_not_at_the_floor_keep_their_pvalue(planted):
+    before, _ = _pvalues(planted, N_NULL)
+    after, _ = _pvalues(planted, 20 * N_NULL)
+    p0, p1 = before["planted"].to_numpy(), after["planted"].to_numpy()
+    # rank G + K below h (cells raised to 1/2 have rank >= 50)
+    at_floor = np.round(p0 * (N_NULL + 1)) - 1 < FLOOR_EXCEEDANCES
+    assert 0 < at_floor.sum() < N_CELLS
+    np.testing.assert_array_equal(p1[~at_floor], p0[~at_floor])
+    # floor cells moved to the finer grid of 2000 nulls
+    grid = p1[at_floor] * (20 * N_NULL + 1)
+    np.testing.assert_allclose(grid, np.round(grid), rtol=0, atol=1e-6)
+    assert (p1[at_floor] != p0[at_floor]).any()
