@@ -51,3 +51,15 @@ def test_cells_not_at_the_floor_keep_their_pvalue(planted):
     grid = p1[at_floor] * (20 * N_NULL + 1)
     np.testing.assert_allclose(grid, np.round(grid), rtol=0, atol=1e-6)
     assert (p1[at_floor] != p0[at_floor]).any()
+
+
+def test_extended_pvalues_do_not_depend_on_chunks_or_threads(planted):
+    whole, _ = significance(
+        planted, {"planted": PLANTED}, var_names=gene_names(N_GENES), n_null=N_NULL, n_threads=2
+    )
+    chunked, _ = significance(
+        planted, {"planted": PLANTED}, var_names=gene_names(N_GENES), n_null=N_NULL,
+        chunk_size=333, n_threads=1,
+    )  # fmt: skip
+    assert (whole["planted"] < 1 / (N_NULL + 1)).sum() >= N_PLANTED  # the extension was used
+    np.testing.assert_array_equal(chunked.to_numpy(), whole.to_numpy())
