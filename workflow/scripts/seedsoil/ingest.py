@@ -130,7 +130,7 @@ def ingest_h5ad(
         sink = _FileSink(out, len(plan.symbols))
         values = harmonise_rows(read_blocks, plan, sink, embedding_cells=subsample)
         sink.close()
-        adata = ad.AnnData(obs=plan.obs, var=pd.DataFrame(index=pd.Index(plan.symbols, dtype=str)))
+        adata = ad.AnnData(obs=plan.obs, var=plan.var)
         for column, metric in values.metrics.items():
             adata.obs[column] = metric
         coordinates, how = embedding_of(plan, values, subsample, random_state)

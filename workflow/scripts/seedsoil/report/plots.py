@@ -83,10 +83,15 @@ def _point_size(n: int) -> float:
     return float(np.clip(20_000 / max(n, 1), 0.8, 18))
 
 
-def qc_distributions(obs: pd.DataFrame, thresholds: dict[str, list[float]]) -> Figure:
-    """Histograms of ``n_counts``, ``n_genes`` and ``mito_fraction`` with threshold lines."""
+def qc_distributions(
+    obs: pd.DataFrame, thresholds: dict[str, list[float]], *, on_counts: bool = True
+) -> Figure:
+    """Histograms of ``n_counts``, ``n_genes`` and ``mito_fraction`` with threshold lines.
+
+    ``on_counts=False`` (metrics computed on ``expm1(X)`` of normalised input) titles the first
+    panel as the per-cell total of normalised values, not UMIs."""
     metrics = [
-        ("n_counts", "UMIs (counts) per cell"),
+        ("n_counts", "counts per cell" if on_counts else "total of normalised values per cell"),
         ("n_genes", "genes detected per cell"),
         ("mito_fraction", "mitochondrial fraction"),
     ]

@@ -156,10 +156,13 @@ def _flatten(qc: dict, prefix: str = "") -> dict:
 
 
 def _qc_thresholds(flat: dict) -> dict[str, list[float]]:
-    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column."""
+    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column.
+
+    Only top-level settings are thresholds: nested entries such as ``failed.max_mito_fraction``
+    are counts of failed cells, not values on the metric's axis."""
     lines: dict[str, list[float]] = {}
     for key, value in flat.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not isinstance(value, int | float) or isinstance(value, bool) or "." in str(key):
             continue
         name = str(key).rsplit(".", 1)[-1].lower()
         if not name.startswith(("min", "max")):
@@ -189,7 +192,9 @@ def _qc(adata, qc: dict) -> dict:
         removed_table = table(frame)
     kept = int(adata.n_obs)
     sentence = f"{kept:,} cells passed quality control and are analysed in this report."
-    fig = plots.qc_distributions(adata.obs, _qc_thresholds(_flatten(qc)))
+    fig = plots.qc_distributions(
+        adata.obs, _qc_thresholds(_flatten(qc)), on_counts=qc.get("metrics_on", "counts") == "counts"
+    )
     caption = (
         "Distributions over the cells kept, after QC. Dashed red lines: QC thresholds recorded "
         "by the ingest step (when any)."
