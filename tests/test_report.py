@@ -225,3 +225,30 @@ def test_qc_table_lists_removed_cells_not_the_kept_ones(inputs, tmp_path):
     html = out.read_text()
     table = html[html.index("Cells removed by quality control") :][:3000]
     assert "min_genes" in table and ">kept<" not in table
+
+
+def test_qc_figure_draws_thresholds_not_failed_cell_counts():
+    from seedsoil.report import plots
+    from seedsoil.report.sample import _flatten, _qc_thresholds
+
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame(
+        {
+            "n_counts": rng.integers(500, 5000, 200),
+            "n_genes": rng.integers(200, 2000, 200),
+            "mito_fraction": rng.uniform(0.0, 0.2, 200),
+        }
+    )
+    # as ingest records it: 11 cells failed the mito threshold of 0.2
+    qc = {"min_genes": 200, "max_mito_fraction": 0.2, "failed": {"max_mito_fraction": 11}}
+    thresholds = _qc_thresholds(_flatten(qc))
+    assert thresholds == {"n_genes": [200.0], "mito_fraction": [0.2]}
+    fig = plots.qc_distributions(obs, thresholds)
+    assert fig.axes[2].get_xlim()[1] < 1.0  # the mito axis spans fractions, not 11
+
+
+def test_qc_figure_names_totals_of_normalised_input_as_such():
+    from seedsoil.report import plots
+
+    obs = pd.DataFrame({"n_counts": [1e4] * 3, "n_genes": [300] * 3, "mito_fraction": [0.1] * 3})
+    assert "UMI" not in plots.qc_distributions(obs, {}, on_counts=False).axes[0].get_title()
