@@ -193,7 +193,9 @@ def _qc(adata, qc: dict) -> dict:
     kept = int(adata.n_obs)
     sentence = f"{kept:,} cells passed quality control and are analysed in this report."
     fig = plots.qc_distributions(
-        adata.obs, _qc_thresholds(_flatten(qc)), on_counts=qc.get("metrics_on", "counts") == "counts"
+        adata.obs,
+        _qc_thresholds(_flatten(qc)),
+        on_counts=qc.get("metrics_on", "counts") == "counts",
     )
     caption = (
         "Distributions over the cells kept, after QC. Dashed red lines: QC thresholds recorded "
