@@ -1,10 +1,11 @@
 # Any supported format -> one AnnData convention (docs/architecture.md), then one file per sample.
 
 
+# The dataset's own sheet row is a param, not the sheet an input: Snakemake re-runs a job whose
+# params changed, so editing or adding another row re-runs only that row's dataset.
 checkpoint ingest:
     input:
         data=dataset_input,
-        sheet=config["datasets"],
     output:
         h5ad="results/{dataset}/ingested.h5ad",
         samples="results/{dataset}/samples.tsv",
