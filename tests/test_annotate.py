@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from synthetic import cell_names, gene_names, log_normalise, umi_counts
 
-from seedsoil.annotate import write_scored_cells
+from seedsoil.annotate import scanpy_obs, write_scored_cells
 from seedsoil.errors import InputError
 from seedsoil.util import atomic_path
 
@@ -67,8 +67,10 @@ def _tables() -> dict[str, pd.DataFrame]:
 def _annotated_in_memory(cells: ad.AnnData, tables: dict[str, pd.DataFrame], path) -> ad.AnnData:
     """The reference: load the whole sample, add the results, write with anndata, read back."""
     annotated = cells.copy()
-    annotated.obs = annotated.obs.join(tables["scores"].reindex(cells.obs_names)).join(
-        tables["calls"].reindex(cells.obs_names)
+    annotated.obs = scanpy_obs(
+        annotated.obs.join(tables["scores"].reindex(cells.obs_names)).join(
+            tables["calls"].reindex(cells.obs_names)
+        )
     )
     for name in ("pvalues", "fdr"):
         annotated.obsm[name] = tables[name].reindex(cells.obs_names)
@@ -190,3 +192,55 @@ def test_structure_shared_by_x_and_counts_stays_shared(tmp_path):
             assert f[f"layers/counts/{part}"] == f[f"X/{part}"]  # one HDF5 object
     counts = ad.read_h5ad(tmp_path / "scored.h5ad").layers["counts"]
     assert (counts != cells.layers["counts"]).nnz == 0
+
+
+def test_scored_file_follows_scanpy_conventions(tmp_path):
+    import scanpy as sc
+
+    cells = _cells(with_counts=True)
+    cells.obs["mito_fraction"] = np.linspace(0.0, 0.2, N_CELLS)
+    cells.uns["seedsoil"]["embedding"] = "computed: PCA 30 → UMAP"
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    tables = _tables()
+    tables["calls"]["emt_state"] = np.where(tables["calls"]["ctc_candidate"], "hybrid", "")
+    write_scored_cells(path, *(tables[k] for k in ("scores", "pvalues", "fdr", "calls")),
+                       tmp_path / "scored.h5ad")  # fmt: skip
+    scored = ad.read_h5ad(tmp_path / "scored.h5ad")
+    np.testing.assert_array_equal(scored.obsm["X_umap"], cells.obsm["X_embedding"])
+    np.testing.assert_allclose(scored.obs["pct_counts_mt"], 100 * cells.obs["mito_fraction"])
+    np.testing.assert_array_equal(scored.obs["total_counts"], cells.obs["n_counts"])
+    assert "" not in scored.obs["emt_state"].cat.categories
+    assert scored.obs["emt_state"].isna().sum() == (~tables["calls"]["ctc_candidate"]).sum()
+    sc.pl.umap(scored, color=SIGNATURES[0], show=False)  # raises if scanpy cannot find it
+
+
+@pytest.mark.parametrize(
+    ("description", "key"),
+    [
+        ("dataset: X_umap", "X_umap"),
+        ("dataset: X_tsne", "X_tsne"),
+        ("computed: PCA 30 of the 2,000 most variable genes → UMAP", "X_umap"),
+        ("computed: PCA 3 (first two PCs) on a random 20,000 of 50,000 cells", "X_pca"),
+        ("computed: none (too few cells or genes)", None),
+        ("dataset: X_draw_graph_fa", None),
+    ],
+)
+def test_embedding_is_named_for_scanpy_by_what_it_is(description, key):
+    from seedsoil.embedding import scanpy_key
+
+    assert scanpy_key(description) == key
+
+
+def test_cell_tables_name_the_cell_id_column_and_carry_seeds(tmp_path):
+    import pyarrow.parquet as pq
+
+    from seedsoil import __version__
+    from seedsoil.util import write_cell_table
+
+    scores = _tables()["scores"]
+    write_cell_table(scores, tmp_path / "scores.parquet", {"random_state": 7})
+    assert pq.read_schema(tmp_path / "scores.parquet").names[-1] == "cell"
+    back = pd.read_parquet(tmp_path / "scores.parquet")
+    assert list(back.index) == list(scores.index)
+    assert back.attrs == {"seedsoil_version": __version__, "random_state": 7}

@@ -168,3 +168,18 @@ def test_outdated_symbols_in_the_data_are_scored_under_their_current_name(finish
     scored = ad.read_h5ad(folder / "scored.h5ad")
     assert scored.var.loc["CXCL8", "input_name"] == "IL8"
     assert "IL8→CXCL8" in (folder / "report.html").read_text()
+
+
+def test_every_scored_file_plots_with_scanpy(finished_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    for dataset, sample in SAMPLES:
+        scored = ad.read_h5ad(finished_run / "results" / dataset / sample / "scored.h5ad")
+        signature = pd.read_parquet(
+            finished_run / "results" / dataset / sample / "scores.parquet"
+        ).columns[0]
+        sc.pl.umap(scored, color=signature, show=False)
+        assert {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(scored.obs)

@@ -2,7 +2,7 @@ import json
 
 from seedsoil.cellfile import read_genes
 from seedsoil.interpret import genes_needed, interpret_sample, load_pairs, read_cell_table
-from seedsoil.util import atomic_path, numba_threads, rule_logging
+from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
 
 with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
@@ -20,7 +20,7 @@ with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
         min_cells=options["min_cells"],
     )
     with atomic_path(snakemake.output.calls) as path:
-        calls.to_parquet(path)
+        write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})
     with atomic_path(snakemake.output.communication) as path:
         communication.to_csv(path, sep="\t", index=False)
     with atomic_path(snakemake.output.summary) as path:

@@ -1,5 +1,5 @@
 from seedsoil.pipeline import gather_sample_scores, score_sample
-from seedsoil.util import atomic_path, rule_logging
+from seedsoil.util import atomic_path, rule_logging, write_cell_table
 
 with rule_logging(snakemake.log[0]):
     scoring = snakemake.params.scoring
@@ -25,8 +25,9 @@ with rule_logging(snakemake.log[0]):
             n_threads=snakemake.threads,
         )
     for table, output in ((scores, "scores"), (pvalues, "pvalues"), (fdr, "fdr")):
-        table.attrs = {}
         with atomic_path(snakemake.output[output]) as path:
-            table.to_parquet(path)
+            write_cell_table(
+                table, path, {k: scoring[k] for k in ("method", "n_null", "random_state")}
+            )
     with atomic_path(snakemake.output.coverage) as path:
         coverage.to_csv(path, sep="\t", index=False)

@@ -101,3 +101,20 @@ def numba_threads(n_threads: int | None) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+#: Name of the cell-id column of every per-cell Parquet table (``pd.read_parquet`` makes it the
+#: index again; other readers, e.g. polars or R's arrow, see it as an ordinary column).
+CELL_ID_COLUMN = "cell"
+
+
+def write_cell_table(frame, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write the cells × columns ``frame`` as Parquet with the cell ids as the named column
+    :data:`CELL_ID_COLUMN`, and the seedsoil version plus ``metadata`` (method, seeds) in the
+    file's pandas metadata (``attrs`` of the frame ``pd.read_parquet`` returns)."""
+    from seedsoil import __version__
+
+    out = frame.copy(deep=False)
+    out.index = out.index.rename(CELL_ID_COLUMN)
+    out.attrs = {"seedsoil_version": __version__, **(metadata or {})}
+    out.to_parquet(path)
