@@ -252,3 +252,18 @@ def test_qc_figure_names_totals_of_normalised_input_as_such():
 
     obs = pd.DataFrame({"n_counts": [1e4] * 3, "n_genes": [300] * 3, "mito_fraction": [0.1] * 3})
     assert "UMI" not in plots.qc_distributions(obs, {}, on_counts=False).axes[0].get_title()
+
+
+def test_cohort_ssgsea_keeps_same_named_samples_of_two_datasets_apart():
+    from seedsoil.report.cohort_page import _ssgsea
+
+    ssgsea = pd.DataFrame(
+        {
+            "dataset": ["a", "a", "b", "b"],
+            "sample": ["P1"] * 4,
+            "cell_type": ["T"] * 4,
+            "signature": ["IMM_B", "IMM_NK"] * 2,
+            "nes": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
+    assert _ssgsea(ssgsea)["sentence"] == "4 scores for 2 pseudobulks."

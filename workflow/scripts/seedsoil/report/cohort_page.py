@@ -123,14 +123,22 @@ def _conditions_section(tests, summary, condition) -> dict | None:
 def _ssgsea(ssgsea) -> dict | None:
     if ssgsea is None or ssgsea.empty:
         return None
-    frame = ssgsea.assign(row=ssgsea["sample"] + " · " + ssgsea["cell_type"])
+    # samples are keyed by dataset too: two datasets may both have a sample "P1"
+    frame = ssgsea.assign(
+        row=ssgsea["dataset"] + "/" + ssgsea["sample"] + " · " + ssgsea["cell_type"],
+        dataset_cell_type=ssgsea["dataset"] + " · " + ssgsea["cell_type"],
+    )
     per_row = frame["row"].nunique() <= MAX_SSGSEA_ROWS
-    key = "row" if per_row else "cell_type"
+    key = "row" if per_row else "dataset_cell_type"
     matrix = frame.pivot_table(index=key, columns="signature", values="nes", aggfunc="mean")
     themes = signature_themes(matrix.columns)
     matrix = matrix[order_by_theme(themes)]
     fig = plots.heatmap(matrix, cmap="RdBu_r", centre=0.0, colourbar="NES")
-    what = "sample · cell type pseudobulk" if per_row else "cell type (mean NES over samples)"
+    what = (
+        "dataset/sample · cell type pseudobulk"
+        if per_row
+        else "dataset · cell type (mean NES over the dataset's samples)"
+    )
     caption = (
         f"ssGSEA normalised enrichment score per {what} (rows) and signature (columns). NES is "
         "the enrichment score divided by the range of scores of its dataset's run: compare "
