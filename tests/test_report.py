@@ -267,3 +267,14 @@ def test_cohort_ssgsea_keeps_same_named_samples_of_two_datasets_apart():
         }
     )
     assert _ssgsea(ssgsea)["sentence"] == "4 scores for 2 pseudobulks."
+
+
+def test_samples_spanning_conditions_join_no_condition_test():
+    summary = pd.DataFrame(
+        {
+            "condition": ["Tumor", "Tumor", "Blood", "Blood", "mixed", "mixed"],
+            "mean:S": [0.1, 0.2, 0.5, 0.6, 0.9, 0.9],
+        }
+    )
+    tests = condition_tests(summary)
+    assert set(tests["group_a"]) | set(tests["group_b"]) == {"Blood", "Tumor"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from workflow_helpers import TUMOUR_ROW, run_snakemake, synthetic_tumour, write_config, write_sheet
 
@@ -49,3 +50,17 @@ def test_editing_a_row_reruns_that_dataset(tmp_path):
     write_sheet(sheet, [{**_row("first"), "min_genes": "7"}])
     planned = run_snakemake(tmp_path, config, "results/first/samples.tsv", "--dry-run")
     assert _planned_ingests(planned) == ["first"], planned.stdout[-3000:]
+
+
+def test_a_sample_spanning_conditions_is_mixed_with_a_logged_warning(tmp_path):
+    (tmp_path / "data").mkdir()
+    adata = synthetic_tumour(n_per_type=15, n_filler=100)
+    adata.obs["site"] = ["Blood", "Tumor"] * (adata.n_obs // 2)  # patient = sample, site varies
+    adata.write_h5ad(tmp_path / "data" / "first.h5ad")
+    config = write_config(tmp_path, write_sheet(tmp_path / "datasets.tsv", [_row("first")]))
+    done = run_snakemake(tmp_path, config, "results/first/samples.tsv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = pd.read_csv(tmp_path / "results" / "first" / "samples.tsv", sep="\t")
+    assert set(samples["condition"]) == {"mixed"}
+    log = (tmp_path / "logs" / "ingest" / "first.log").read_text()
+    assert "sample P1 spans conditions Blood, Tumor" in log

@@ -290,3 +290,16 @@ def convention_obs(
     cell_names, barcode_warnings = make_unique(obs_in.index)
     obs.index = pd.Index(cell_names, dtype=str)
     return obs, warnings + barcode_warnings
+
+
+#: Condition of a sample whose cells carry several conditions: it joins no condition comparison.
+MIXED_CONDITION = "mixed"
+
+
+def sample_condition(values) -> str:
+    """The condition of a sample from its cells' conditions: the one value they share, else
+    :data:`MIXED_CONDITION`. A sample is the replicate of the cohort tests, so a sample spanning
+    conditions (sample = patient, condition = tissue) cannot stand for any one of them; making
+    each sample one condition (a sample column combining patient and tissue) is the user's fix."""
+    distinct = sorted(set(pd.Series(values).astype(str)))
+    return distinct[0] if len(distinct) == 1 else MIXED_CONDITION

@@ -18,6 +18,7 @@ from .errors import InputError
 from .fetch import sha256sum
 from .harmonise import harmonise
 from .io import read_matrix
+from .names import MIXED_CONDITION, sample_condition
 from .qc import apply_qc, kept_samples
 from .sheet import source_kind
 
@@ -74,13 +75,21 @@ def sample_table(adata: ad.AnnData, row: dict, qc: dict) -> pd.DataFrame:
     totals = obs["sample"].astype(str).value_counts()
     passed = obs.loc[obs["qc_pass"].to_numpy(dtype=bool)]
     passed_samples = passed["sample"].astype(str)
+    conditions = {name: passed.loc[passed_samples == name, "condition"] for name in kept}
+    for name, values in conditions.items():
+        if sample_condition(values) == MIXED_CONDITION:
+            message = (
+                f"sample {name} spans conditions {', '.join(sorted(set(values.astype(str))))}: its "
+                f"condition is '{MIXED_CONDITION}' and it joins no condition comparison; to compare "
+                "them, give each sample one condition (a sample column combining e.g. patient and "
+                "tissue)"
+            )
+            log.warning("dataset %s: %s", row["id"], message)
+            adata.uns["seedsoil"].setdefault("warnings", []).append(message)
     samples = pd.DataFrame(
         {
             "sample": kept,
-            "condition": [
-                ", ".join(sorted(set(passed.loc[passed_samples == name, "condition"].astype(str))))
-                for name in kept
-            ],
+            "condition": [sample_condition(conditions[name]) for name in kept],
             "n_cells": [int((passed_samples == name).sum()) for name in kept],
             "n_cells_total": [int(totals[name]) for name in kept],
         }

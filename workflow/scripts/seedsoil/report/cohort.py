@@ -18,10 +18,12 @@ from scipy import stats
 
 from seedsoil.cellfile import BLOCK_CELLS
 from seedsoil.errors import InputError
+from seedsoil.names import MIXED_CONDITION, sample_condition
 from seedsoil.scoring.null import benjamini_hochberg
 
-#: Condition labels that mean "no condition given"; such samples join no comparison.
-NO_CONDITION = frozenset({"", "NA", "nan", "None"})
+#: Condition labels that mean "no condition given" or several (a sample spanning conditions,
+#: :func:`seedsoil.names.sample_condition`); such samples join no comparison.
+NO_CONDITION = frozenset({"", "NA", "nan", "None", MIXED_CONDITION})
 
 CONDITION_TEST_COLUMNS = [
     "statistic",
@@ -62,7 +64,9 @@ def summarise_sample(adata, scores: pd.DataFrame, calls=None, interpretation=Non
     row: dict = {
         "dataset": str(meta.get("dataset", "")),
         "sample": _first(adata.obs, "sample", ""),
-        "condition": _first(adata.obs, "condition", "NA"),
+        "condition": sample_condition(adata.obs["condition"])
+        if "condition" in adata.obs and len(adata.obs)
+        else "NA",
         "n_cells": int(adata.n_obs),
         "n_genes": int(adata.n_vars),
     }
