@@ -278,3 +278,17 @@ def test_samples_spanning_conditions_join_no_condition_test():
     )
     tests = condition_tests(summary)
     assert set(tests["group_a"]) | set(tests["group_b"]) == {"Blood", "Tumor"}
+
+
+def test_conditions_are_compared_within_each_dataset_with_one_fdr_family_each():
+    one = _summary([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    two = _summary([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]).assign(dataset="e")
+    # a third dataset holds only condition "b": pooled, its samples would join a-vs-b
+    three = _summary([], [9.0, 9.0]).assign(dataset="f")
+    tests = condition_tests(pd.concat([one, two, three], ignore_index=True))
+    assert list(tests["family"]) == ["d", "e"]
+    assert list(tests["n_b"]) == [3, 3]
+    # each family has one test, so its FDR equals its p-value
+    np.testing.assert_allclose(tests["fdr"], tests["pvalue"], rtol=0, atol=1e-12)
+    pooled = condition_tests(pd.concat([one, two, three], ignore_index=True), within=None)
+    assert list(pooled["family"]) == ["cohort"] and pooled["n_b"].iloc[0] == 8

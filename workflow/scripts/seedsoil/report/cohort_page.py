@@ -109,7 +109,9 @@ def _conditions_section(tests, summary, condition) -> dict | None:
     n_significant = int((tests["fdr"] < FDR_LEVEL).sum())
     sentence = (
         f"Conditions: {', '.join(f'{g} ({counts[g]} samples)' for g in groups)}. "
-        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. "
+        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. Conditions are "
+        "compared within each dataset (never across technologies), and each FDR is "
+        "Benjamini–Hochberg over its dataset's comparisons (column family). "
         "Each sample contributes one value (its mean score or fraction); cells are never "
         "treated as replicates."
     )
