@@ -66,6 +66,13 @@ def dataset_input(wildcards):
     return row.source
 
 
+def attempt_number(wildcards, attempt):
+    """The job's attempt (1, then 2, 3 on retries), as a resource the rule scripts read:
+    seedsoil.util.rule_logging ends a retry of an input error at once (retry only memory or
+    transient failures)."""
+    return attempt
+
+
 def qc_params(wildcards):
     """QC thresholds for a dataset: the config's defaults, overridden by the sheet's row."""
     row = DATASETS.loc[wildcards.dataset]

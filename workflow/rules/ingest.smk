@@ -18,6 +18,7 @@ checkpoint ingest:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
+        attempt=attempt_number,
         mem_mb=ingest_mem_mb,
         runtime=runtime_from_input(20, 120),
     params:
@@ -40,6 +41,7 @@ rule split_sample:
     conda:
         "../../envs/seedsoil.yaml"
     resources:
+        attempt=attempt_number,
         # copies the sample's rows block by block (seedsoil.split): bounded memory
         mem_mb=stream_mem_mb,
         runtime=runtime_from_input(10, 30),

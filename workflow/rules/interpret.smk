@@ -37,6 +37,7 @@ rule interpret:
         "../../envs/seedsoil.yaml"
     threads: 2  # the communication test's permutations run in parallel
     resources:
+        attempt=attempt_number,
         # annotations, a few genes' columns and the tables (seedsoil.cellfile.read_genes)
         mem_mb=tables_mem_mb,
         runtime=runtime_from_cells(10, 1),

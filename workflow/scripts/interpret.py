@@ -4,7 +4,7 @@ from seedsoil.cellfile import read_genes
 from seedsoil.interpret import genes_needed, interpret_sample, load_pairs, read_cell_table
 from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
 
-with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
+with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
     pairs = load_pairs(snakemake.input.pairs)
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.

@@ -1,7 +1,7 @@
 from seedsoil.pipeline import gather_sample_scores, score_sample
 from seedsoil.util import atomic_path, rule_logging, write_cell_table
 
-with rule_logging(snakemake.log[0]):
+with rule_logging(snakemake.log[0], snakemake.resources.attempt):
     scoring = snakemake.params.scoring
     signatures = dict(
         library=snakemake.params.library,
