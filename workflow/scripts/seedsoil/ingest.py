@@ -8,6 +8,7 @@ read whole (:func:`seedsoil.pipeline.ingest_dataset`). Both give the same file.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from .harmonise import (
 )
 from .pipeline import harmonise_options, ingest_dataset, record_source, sample_table
 from .qc import apply_qc
+
+log = logging.getLogger(__name__)
 
 #: Cells harmonised per block: ~10,000 cells of 2,000 genes hold a few hundred MB of temporaries.
 BLOCK_CELLS = 10_000
@@ -48,8 +51,16 @@ def ingest(
             path, row, qc, out_path, block_cells=block_cells, random_state=random_state
         )
     adata, samples = ingest_dataset(path, row, qc)
+    log_warnings(adata.uns["seedsoil"])
     adata.write_h5ad(out_path, **COMPRESSION)
     return samples
+
+
+def log_warnings(meta: dict) -> None:
+    """Each of a dataset's ``uns["seedsoil"]["warnings"]`` as a logged warning, so the job's
+    log and the terminal say what the report says (log-normalised input, no MT genes, …)."""
+    for warning in meta.get("warnings", []):
+        log.warning("dataset %s: %s", meta.get("dataset", ""), warning)
 
 
 def is_streamed(path: str | os.PathLike, row: dict) -> bool:
@@ -143,6 +154,7 @@ def ingest_h5ad(
         record_source(adata, row)
         apply_qc(adata, **qc)
         samples = sample_table(adata, row, qc)
+        log_warnings(adata.uns["seedsoil"])
         write_annotations(out, adata, COMPRESSION)
     return samples
 

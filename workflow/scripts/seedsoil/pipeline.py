@@ -84,7 +84,6 @@ def sample_table(adata: ad.AnnData, row: dict, qc: dict) -> pd.DataFrame:
                 "them, give each sample one condition (a sample column combining e.g. patient and "
                 "tissue)"
             )
-            log.warning("dataset %s: %s", row["id"], message)
             adata.uns["seedsoil"].setdefault("warnings", []).append(message)
     samples = pd.DataFrame(
         {
