@@ -292,3 +292,30 @@ def test_conditions_are_compared_within_each_dataset_with_one_fdr_family_each():
     np.testing.assert_allclose(tests["fdr"], tests["pvalue"], rtol=0, atol=1e-12)
     pooled = condition_tests(pd.concat([one, two, three], ignore_index=True), within=None)
     assert list(pooled["family"]) == ["cohort"] and pooled["n_b"].iloc[0] == 8
+
+
+def test_heatmap_with_few_rows_and_long_column_names_stays_readable():
+    from seedsoil.report import plots
+
+    columns = [f"SIGNATURE_WITH_A_LONG_NAME_{i}" for i in range(35)]
+    matrix = pd.DataFrame(np.arange(70.0).reshape(2, 35), index=["a", "b"], columns=columns)
+    fig = plots.heatmap(matrix)
+    fig.canvas.draw()
+    image_height_inches = fig.axes[0].get_position().height * fig.get_figheight()
+    assert image_height_inches >= 1.0  # two rows of at least half an inch each
+
+
+def test_an_empty_communication_table_says_it_was_computed_and_why_it_is_empty(inputs, tmp_path):
+    out = tmp_path / "report.html"
+    empty = inputs["communication"].iloc[:0]
+    write_sample_report(out, **{**inputs, "communication": empty})
+    html = out.read_text()
+    assert "communication.tsv has no rows" in html and "not given to the report" not in html
+
+
+def test_sheet_description_and_local_path_are_not_shown_as_publication_and_url():
+    from seedsoil.pipeline import dataset_provenance
+
+    row = {"source": "data/x.h5ad", "description": "my tumour cohort"}
+    provenance = dataset_provenance(row, "does-not-exist")
+    assert provenance["publication"] == "" and provenance["url"] == ""

@@ -34,11 +34,12 @@ def dataset_provenance(row: dict, path: str | os.PathLike) -> dict[str, str]:
     """Provenance of a sheet row's data: the built-in's record, or the source and file checksum."""
     if source_kind(row["source"]) == "builtin":
         return builtin_provenance(row["source"].removeprefix("builtin:"))
+    # the sheet's description is the user's words, not a publication; a local path is no url
     return {
-        "publication": row.get("description", ""),
+        "publication": "",
         "accession": "",
         "licence": "",
-        "url": row["source"],
+        "url": row["source"] if source_kind(row["source"]) == "url" else "",
         "sha256": sha256sum(path) if os.path.isfile(path) else "",
     }
 

@@ -91,7 +91,7 @@ def _heatmap(summary) -> dict | None:
     )
     caption = (
         "Mean score per sample (columns) and signature (rows, grouped by theme), standardised "
-        "across samples for each signature (red = highest). Grey: constant across samples. "
+        "across samples for each signature (red = highest). Grey: constant across samples, or not scored in that sample. "
         "Samples of different datasets differ also by technology and gene coverage."
     )
     return {

@@ -132,7 +132,10 @@ def heatmap(
     """
     n_rows, n_cols = matrix.shape
     width = min(max_width, 4.2 + 0.34 * n_cols)
-    height = 1.8 + 0.22 * n_rows
+    # Rows get at least 1.2 in together and the 60°-rotated column labels (≈ 0.06 in per
+    # character at this font size) their own room, so few rows never shrink into a strip.
+    longest = max((len(label(c)) for c in matrix.columns), default=0)
+    height = 0.9 + max(0.22 * n_rows, 1.2) + 0.06 * longest
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()
     values = matrix.to_numpy(float)
