@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format lock report browser test-slurm benchmark benchmark-atlas clean
+.PHONY: demo test lint format lock report browser test-slurm test-faults benchmark benchmark-atlas clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ lock:
 	.lock-venv/bin/pip install --quiet -r requirements.in
 	.lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 	rm -rf .lock-venv
+
+## test-faults: runs killed (SIGKILL) in every heavy rule resume to a clean run's tables; --cores 1 = 2 (~4 min)
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults tests/test_faults_resume.py
 
 ## test-slurm: the workflow on a real one-node SLURM cluster on this machine (root + apt-get; ~2.5 min)
 test-slurm: $(STAMP)

@@ -148,10 +148,8 @@ def make_coverage() -> pd.DataFrame:
             "fewer than 5 genes present",
         ]
     )
-    return pd.DataFrame(
-        rows,
-        columns=[c for c in COVERAGE_COLUMNS if c != "no_ortholog"],
-    )
+    # The columns of coverage tables before core markers existed: reports must still render them.
+    return pd.DataFrame(rows, columns=COVERAGE_COLUMNS[: COVERAGE_COLUMNS.index("no_ortholog")])
 
 
 def make_calls(adata, scores: pd.DataFrame) -> pd.DataFrame:

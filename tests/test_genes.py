@@ -122,3 +122,9 @@ def test_build_tables_regenerates_the_shipped_files(tmp_path):
     module.main(["--wheel", str(wheel), "--out", str(tmp_path)])
     for name in (module.GENCODE_TABLE, module.ORTHOLOG_TABLE):
         assert (tmp_path / name).read_bytes() == (genes.GENES_DIR / name).read_bytes()
+
+
+def test_ortholog_supplement_replaces_misassigned_export_pairs():
+    mapping = genes.ortholog_table()
+    assert mapping["LYZ"] == ("Lyz2",)  # the export has only 9530003J23Rik
+    assert mapping["S100A9"] == ("S100a9",)  # the export has only Gm5849

@@ -38,6 +38,10 @@ REQUIRED_NAMES = [
     "IMM_B",
     "IMM_MDSC",
     "IMM_platelet",
+    "IMM_monocyte_classical",
+    "IMM_monocyte_nonclassical",
+    "IMM_plasma",
+    "ID_pericyte_smooth_muscle",
     "ID_epithelial_tumour",
     "ID_fibroblast",
     "ID_endothelial",
@@ -112,7 +116,7 @@ def test_library_has_the_agreed_names(library):
 
 def test_shipped_files_share_one_version(library):
     versions = {yaml.safe_load(p.read_text())["version"] for p in SHIPPED_FILES}
-    assert versions == {"1.0.0"} and signatures.library_version(library) == "1.0.0"
+    assert versions == {"1.1.0"} and signatures.library_version(library) == "1.1.0"
 
 
 @pytest.mark.parametrize(
@@ -149,9 +153,49 @@ def test_shipped_sizes_are_curated_ranges(library):
     assert all(8 <= n <= 40 for n in sizes.values()), sizes
 
 
-def test_ctc_identity_has_ptprc_down(library):
-    assert library["CTC_epithelial_identity"].down == ("PTPRC",)
-    assert "EPCAM" in library["CTC_epithelial_identity"].up
+def test_ctc_identity_is_epithelial_only_with_the_cellsearch_core(library):
+    # Leukocyte (PTPRC) evidence is weighed by the CTC caller, not subtracted from the score.
+    ctc = library["CTC_epithelial_identity"]
+    assert ctc.down == () and "PTPRC" not in ctc.genes
+    assert ctc.core[:3] == (("EPCAM",), ("KRT8", "KRT18", "KRT19"), ("CDH1",))
+
+
+def test_every_cell_type_signature_declares_a_core(library):
+    cell_types = [n for n in library if n.startswith(("IMM_", "ID_"))]
+    assert [n for n in cell_types if len(library[n].core) < signatures.MIN_CORE_GROUPS] == []
+
+
+@pytest.mark.parametrize("name", ["IMM_neutrophil", "IMM_MDSC"])
+def test_granulocytic_signatures_do_not_rest_on_monocyte_shared_genes(library, name):
+    shared_with_monocytes = {"S100A8", "S100A9", "S100A12", "MNDA"}
+    assert not shared_with_monocytes & set(library[name].genes)
+    assert {"CXCR2", "CXCR1"} & set(signatures.core_genes(library[name]))
+
+
+def test_neutrophil_core_is_neutrophil_specific(library):
+    core = set(signatures.core_genes(library["IMM_neutrophil"]))
+    assert {"FCGR3B", "CXCR2", "CMTM2", "CEACAM8"} <= core
+    assert not core & set(library["IMM_monocyte_classical"].genes)
+
+
+@pytest.mark.parametrize(
+    ("name", "markers"),
+    [
+        ("IMM_monocyte_classical", {"CD14", "LYZ", "FCN1", "VCAN"}),
+        ("IMM_monocyte_nonclassical", {"FCGR3A", "CDKN1C", "MS4A7"}),
+        ("IMM_plasma", {"JCHAIN", "MZB1", "TNFRSF17"}),
+        ("ID_pericyte_smooth_muscle", {"RGS5", "NOTCH3", "MYH11"}),
+    ],
+)
+def test_new_cell_types_have_their_defining_markers_in_the_core(library, name, markers):
+    assert markers <= set(signatures.core_genes(library[name]))
+
+
+def test_marker_genes_are_core_then_alternates(library):
+    mast = library["IMM_mast"]
+    assert signatures.core_genes(mast) == ["TPSAB1", "TPSB2", "CPA3", "KIT", "MS4A2", "HDC"]
+    assert signatures.marker_genes(mast) == signatures.core_genes(mast) + list(mast.alternates)
+    assert {"HPGDS", "GATA2", "SIGLEC6"} <= set(mast.alternates)
 
 
 def test_emt_bidirectional_arms_come_from_the_two_emt_signatures(library):
@@ -349,11 +393,14 @@ def test_coverage_table_with_known_missing_genes(library, caplog):
     ctc, b_cells = (
         table.set_index("signature").loc[["CTC_epithelial_identity", "IMM_B"]].to_dict("records")
     )
-    assert (ctc["n_genes"], ctc["n_present"]) == (12, 8)
+    assert (ctc["n_genes"], ctc["n_present"]) == (11, 7)
     assert ctc["missing"] == "CLDN7,MUC1,TACSTD2,ELF3"
-    assert ctc["scored"] and ctc["reason"] == ""
-    assert (b_cells["n_present"], b_cells["scored"]) == (2, False)
-    assert b_cells["reason"] == "coverage 0.13 below min_coverage 0.50"
+    assert ctc["scored"] and ctc["reason"] == "" and ctc["scored_by"] == "coverage"
+    assert (b_cells["n_present"], b_cells["scored"], b_cells["scored_by"]) == (2, False, "")
+    assert b_cells["reason"] == (
+        "coverage 0.13 below min_coverage 0.50 and core rule not met "
+        "(2 of 5 core groups, 0 alternates present)"
+    )
     assert "IMM_B not scored" in caplog.text
 
 
@@ -390,3 +437,162 @@ def test_zero_coverage_without_names_lists_likely_causes(library):
 def test_some_coverage_passes(library):
     table = signatures.coverage(library, list(library["IMM_B"].genes))
     signatures.require_some_coverage(table, "sample_1")
+
+
+# ------------------------------------------------------------------ core markers and the core rule
+
+
+@pytest.mark.parametrize(
+    ("n_groups", "n_groups_present", "n_alternates_present", "holds"),
+    [
+        (4, 2, 0, True),  # half of the core measured directly
+        (5, 3, 0, True),
+        (5, 2, 0, False),  # 2 of 5 is less than half ...
+        (5, 2, 1, True),  # ... unless an alternate stands in for a missing group
+        (5, 1, 4, False),  # alternates never replace the two direct markers
+        (2, 2, 0, True),
+        (3, 1, 2, False),
+        (0, 0, 3, False),  # no core declared
+        (1, 1, 0, False),  # one group cannot identify a type
+    ],
+)
+def test_core_rule(n_groups, n_groups_present, n_alternates_present, holds):
+    assert signatures.core_rule_holds(n_groups, n_groups_present, n_alternates_present) is holds
+
+
+def core_entry(**extra):
+    return entry(
+        name="SIG_core",
+        up=("EPCAM", "KRT8", "KRT18", "CDH1", "CLDN4", "CLDN7", "MUC1", "ELF3", "SPINT2", "KRT7"),
+        core=[["EPCAM"], ["KRT8", "KRT18"], ["CDH1"], ["CLDN4", "CLDN7"]],
+        alternates=["KRT7", "ELF3"],
+        **extra,
+    )
+
+
+def test_core_and_alternates_are_loaded_as_tuples(tmp_path):
+    signature = signatures.load_library([write_yaml(tmp_path / "c.yaml", core_entry())])["SIG_core"]
+    assert signature.core == (("EPCAM",), ("KRT8", "KRT18"), ("CDH1",), ("CLDN4", "CLDN7"))
+    assert signature.alternates == ("KRT7", "ELF3")
+    assert signatures.marker_genes(signature) == [
+        *("EPCAM", "KRT8", "KRT18", "CDH1", "CLDN4", "CLDN7", "KRT7", "ELF3")
+    ]
+
+
+def test_signature_without_core_has_empty_core(tmp_path):
+    signature = signatures.load_library([write_yaml(tmp_path / "s.yaml", entry())])["SIG_test"]
+    assert (signature.core, signature.alternates, signatures.core_genes(signature)) == ((), (), [])
+
+
+def test_core_gene_outside_up_names_file_and_signature(tmp_path):
+    bad = core_entry() | {"core": [["EPCAM"], ["KRT19"]]}
+    path = write_yaml(tmp_path / "core.yaml", bad)
+    with pytest.raises(
+        InputError,
+        match=r"core\.yaml: signature 'SIG_core': core/alternate genes not listed "
+        r"in genes\.up: KRT19",
+    ):
+        signatures.load_library([path])
+
+
+def test_alternate_outside_up_is_rejected(tmp_path):
+    path = write_yaml(tmp_path / "alt.yaml", core_entry() | {"alternates": ["TACSTD2"]})
+    with pytest.raises(InputError, match="SIG_core.*not listed in genes.up: TACSTD2"):
+        signatures.load_library([path])
+
+
+def test_gene_in_core_and_alternates_is_rejected(tmp_path):
+    path = write_yaml(tmp_path / "rep.yaml", core_entry() | {"alternates": ["EPCAM"]})
+    with pytest.raises(InputError, match="more than once across core groups and alternates: EPCAM"):
+        signatures.load_library([path])
+
+
+def test_core_of_one_group_is_a_schema_error(tmp_path):
+    path = write_yaml(tmp_path / "one.yaml", core_entry() | {"core": [["EPCAM", "KRT8"]]})
+    with pytest.raises(
+        InputError, match=r"one\.yaml: signature 'SIG_core': core: needs at least 2 marker groups"
+    ):
+        signatures.load_library([path])
+
+
+def test_empty_core_group_is_a_schema_error(tmp_path):
+    path = write_yaml(tmp_path / "empty.yaml", core_entry() | {"core": [["EPCAM"], []]})
+    with pytest.raises(InputError, match=r"signature 'SIG_core': core\.1: .*"):
+        signatures.load_library([path])
+
+
+def test_core_alias_is_resolved_like_the_gene_list(tmp_path):
+    path = write_yaml(
+        tmp_path / "alias.yaml",
+        entry(up=("CXCL8", "CD3E", "CD8A"), core=[["IL8"], ["CD3E"]], alternates=["CD8A"]),
+    )
+    assert signatures.load_library([path])["SIG_test"].core == (("CXCL8",), ("CD3E",))
+
+
+def test_mouse_mapping_maps_core_and_drops_groups_without_ortholog(tmp_path):
+    path = write_yaml(
+        tmp_path / "m.yaml",
+        entry(
+            up=("CD3E", "CXCL8", "GZMB", "CD8A"),
+            core=[["CD3E"], ["CXCL8"], ["GZMB"]],
+            alternates=["CD8A"],
+        ),
+    )
+    mouse = signatures.to_species(signatures.load_library([path]), "mouse")["SIG_test"]
+    assert mouse.core == (("Cd3e",), ("Gzmb",)) and mouse.alternates == ("Cd8a",)
+
+
+def test_gmt_sets_have_no_core(tmp_path):
+    path = tmp_path / "user.gmt"
+    path.write_text("SET1\tdesc\tEPCAM\tKRT8\tCDH1\n")
+    signature = signatures.load_library([], gmt=[path])["SET1"]
+    assert (signature.core, signature.alternates) == ((), ())
+
+
+def test_low_coverage_signature_is_scored_by_its_core(tmp_path, caplog):
+    library = signatures.load_library([write_yaml(tmp_path / "c.yaml", core_entry())])
+    with caplog.at_level(logging.INFO, logger="seedsoil.signatures"):
+        row = signatures.coverage(library, ["EPCAM", "KRT18", "ACTB"]).iloc[0]
+    assert row["fraction"] == pytest.approx(0.2, abs=1e-12)
+    assert (row["scored"], row["scored_by"], row["reason"]) == (True, "core", "")
+    assert (row["core_groups"], row["core_groups_present"]) == (4, 2)
+    assert (row["core_genes_present"], row["alternates_present"]) == ("EPCAM,KRT18", "")
+    assert "SIG_core scored by its core markers" in caplog.text
+
+
+def test_alternates_fill_missing_core_groups_but_not_the_direct_two(tmp_path):
+    five_groups = core_entry() | {
+        "core": [["EPCAM"], ["KRT8", "KRT18"], ["CDH1"], ["CLDN4", "CLDN7"], ["MUC1"]],
+    }
+    library = signatures.load_library([write_yaml(tmp_path / "c.yaml", five_groups)])
+    two_direct = signatures.coverage(library, ["EPCAM", "CDH1"]).iloc[0]
+    plus_alternate = signatures.coverage(library, ["EPCAM", "CDH1", "KRT7"]).iloc[0]
+    one_direct = signatures.coverage(library, ["EPCAM", "KRT7", "ELF3"]).iloc[0]
+    assert (two_direct["scored"], plus_alternate["scored_by"]) == (False, "core")
+    assert (one_direct["scored"], one_direct["alternates_present"]) == (False, "KRT7,ELF3")
+
+
+def test_coverage_takes_precedence_over_core(tmp_path):
+    library = signatures.load_library([write_yaml(tmp_path / "s.yaml", entry())])
+    row = signatures.coverage(library, ["CD3E"]).iloc[0]
+    assert (row["scored_by"], row["core_groups"], row["core_genes_present"]) == ("coverage", 0, "")
+
+
+def test_hydroseq_targeted_panel_scores_ctc_identity_by_its_core(library):
+    # The shipped real targeted panel (2,545 genes) holds EPCAM, KRT8, KRT19 and CDH1 but less
+    # than half of the signature's genes.
+    import anndata as ad
+
+    panel = ad.read_h5ad(signatures.REPO / "resources/data/hydroseq_ctc_enriched_1100.h5ad", "r")
+    table = signatures.coverage(library, panel.var_names).set_index("signature")
+    ctc = table.loc["CTC_epithelial_identity"]
+    assert ctc["fraction"] < signatures.DEFAULT_MIN_COVERAGE and ctc["scored_by"] == "core"
+    assert {"EPCAM", "KRT8", "KRT19", "CDH1"} <= set(ctc["core_genes_present"].split(","))
+
+
+def test_alternates_without_core_are_a_schema_error(tmp_path):
+    path = write_yaml(tmp_path / "alt.yaml", entry(alternates=["CD8A"]))
+    with pytest.raises(
+        InputError, match=r"alt\.yaml: signature 'SIG_test': alternates: given without core"
+    ):
+        signatures.load_library([path])

@@ -7,10 +7,18 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
-from workflow_helpers import run_snakemake, synthetic_tumour, write_config, write_sheet
+from workflow_helpers import (
+    TUMOUR_ROW,
+    run_snakemake,
+    synthetic_tumour,
+    write_config,
+    write_sheet,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -190,3 +198,121 @@ def test_a_bad_sheet_column_is_not_ingested_again_on_retry(tmp_path):
     assert "no_such_column" in output
     log = next((tmp_path / "logs" / "ingest").glob("bad.log")).read_text()
     assert "not retried: attempt 2 failed on an input error" in log
+
+
+# ---------------------------------------------------------------- checked before any job
+
+
+def test_sheet_with_a_header_and_no_rows_stops_before_any_job(tmp_path):
+    config = write_config(tmp_path, write_sheet(tmp_path / "datasets.tsv", []))
+    result = run_snakemake(tmp_path, config, cores=1)
+    assert result.returncode != 0
+    assert "header but no dataset rows" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_every_problem_of_sheet_and_signature_files_is_listed_before_any_job(tmp_path):
+    (tmp_path / "data").mkdir()
+    synthetic_tumour().write_h5ad(tmp_path / "data" / "tumour.h5ad")
+    (tmp_path / "sets").mkdir()
+    malformed = tmp_path / "sets" / "malformed.gmt"
+    malformed.write_text("MY_SET\tdescription only\n")
+    rows = [TUMOUR_ROW, {"id": "gone", "source": "data/missing.h5ad", "format": "h5ad"}]
+    config = write_config(
+        tmp_path,
+        write_sheet(tmp_path / "datasets.tsv", rows),
+        signatures={"gmt": ["sets/malformed.gmt", "sets/not_there.gmt"]},
+    )
+    result = run_snakemake(tmp_path, config, cores=1)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "3 problem(s)" in output
+    assert "data/missing.h5ad" in output
+    assert "malformed.gmt: line 1" in output
+    # reported where the user wrote it, not under the workflow's folder
+    assert "sets/not_there.gmt: signature GMT file not found" in output
+    assert not (tmp_path / "results").exists()
+
+
+# ---------------------------------------------------------------- refused or handled in ingest
+
+
+def test_all_zero_matrix_names_the_qc_thresholds_not_a_traceback(tmp_path):
+    adata = synthetic_tumour()
+    adata.X = sp.csr_matrix(adata.shape, dtype=np.float32)
+    output = ingest(tmp_path, adata)
+    assert "no cells left after QC" in output and "min_genes=5" in output
+    assert "has any count" in output and "data/input.h5ad" in output
+    assert "unexpected failure" not in output and "Traceback" not in output
+
+
+def test_ensembl_ids_absent_from_gencode_are_refused_in_ingest(tmp_path):
+    adata = synthetic_tumour()
+    adata.var_names = [f"ENSG9{i:010d}.3" for i in range(adata.n_vars)]  # no such genes
+    output = ingest(tmp_path, adata, gene_id="ensembl")
+    assert "only 0 of" in output and "(0.0%) map to a GENCODE v44" in output
+    assert "ENSG90000000000" in output and "release" in output
+
+
+def test_another_species_ensembl_ids_are_refused_with_their_prefix(tmp_path):
+    adata = synthetic_tumour()
+    adata.var_names = [f"ENSRNOG{i:011d}" for i in range(adata.n_vars)]  # rat
+    output = ingest(tmp_path, adata, gene_id="ensembl")
+    assert "ENSRNOG" in output and "another species" in output
+
+
+def test_sample_name_too_long_for_a_folder_is_refused_at_ingest(tmp_path):
+    adata = synthetic_tumour()
+    adata.obs["patient"] = adata.obs["patient"].replace({"P1": "P" * 300})
+    output = ingest(tmp_path, adata)
+    assert "300 characters" in output and "longer than 100 characters" in output
+
+
+def test_sample_names_with_spaces_and_accents_become_safe_folders(tmp_path):
+    adata = synthetic_tumour()
+    adata.obs["patient"] = adata.obs["patient"].replace({"P1": "patient 1", "P2": "Zoë"})
+    output = ingest(tmp_path, adata, expect_error=False)
+    samples = (tmp_path / "results" / "bad" / "samples.tsv").read_text()
+    assert "patient_1" in samples and "Zo_" in samples, output[-2000:]
+
+
+def test_non_integer_counts_that_are_not_logs_are_normalised(tmp_path):
+    # low-depth estimated counts (e.g. RSEM): non-integer and no larger than logged values can
+    # be, but a cell's sum of expm1 far above any normalisation target (1e6, CPM)
+    adata = synthetic_tumour()
+    rng = np.random.default_rng(1)
+    adata.X.data = adata.X.data * rng.uniform(0.7, 0.95, adata.X.data.size)
+    assert adata.X.data.max() <= 20
+    assert np.expm1(adata.X.toarray()).sum(axis=1).max() > 1e6
+    ingest(tmp_path, adata, expect_error=False)
+    ingested = ad.read_h5ad(tmp_path / "results" / "bad" / "ingested.h5ad")
+    assert ingested.uns["seedsoil"]["input_scale"] == "normalised"
+    totals = np.expm1(ingested.X.toarray()).sum(axis=1)
+    np.testing.assert_allclose(totals, 1e4, rtol=1e-4)  # float32 X
+
+
+def test_duplicated_gene_columns_of_a_csv_are_summed_with_a_warning(tmp_path):
+    adata = synthetic_tumour(n_filler=50)
+    # FILLER0001X, not FILLER0001: numbered runs read as cell names when telling the axes apart
+    genes = [f"{name}X" if name.startswith("FILLER") else name for name in adata.var_names]
+    frame = pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=genes)
+    doubled = pd.concat([frame, frame[["KRT8", "PTPRC"]]], axis=1)  # KRT8, PTPRC twice
+    (tmp_path / "data").mkdir()
+    doubled.to_csv(tmp_path / "data" / "input.csv")
+    row = {"id": "bad", "source": "data/input.csv", "format": "csv"}
+    config = write_config(tmp_path, write_sheet(tmp_path / "datasets.tsv", [row]))
+    result = run_snakemake(tmp_path, config, "results/bad/samples.tsv", cores=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ingested = ad.read_h5ad(tmp_path / "results" / "bad" / "ingested.h5ad")
+    assert ingested.var_names.is_unique and "KRT8.1" not in ingested.var_names
+    np.testing.assert_array_equal(
+        ingested[:, "KRT8"].layers["counts"].toarray().ravel(), 2 * frame["KRT8"].to_numpy()
+    )
+    assert any("summed" in w for w in ingested.uns["seedsoil"]["warnings"])
+
+
+def test_ensembl_ids_with_foreign_suffixes_are_named_as_not_gene_ids(tmp_path):
+    adata = synthetic_tumour()
+    adata.var_names = [f"ENSG{i:011d}.5_PAR_Y" for i in range(adata.n_vars)]
+    output = ingest(tmp_path, adata, gene_id="ensembl")
+    assert "not Ensembl gene ids" in output and "_PAR_Y" in output

@@ -14,16 +14,19 @@ sys.path.insert(0, str(BASEDIR / "workflow" / "scripts"))
 from seedsoil.datasets import get_builtin
 from seedsoil.fetch import url_filename
 from seedsoil.scoring.chunked import n_chunks_for, needs_gene_stats
-from seedsoil.sheet import load_sheet, source_kind
+from seedsoil.sheet import source_kind
+from seedsoil.validate import validate_run
 from seedsoil.errors import InputError
 from snakemake.exceptions import WorkflowError
 
+COMMUNICATION_PAIRS = str(BASEDIR / "resources" / "communication" / "pairs.tsv")
+
+# The sheet, every signature file and the pairs table, checked before any job: all problems at once.
 try:
-    DATASETS = load_sheet(
-        config["datasets"], BASEDIR / "workflow" / "schemas" / "datasets.schema.yaml"
-    )
+    RUN_INPUTS = validate_run(config, BASEDIR, pairs=COMMUNICATION_PAIRS)
 except InputError as error:
     raise WorkflowError(str(error)) from None
+DATASETS = RUN_INPUTS.sheet
 
 
 wildcard_constraints:
@@ -32,20 +35,10 @@ wildcard_constraints:
     name="[A-Za-z0-9_.-]+",
 
 
-def configured_path(path):
-    """A path from the config: relative to the working directory, else to the workflow (shipped files)."""
-    return Path(path) if Path(path).exists() else BASEDIR / path
-
-
 # Signature files are inputs of the scoring rules, so editing one re-runs scoring.
-SIGNATURE_PATHS = [str(configured_path(p)) for p in config["signatures"]["library"]]
-GMT_PATHS = [str(configured_path(p)) for p in config["signatures"]["gmt"]]
-LIBRARY_INPUTS = [
-    str(path)
-    for entry in map(Path, SIGNATURE_PATHS)
-    for path in (sorted(entry.glob("*.yaml")) if entry.is_dir() else [entry])
-] + GMT_PATHS
-COMMUNICATION_PAIRS = str(BASEDIR / "resources" / "communication" / "pairs.tsv")
+SIGNATURE_PATHS = RUN_INPUTS.library_paths
+GMT_PATHS = RUN_INPUTS.gmt_paths
+LIBRARY_INPUTS = RUN_INPUTS.signature_files
 
 
 def dataset_row(wildcards):

@@ -5,8 +5,9 @@ The tables live in ``resources/genes/`` (see its README for sources and licences
 - ``gencode_v44_human_genes.tsv.gz``: every GENCODE v44 human gene (``gene_id``, ``symbol``);
   unnamed genes carry their Ensembl id as symbol.
 - ``aliases.tsv``: previous/alias HGNC symbol → current symbol (curated, unambiguous entries).
-- ``ensembl105_human_mouse_orthologs.tsv.gz``: Ensembl 105 human → mouse symbol pairs, plus
-  ``orthologs_supplement.tsv`` for one-to-one orthologs missing from that export.
+- ``ensembl105_human_mouse_orthologs.tsv.gz``: Ensembl 105 human → mouse symbol pairs;
+  ``orthologs_supplement.tsv`` replaces them for the human genes it lists (pairs missing from
+  or mis-assigned in that export).
 
 The ortholog table carries symbols only, so there is no mouse Ensembl id → symbol map:
 mouse data must arrive with gene symbols.
@@ -63,15 +64,15 @@ def alias_table() -> dict[str, str]:
 
 @functools.cache
 def ortholog_table() -> dict[str, tuple[str, ...]]:
-    """Human symbol → sorted mouse ortholog symbols (Ensembl 105 plus the supplement)."""
-    pairs = pd.concat(
-        [
-            pd.read_csv(ORTHOLOG_TABLE, sep="\t", dtype=str, keep_default_na=False),
-            pd.read_csv(ORTHOLOG_SUPPLEMENT, sep="\t", dtype=str, keep_default_na=False)[
-                ["human_symbol", "mouse_symbol"]
-            ],
-        ]
-    ).drop_duplicates()
+    """Human symbol → sorted mouse ortholog symbols: Ensembl 105, except that the curated
+    supplement replaces the export's orthologs of every human gene it lists (it corrects
+    missing and mis-assigned pairs, e.g. LYZ → 9530003J23Rik instead of Lyz2)."""
+    export = pd.read_csv(ORTHOLOG_TABLE, sep="\t", dtype=str, keep_default_na=False)
+    supplement = pd.read_csv(ORTHOLOG_SUPPLEMENT, sep="\t", dtype=str, keep_default_na=False)[
+        ["human_symbol", "mouse_symbol"]
+    ]
+    export = export[~export["human_symbol"].isin(supplement["human_symbol"])]
+    pairs = pd.concat([export, supplement]).drop_duplicates()
     grouped = pairs.groupby("human_symbol")["mouse_symbol"].agg(lambda s: tuple(sorted(s)))
     return grouped.to_dict()
 

@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- harmonise: input checks
 
-#: Largest value a log-normalised matrix can plausibly hold: log1p(1e6) ≈ 13.8 for CPM scale.
-LOG_SCALE_MAX = 20.0
+#: Largest per-cell sum of expm1(values) a log-normalised matrix can hold. log1p(x / total ×
+#: target) gives every cell a sum of expm1 of exactly ``target`` over all genes (less over a
+#: subset); the largest target in use is 1e6 (CPM), and 1% allows for stored rounding. Non-integer
+#: values that are not logged (estimated counts, TPM) give sums of e^max: far above it.
+LOG_NORMALISED_TOTAL_MAX = 1.01e6
 #: Values within this distance of an integer count as integers (CSV round-trips give 3.00000000000001).
 INTEGER_TOLERANCE = 1e-4
 EMBEDDING_KEYS = ("X_umap", "X_umap_orig", "X_tsne")
@@ -89,8 +92,12 @@ class ScaleTally:
         self.min_value = np.inf
         self.max_value = -np.inf
         self.all_integer = True
+        #: Largest per-cell sum of expm1(values): what a cell's total would be if they were logs.
+        self.max_expm1_total = 0.0
 
-    def add(self, data: np.ndarray) -> None:
+    def add(self, block: sp.csr_matrix) -> None:
+        """Tally a block of cells (rows)."""
+        data = block.data
         if data.size == 0:
             return
         self.n_values += data.size
@@ -98,24 +105,32 @@ class ScaleTally:
         self.max_value = max(self.max_value, float(data.max()))
         if self.all_integer:
             self.all_integer = bool(np.all(np.abs(data - np.rint(data)) <= INTEGER_TOLERANCE))
+        if not self.all_integer and self.max_expm1_total <= LOG_NORMALISED_TOTAL_MAX:
+            starts = block.indptr[:-1][np.diff(block.indptr) > 0]  # rows with stored values
+            with np.errstate(over="ignore"):
+                totals = np.add.reduceat(np.expm1(data.astype(np.float64)), starts)
+            self.max_expm1_total = max(self.max_expm1_total, float(totals.max()))
 
     def scale(self) -> str:
         """``"scaled"`` (any negative), ``"counts"`` (all integers within
-        :data:`INTEGER_TOLERANCE`), ``"log-normalised"`` (non-integer, max ≤
-        :data:`LOG_SCALE_MAX`) or ``"normalised"`` (non-integer with larger values: TPM, CPM)."""
+        :data:`INTEGER_TOLERANCE`), ``"log-normalised"`` (non-integer, every cell's sum of
+        expm1 at most :data:`LOG_NORMALISED_TOTAL_MAX`) or ``"normalised"`` (other non-integer
+        values: TPM, CPM, estimated counts)."""
         if self.n_values == 0:
             return "counts"
         if self.min_value < 0:
             return "scaled"
         if self.all_integer:
             return "counts"
-        return "log-normalised" if self.max_value <= LOG_SCALE_MAX else "normalised"
+        if self.max_expm1_total <= LOG_NORMALISED_TOTAL_MAX:
+            return "log-normalised"
+        return "normalised"
 
 
 def detect_scale(matrix: sp.csr_matrix) -> str:
     """The scale of ``matrix``'s stored values (:meth:`ScaleTally.scale`)."""
     tally = ScaleTally()
-    tally.add(matrix.data)
+    tally.add(sp.csr_matrix(matrix))
     return tally.scale()
 
 
@@ -260,6 +275,7 @@ class HarmonisedValues:
 
     scale: str
     max_value: float
+    max_expm1_total: float
     metrics: dict[str, np.ndarray]
     embedding_rows: sp.csr_matrix | None
 
@@ -289,7 +305,7 @@ def harmonise_rows(
         metrics, kept = [], []
         for start, block in read_blocks():
             check_finite(block, cells, plan.input_genes, plan.counts, plan.source_label, start)
-            tally.add(block.data)
+            tally.add(block)
             if tally.min_value < 0:
                 _refuse_negative(
                     block, cells, plan.input_genes, plan.counts, plan.source_label,
@@ -314,6 +330,7 @@ def harmonise_rows(
     return HarmonisedValues(
         scale=scale or "counts",
         max_value=tally.max_value,
+        max_expm1_total=tally.max_expm1_total,
         metrics={name: np.concatenate([m[name] for m in metrics]) for name in metrics[0]}
         if metrics
         else {},
@@ -321,10 +338,18 @@ def harmonise_rows(
     )
 
 
-def _scale_warning(scale: str, max_value: float, totals: np.ndarray, counts: str) -> list[str]:
+def _scale_warning(
+    scale: str, max_value: float, totals: np.ndarray, counts: str, max_expm1_total: float
+) -> list[str]:
     if scale == "normalised":
+        why = (
+            f"; not logs: a cell's sum of expm1 would reach {max_expm1_total:.3g}, above any "
+            "normalisation target"
+            if np.isfinite(max_expm1_total)
+            else ""
+        )
         return [
-            f"{counts} is normalised (non-integer, max {max_value:.4g}), not counts: no "
+            f"{counts} is normalised (non-integer, max {max_value:.4g}{why}), not counts: no "
             "counts layer; each cell was rescaled to 10,000 in total and log1p-transformed"
         ]
     if scale == "log-normalised":
@@ -361,6 +386,9 @@ def embedding_of(
 
     if plan.embedding is not None:
         return plan.embedding
+    if values.embedding_rows is None or values.embedding_rows.nnz == 0:
+        # nothing expressed (QC then names the thresholds that removed every cell); PCA would fail
+        return np.zeros((len(plan.obs), 2), dtype=np.float32), "computed: none (no expression)"
     coordinates, how = compute_embedding(
         ad.AnnData(X=values.embedding_rows), random_state=random_state
     )
@@ -403,7 +431,9 @@ def harmonised_metadata(
         },
         "warnings": plan.warnings
         + (
-            _scale_warning(values.scale, values.max_value, totals, plan.counts)
+            _scale_warning(
+                values.scale, values.max_value, totals, plan.counts, values.max_expm1_total
+            )
             if totals.size
             else []
         ),

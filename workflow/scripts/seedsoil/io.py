@@ -154,16 +154,44 @@ def _read_10x_h5(path: Path) -> ad.AnnData:
     return _gene_expression_only(adata)
 
 
+def _read_labelled_frame(path: Path, sep: str) -> pd.DataFrame:
+    """A delimited matrix with its first row and first column as labels, exactly as written.
+
+    pandas renames repeated header labels (``KRT8``, ``KRT8.1``); reading the header row on its
+    own keeps them, so duplicated genes are summed by harmonisation, whichever axis they are on.
+    A header one field shorter than the rows (R's ``write.csv``) labels the data columns only.
+    """
+    header = pd.read_csv(
+        path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False
+    ).iloc[0]
+    frame = pd.read_csv(path, sep=sep, header=None, skiprows=1, index_col=0)
+    labels = header.tolist()
+    if len(labels) == frame.shape[1] + 1:
+        labels = labels[1:]
+    if len(labels) != frame.shape[1]:
+        raise InputError(
+            f"{path}: the header has {len(header)} fields but the rows have {frame.shape[1] + 1}; "
+            "a delimited matrix needs one label per column in the first row."
+        )
+    frame.columns = pd.Index(labels, dtype=str)
+    frame.index = frame.index.astype(str)
+    return frame
+
+
 def _read_delimited(path: Path, sep: str, transpose: bool | None) -> ad.AnnData:
     try:
-        frame = pd.read_csv(path, sep=sep, index_col=0)
+        frame = _read_labelled_frame(path, sep)
     except (OSError, ValueError, EOFError, pd.errors.ParserError) as error:
         raise InputError(f"cannot read {path} as a delimited matrix: {error}") from error
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputError(
             f"{path} holds no matrix (shape {frame.shape}); check the separator/format."
         )
-    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    non_numeric = [
+        label
+        for label, dtype in zip(frame.columns, frame.dtypes, strict=True)
+        if not pd.api.types.is_numeric_dtype(dtype)
+    ]
     if non_numeric:
         raise InputError(
             f"{path}: column(s) {non_numeric[:5]} are not numeric; a delimited matrix needs "

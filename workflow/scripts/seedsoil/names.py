@@ -21,6 +21,9 @@ from seedsoil.genes import (
 
 #: Names that already exist in results/{dataset}/ and so cannot be sample folders.
 RESERVED_SAMPLE_NAMES = frozenset({"ingested.h5ad", "samples.tsv"})
+#: Longest sample name accepted: a folder name is at most 255 bytes on common file systems, and
+#: the workflow adds prefixes and suffixes to names derived from it (``.report.html.XXXX.tmp``).
+MAX_SAMPLE_NAME_LENGTH = 100
 #: obs columns the convention defines; input columns of these names are kept as ``orig_<name>``.
 CONVENTION_OBS = (
     "sample", "cell_type", "condition", "n_counts", "n_genes", "mito_fraction", "qc_pass", "qc_reason",
@@ -36,6 +39,39 @@ def _ensembl_species(ids) -> str | None:
     mouse = prefixes.eq("ENSMUSG").mean()
     human = prefixes.str.match(r"ENSG\d").mean()
     return "mouse" if mouse > 0.5 else "human" if human > 0.5 else None
+
+
+#: Least fraction of declared Ensembl gene ids that must map to GENCODE v44. A gene keeps its
+#: ENSG number across Ensembl releases (retired genes are a few percent), so human ids of any
+#: release map mostly; below half, the ids are not human gene ids of a usable annotation.
+MIN_ENSEMBL_MAPPED = 0.5
+
+
+def _refuse_unmapped_ensembl(ids: np.ndarray, unmapped: np.ndarray, source_label: str) -> None:
+    """:class:`InputError` when fewer than :data:`MIN_ENSEMBL_MAPPED` of ``ids`` (version
+    suffixes stripped) have a GENCODE v44 gene, with examples and the likely cause."""
+    mapped = 1 - unmapped.mean() if ids.size else 0.0
+    if mapped >= MIN_ENSEMBL_MAPPED:
+        return
+    missing = ids[unmapped]
+    prefixes = pd.Series([re.sub(r"\d.*$", "", str(i)) for i in missing]).value_counts()
+    if prefixes.index[0] != "ENSG":
+        cause = (
+            f"most unmapped ids start with {prefixes.index[0]}, not ENSG: they are another "
+            "species' ids (only human Ensembl ids can be mapped; give such data gene symbols)"
+        )
+    else:
+        cause = (
+            "they are ENSG ids absent from GENCODE v44: an annotation release far from v44, "
+            "made-up or shifted ids, or ids that are not gene ids (version suffixes such as "
+            "'.12' are already ignored)"
+        )
+    raise InputError(
+        f"{source_label}: gene_id is 'ensembl' but only {int((~unmapped).sum())} of {ids.size} "
+        f"ids ({mapped:.1%}) map to a GENCODE v44 human gene (unmapped e.g. "
+        f"{', '.join(map(str, missing[:5]))}). Likely cause: {cause}. No signature gene would "
+        "be found: give human Ensembl gene ids, or gene symbols with gene_id symbol."
+    )
 
 
 def resolve_gene_names(names, gene_id: str, species: str, var: pd.DataFrame, source_label: str):
@@ -61,6 +97,13 @@ def resolve_gene_names(names, gene_id: str, species: str, var: pd.DataFrame, sou
         if not looks_like_ensembl(names, min_fraction=0.5):
             if "gene_ids" in var and looks_like_ensembl(var["gene_ids"], min_fraction=0.5):
                 names = np.array([str(n) for n in var["gene_ids"]], dtype=object)
+            elif np.mean([n.upper().startswith("ENS") for n in names]) >= 0.5:
+                raise InputError(
+                    f"{source_label}: gene_id is 'ensembl' but the identifiers (e.g. {examples}) "
+                    "are not Ensembl gene ids: a gene id is ENSG (or another species' ENS…G) and "
+                    "11 digits, optionally with a version suffix '.N'. Remove other suffixes "
+                    "(such as '_PAR_Y'), or map transcript (ENST) or protein (ENSP) ids to genes."
+                )
             else:
                 raise InputError(
                     f"{source_label}: gene_id is 'ensembl' but the genes look like symbols "
@@ -75,6 +118,7 @@ def resolve_gene_names(names, gene_id: str, species: str, var: pd.DataFrame, sou
         stripped = np.array([re.sub(r"\.\d+$", "", n) for n in names], dtype=object)
         symbols = np.array(ensembl_to_symbol(list(stripped), species=species), dtype=object)
         unmapped = symbols == stripped  # GENCODE v44 has no symbol: the ID is kept
+        _refuse_unmapped_ensembl(stripped, unmapped, source_label)
         if unmapped.any():
             warnings.append(
                 f"{int(unmapped.sum())} of {len(names)} Ensembl IDs have no symbol and keep their "
@@ -186,13 +230,15 @@ def make_unique(names) -> tuple[list[str], list[str]]:
 
 
 def safe_sample_name(value: str) -> str:
-    """``value`` as a folder name: runs of characters other than letters, digits and ``._+-``
-    become ``_``. Raises ``ValueError`` for names that could escape ``results/``: empty, starting
-    with ``.``, containing ``/`` or ``\\``, or reserved (``ingested.h5ad``, ``samples.tsv``)."""
+    """``value`` as a folder name: runs of characters other than ASCII letters, digits and
+    ``._+-`` (spaces, non-ASCII letters, punctuation) become ``_``. Raises ``ValueError`` for
+    names that cannot be made safe: empty, starting with ``.``, containing ``/`` or ``\\``,
+    longer than :data:`MAX_SAMPLE_NAME_LENGTH` characters, or reserved (``ingested.h5ad``,
+    ``samples.tsv``)."""
     if not value.strip() or value.startswith(".") or "/" in value or "\\" in value:
         raise ValueError(value)
     safe = _UNSAFE_CHARACTERS.sub("_", value.strip())
-    if safe in RESERVED_SAMPLE_NAMES:
+    if safe in RESERVED_SAMPLE_NAMES or len(safe) > MAX_SAMPLE_NAME_LENGTH:
         raise ValueError(value)
     return safe
 
@@ -206,8 +252,14 @@ def _column(obs: pd.DataFrame, key: str, role: str, source_label: str) -> pd.Ser
     return obs[key]
 
 
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 60 else f"{value[:40]!r}… ({len(value)} characters)"
+
+
 def sample_names(values: pd.Series, key: str, source_label: str) -> tuple[np.ndarray, list[str]]:
-    """Safe sample names for every cell (see :func:`safe_sample_name`) and warnings."""
+    """Safe sample names for every cell (:func:`safe_sample_name`) and warnings naming every
+    name that was changed. One :class:`InputError` lists every name that cannot be made safe,
+    and names that would become the same folder."""
     missing = values.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
@@ -216,18 +268,22 @@ def sample_names(values: pd.Series, key: str, source_label: str) -> tuple[np.nda
             f"row {row + 1}, cell {values.index[row]!r}); every cell needs a sample."
         )
     text = values.astype(str).to_numpy()
-    renamed, warnings = {}, []
+    renamed, unsafe, warnings = {}, [], []
     for value in pd.unique(text):
         try:
             renamed[value] = safe_sample_name(value)
         except ValueError:
             row = int(np.flatnonzero(text == value)[0])
-            raise InputError(
-                f"{source_label}: sample column {key!r} has the unsafe value {value!r} (row "
-                f"{row + 1}, cell {values.index[row]!r}); sample names become folders under "
-                "results/ and must not be empty, start with '.', contain '/' or '\\', or be "
-                "'ingested.h5ad'/'samples.tsv'. Rename the sample in the file."
-            ) from None
+            unsafe.append(f"{_shown(value)} (first at row {row + 1}, cell {values.index[row]!r})")
+    if unsafe:
+        raise InputError(
+            f"{source_label}: sample column {key!r} has {len(unsafe)} name(s) that cannot be "
+            f"folder names: {'; '.join(unsafe[:10])}. Sample names become folders under "
+            "results/ and must not be empty, start with '.', contain '/' or '\\', be longer "
+            f"than {MAX_SAMPLE_NAME_LENGTH} characters, or be 'ingested.h5ad'/'samples.tsv' "
+            "(spaces and other characters become '_'). Rename the samples in the file, or "
+            "point sample_column at a column of short ids."
+        )
     clashes = pd.Series(renamed).pipe(lambda s: s[s.duplicated(keep=False)])
     if not clashes.empty:
         raise InputError(

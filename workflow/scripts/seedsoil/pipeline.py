@@ -142,7 +142,8 @@ def signatures_to_score(
     var_names, meta: dict, *, library: list[str], gmt: list[str], min_coverage: float
 ) -> tuple[dict, pd.DataFrame]:
     """The library mapped to the sample's species, restricted to signatures that reach
-    ``min_coverage`` on ``var_names``, and the coverage table of every signature.
+    ``min_coverage`` on ``var_names`` or hold their core rule (``seedsoil.signatures.coverage``),
+    and the coverage table of every signature.
 
     A sample on which none reaches it is an :class:`InputError`.
     """
@@ -185,8 +186,8 @@ def score_sample(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Score one sample against the signature library.
 
-    The library is mapped to the sample's species; signatures below ``min_coverage`` are
-    skipped (and listed in the coverage table), and a sample on which none reaches it is an
+    The library is mapped to the sample's species; signatures below ``min_coverage`` whose
+    core rule does not hold are skipped (and listed in the coverage table), and a sample on which none reaches it is an
     :class:`InputError`. ``cells`` is an AnnData or the path of the sample's ``.h5ad``; a
     path is streamed (one block of cells in memory, the file read once for the statistics
     and once for scores and p-values together). Returns ``(scores, pvalues, fdr, coverage)``;

@@ -132,6 +132,8 @@ def kept_samples(adata: ad.AnnData) -> list[str]:
         raise ValueError("kept_samples needs qc_pass: call apply_qc first")
     qc = adata.uns.get("seedsoil", {}).get("qc", {})
     dataset = adata.uns.get("seedsoil", {}).get("dataset", "?")
+    source = adata.uns.get("seedsoil", {}).get("source")
+    where = f"dataset {dataset!r}" + (f" ({source})" if source else "")
     samples = adata.obs["sample"].astype(str).to_numpy()
     passed = adata.obs["qc_pass"].to_numpy(dtype=bool)
     kept = []
@@ -144,13 +146,19 @@ def kept_samples(adata: ad.AnnData) -> list[str]:
         if reasons.str.contains("min_cells_per_sample").any():
             continue
         n_genes = adata.obs["n_genes"][in_sample]
+        nothing_expressed = (
+            " None of its cells has any count: check that the sheet's counts column names the "
+            "matrix that holds the data and that the file's matrix is not empty."
+            if (adata.obs["n_counts"][in_sample] == 0).all()
+            else ""
+        )
         raise InputError(
-            f"dataset {dataset!r}, sample {sample!r}: no cells left after QC. Of its "
+            f"{where}, sample {sample!r}: no cells left after QC. Of its "
             f"{int(in_sample.sum())} cells, {int(reasons.str.contains('min_genes').sum())} have "
             f"fewer than min_genes={qc.get('min_genes')} genes (median n_genes "
             f"{float(n_genes.median()):.0f}) and {int(reasons.str.contains('max_mito_fraction').sum())} "
             f"a mitochondrial fraction above max_mito_fraction={qc.get('max_mito_fraction')}. "
-            "Relax min_genes / max_mito_fraction for this dataset in the sheet."
+            "Relax min_genes / max_mito_fraction for this dataset in the sheet." + nothing_expressed
         )
     return kept
 

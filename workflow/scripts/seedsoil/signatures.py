@@ -9,9 +9,11 @@ GMT convention (both directions): an undirected signature is one set ``NAME``; a
 pair becomes one directed signature ``X``; any other set is undirected (its genes are up genes).
 GMT carries no weights, references or themes: GMT sets get theme ``custom``.
 
-Coverage: a signature is scored on a dataset only when at least ``min_coverage`` (default
-:data:`DEFAULT_MIN_COVERAGE` = 0.5) of its genes are present; otherwise it is skipped with a
-warning, never scored as zero.
+Coverage: a signature is scored on a dataset when at least ``min_coverage`` (default
+:data:`DEFAULT_MIN_COVERAGE` = 0.5) of its genes are present, or when its core rule holds
+(:func:`core_rule_holds`: enough of its declared core marker groups are measured to identify
+the programme, so targeted and partial panels still score cell types and CTC identity);
+otherwise it is skipped with a warning, never scored as zero.
 
 Command line: ``python -m seedsoil.signatures --readme resources/signatures`` regenerates the
 library README; ``--gmt out.gmt`` exports the library.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -41,6 +44,9 @@ REPO = Path(__file__).resolve().parents[3]
 LIBRARY_DIR = REPO / "resources" / "signatures"
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "signatures.schema.yaml"
 DEFAULT_MIN_COVERAGE = 0.5
+#: Core marker groups that must be measured directly for the core rule (one marker never
+#: identifies a cell type: dropout, ambient RNA and shared expression make it unreliable).
+MIN_CORE_GROUPS = 2
 COVERAGE_COLUMNS = [
     "signature",
     "theme",
@@ -51,6 +57,11 @@ COVERAGE_COLUMNS = [
     "scored",
     "reason",
     "no_ortholog",
+    "core_groups",
+    "core_groups_present",
+    "core_genes_present",
+    "alternates_present",
+    "scored_by",
 ]
 
 PathLike = str | os.PathLike
@@ -63,6 +74,9 @@ class Signature:
     ``weights`` is empty when unweighted; ``references`` are dicts with ``citation`` and
     optional ``doi``/``pmid``; ``source`` is the file the signature came from; ``dropped``
     lists the human genes removed by :func:`to_species` for lack of a usable ortholog.
+    ``core`` holds the core marker groups (each a tuple of interchangeable up genes; empty
+    when none are declared, as for GMT sets) and ``alternates`` the up genes that stand in for
+    missing core groups (see :func:`core_rule_holds`).
     """
 
     name: str
@@ -78,6 +92,8 @@ class Signature:
     general_knowledge: str = ""
     version: str = ""
     dropped: tuple[str, ...] = ()
+    core: tuple[tuple[str, ...], ...] = ()
+    alternates: tuple[str, ...] = ()
 
     @property
     def genes(self) -> tuple[str, ...]:
@@ -88,6 +104,16 @@ class Signature:
     def directed(self) -> bool:
         """True when the signature has down genes."""
         return bool(self.down)
+
+
+def core_genes(signature: Signature) -> list[str]:
+    """The signature's core genes: its core groups flattened, in declaration order."""
+    return [gene for group in signature.core for gene in group]
+
+
+def marker_genes(signature: Signature) -> list[str]:
+    """The genes that identify the signature: core genes, then alternates."""
+    return core_genes(signature) + list(signature.alternates)
 
 
 # ---------------------------------------------------------------- loading and validation
@@ -130,6 +156,11 @@ def _schema_errors(document: object, source: Path) -> list[str]:
         field_name = ".".join(str(p) for p in path) or "(top level)"
         if error.validator == "anyOf":
             text = "has no references and no general_knowledge note; give at least one"
+        elif error.validator == "dependentRequired":
+            field_name = "alternates"
+            text = "given without core; alternates stand in for core groups, so declare core too"
+        elif path == ["core"] and error.validator == "minItems":
+            text = f"needs at least {MIN_CORE_GROUPS} marker groups (one marker alone does not identify a programme)"
         else:
             text = error.message
         messages.append(f"{source}: {where}: {field_name}: {text}")
@@ -183,6 +214,7 @@ def _make_signature(entry: Mapping, source: Path, version: str, strict: bool = T
         raise InputError(
             f"{where}: weights given for genes not in the signature: {', '.join(stray)}"
         )
+    core, alternates = _core_markers(entry, up, where)
     return Signature(
         name=entry["name"],
         theme=entry["theme"],
@@ -196,7 +228,32 @@ def _make_signature(entry: Mapping, source: Path, version: str, strict: bool = T
         rationale=" ".join(entry["rationale"].split()),
         general_knowledge=" ".join(entry.get("general_knowledge", "").split()),
         version=version,
+        core=core,
+        alternates=alternates,
     )
+
+
+def _core_markers(
+    entry: Mapping, up: list[str], where: str
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
+    """Core groups and alternates of a schema-valid entry, aliases resolved and checked:
+    every gene must be an up gene and appear once among core genes and alternates."""
+    core = tuple(tuple(genes.resolve_aliases(list(group))[0]) for group in entry.get("core", []))
+    alternates = tuple(genes.resolve_aliases(list(entry.get("alternates", [])))[0])
+    listed = [g for group in core for g in group] + list(alternates)
+    outside = [g for g in dict.fromkeys(listed) if g not in up]
+    if outside:
+        raise InputError(
+            f"{where}: core/alternate genes not listed in genes.up: {', '.join(outside)}; "
+            "add them to genes.up or remove them from core/alternates"
+        )
+    repeated = sorted({g for g in listed if listed.count(g) > 1})
+    if repeated:
+        raise InputError(
+            f"{where}: genes listed more than once across core groups and alternates: "
+            f"{', '.join(repeated)}"
+        )
+    return core, alternates
 
 
 def read_yaml(path: PathLike) -> dict[str, Signature]:
@@ -331,6 +388,13 @@ def to_species(library: Mapping[str, Signature], species: str) -> dict[str, Sign
             g for g in dict.fromkeys(choice[h] for h in signature.down if choice[h]) if g not in up
         )
         weights = {choice[h]: w for h, w in signature.weights.items() if choice[h]}
+        core = _mapped_groups(signature.core, choice)
+        in_core = {g for group in core for g in group}
+        alternates = tuple(
+            g
+            for g in dict.fromkeys(choice[h] for h in signature.alternates if choice[h])
+            if g not in in_core
+        )
         if dropped:
             logger.warning(
                 "%s: %d of %d genes have no usable mouse ortholog and are dropped: %s",
@@ -339,8 +403,34 @@ def to_species(library: Mapping[str, Signature], species: str) -> dict[str, Sign
                 len(signature.genes),
                 ", ".join(dropped),
             )
-        mapped[name] = replace(signature, up=up, down=down, weights=weights, dropped=dropped)
+        mapped[name] = replace(
+            signature,
+            up=up,
+            down=down,
+            weights=weights,
+            dropped=dropped,
+            core=core,
+            alternates=alternates,
+        )
     return mapped
+
+
+def _mapped_groups(
+    groups: tuple[tuple[str, ...], ...], choice: Mapping[str, str | None]
+) -> tuple[tuple[str, ...], ...]:
+    """Core groups in the mapped species: genes without ortholog leave their group, a gene
+    reached twice stays in its first group, and a group left empty is dropped (the species
+    cannot measure it, so it cannot count against the panel)."""
+    seen: set[str] = set()
+    mapped = []
+    for group in groups:
+        members = tuple(
+            g for g in dict.fromkeys(choice[h] for h in group if choice[h]) if g not in seen
+        )
+        seen.update(members)
+        if members:
+            mapped.append(members)
+    return tuple(mapped)
 
 
 def _gmt_description(signature: Signature) -> str:
@@ -350,7 +440,8 @@ def _gmt_description(signature: Signature) -> str:
 def write_gmt(library: Mapping[str, Signature], path: PathLike) -> None:
     """Write the library as GMT: ``NAME`` for undirected, ``NAME_UP``/``NAME_DOWN`` for directed.
 
-    Weights, references and notes are not representable in GMT and are not written.
+    Weights, references, notes, core groups and alternates are not representable in GMT and
+    are not written.
     """
     lines = []
     for name, signature in library.items():
@@ -365,17 +456,44 @@ def write_gmt(library: Mapping[str, Signature], path: PathLike) -> None:
 # ---------------------------------------------------------------- coverage
 
 
+def core_rule_holds(n_groups: int, n_groups_present: int, n_alternates_present: int) -> bool:
+    """Whether a panel measures enough of a signature's core markers to identify it.
+
+    With ``n_groups`` declared core groups, ``n_groups_present`` of them measured directly
+    (at least one gene of the group present) and ``n_alternates_present`` alternates present,
+    the rule holds when
+
+    * ``n_groups_present >= MIN_CORE_GROUPS`` (2): two independent markers, as in a minimal
+      flow-cytometry gate, because one marker alone is confounded by dropout, ambient RNA and
+      expression shared with other types; and
+    * ``n_groups_present + min(n_alternates_present, n_groups - n_groups_present)
+      >= ceil(n_groups / 2)``: together with alternates standing in for missing groups (one
+      each), at least half of the core is measured, so the identity is judged on most of its
+      defining markers rather than on a side programme.
+
+    A signature without core groups (or with fewer than two) never satisfies it.
+    """
+    if n_groups < MIN_CORE_GROUPS or n_groups_present < MIN_CORE_GROUPS:
+        return False
+    stand_ins = min(n_alternates_present, n_groups - n_groups_present)
+    return n_groups_present + stand_ins >= math.ceil(n_groups / 2)
+
+
 def coverage(
     library: Mapping[str, Signature],
     var_names: Iterable[str],
     min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> pd.DataFrame:
-    """Per-signature gene coverage of a dataset, and whether the signature will be scored.
+    """Per-signature gene coverage of a dataset, and whether and why the signature is scored.
 
-    ``fraction = n_present / n_genes`` over up and down genes; a signature is scored when
-    ``fraction >= min_coverage`` and at least one gene is present. Columns:
-    :data:`COVERAGE_COLUMNS` (``missing`` and ``no_ortholog`` are comma-separated gene lists).
-    Each skipped signature is logged as a warning.
+    ``fraction = n_present / n_genes`` over up and down genes. A signature is scored when at
+    least one gene is present and ``fraction >= min_coverage`` (``scored_by = "coverage"``),
+    else when its core rule holds (:func:`core_rule_holds`, ``scored_by = "core"``); otherwise
+    ``scored`` is False, ``scored_by`` is "" and ``reason`` says why. Columns:
+    :data:`COVERAGE_COLUMNS`; ``missing``, ``no_ortholog``, ``core_genes_present`` and
+    ``alternates_present`` are comma-separated gene lists, ``core_groups`` counts the declared
+    core groups and ``core_groups_present`` those with a gene present. Each skipped signature
+    is logged as a warning, each signature scored by its core at info level.
     """
     if not 0 <= min_coverage <= 1:
         raise InputError(f"signatures.min_coverage must be between 0 and 1, got {min_coverage}")
@@ -386,20 +504,44 @@ def coverage(
         missing = [g for g in signature.genes if g not in present_names]
         n_genes = len(signature.genes)
         fraction = len(present) / n_genes if n_genes else 0.0
-        scored = bool(present) and fraction >= min_coverage
+        core_present = [g for g in core_genes(signature) if g in present_names]
+        groups_present = sum(any(g in present_names for g in grp) for grp in signature.core)
+        alternates_present = [g for g in signature.alternates if g in present_names]
+        by_core = core_rule_holds(len(signature.core), groups_present, len(alternates_present))
+        scored_by = ""
+        if present and fraction >= min_coverage:
+            scored_by = "coverage"
+        elif by_core:
+            scored_by = "core"
         reason = ""
-        if not scored:
+        if not scored_by:
             reason = (
                 "no genes left after species mapping"
                 if n_genes == 0
                 else f"coverage {fraction:.2f} below min_coverage {min_coverage:.2f}"
             )
+            if signature.core and n_genes:
+                reason += (
+                    f" and core rule not met ({groups_present} of {len(signature.core)} core "
+                    f"groups, {len(alternates_present)} alternates present)"
+                )
             logger.warning(
                 "signature %s not scored: %s (%d of %d genes present)",
                 name,
                 reason,
                 len(present),
                 n_genes,
+            )
+        elif scored_by == "core":
+            logger.info(
+                "signature %s scored by its core markers (%d of %d core groups present: %s) "
+                "although coverage %.2f is below min_coverage %.2f",
+                name,
+                groups_present,
+                len(signature.core),
+                ", ".join(core_present + alternates_present),
+                fraction,
+                min_coverage,
             )
         rows.append(
             {
@@ -409,9 +551,14 @@ def coverage(
                 "n_present": len(present),
                 "fraction": fraction,
                 "missing": ",".join(missing),
-                "scored": scored,
+                "scored": bool(scored_by),
                 "reason": reason,
                 "no_ortholog": ",".join(signature.dropped),
+                "core_groups": len(signature.core),
+                "core_groups_present": groups_present,
+                "core_genes_present": ",".join(core_present),
+                "alternates_present": ",".join(alternates_present),
+                "scored_by": scored_by,
             }
         )
     return pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
@@ -420,7 +567,7 @@ def coverage(
 def require_some_coverage(
     coverage_df: pd.DataFrame, source_label: str, var_names: Iterable[str] | None = None
 ) -> None:
-    """Raise :class:`InputError` when no signature reaches the coverage threshold.
+    """Raise :class:`InputError` when no signature is scored (coverage threshold or core rule).
 
     ``source_label`` names the dataset/sample in the message; with ``var_names`` the message
     says which likely cause applies (Ensembl ids declared as symbols, wrong species).
@@ -444,11 +591,13 @@ def require_some_coverage(
         causes = [
             "var_names are Ensembl ids declared as symbols (set the gene id type in the dataset sheet)",
             "the species is wrong (mouse data declared human or the reverse)",
-            "the data is a small targeted panel, or signatures.min_coverage is too high",
+            "the data is a small targeted panel lacking the signatures' core markers, or "
+            "signatures.min_coverage is too high",
         ]
     best = coverage_df["fraction"].max() if len(coverage_df) else 0.0
     raise InputError(
-        f"{source_label}: no signature reaches the coverage threshold (best coverage {best:.2f}); "
+        f"{source_label}: no signature reaches the coverage threshold or its core rule "
+        f"(best coverage {best:.2f}); "
         "nothing would be scored. Likely cause: " + "; or ".join(causes) + "."
     )
 
@@ -486,13 +635,17 @@ def render_readme(library: Mapping[str, Signature]) -> str:
         "  orthologs (`resources/genes/`); genes without a usable ortholog are dropped and reported.",
         "- Add your own sets as more YAML files (`signatures.library`) or GMT files (`signatures.gmt`);",
         "  in GMT a directed signature is a pair `NAME_UP` / `NAME_DOWN`.",
-        f"- A signature is scored only when at least `signatures.min_coverage` (default {DEFAULT_MIN_COVERAGE})",
-        "  of its genes are present; the per-sample coverage table lists present and missing genes.",
+        f"- A signature is scored when at least `signatures.min_coverage` (default {DEFAULT_MIN_COVERAGE})",
+        "  of its genes are present, or when its *core rule* holds: at least two of its core marker",
+        "  groups are measured and, with alternates standing in for missing groups, at least half",
+        "  of its core groups (a group is measured when any of its genes is present). Cell types",
+        "  and CTC identity thus still score on targeted and partial panels; the per-sample",
+        "  coverage table lists present and missing genes, core markers present and `scored_by`.",
         "- *Basis*: `refs` = chapter references; `refs + general knowledge` = references support the",
         "  biology, the gene choice is general knowledge; `general knowledge` = no chapter reference.",
         "",
-        "| Signature | Theme | Up | Down | References | Basis |",
-        "|---|---|---|---|---|---|",
+        "| Signature | Theme | Up | Down | Core groups | References | Basis |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, s in library.items():
         refs = "; ".join(_short_reference(r) for r in s.references) or "—"
@@ -502,7 +655,8 @@ def render_readme(library: Mapping[str, Signature]) -> str:
             else ("refs + general knowledge" if s.references else "general knowledge")
         )
         out.append(
-            f"| [{name}](#{name.lower()}) | {s.theme} | {len(s.up)} | {len(s.down)} | {refs} | {basis} |"
+            f"| [{name}](#{name.lower()}) | {s.theme} | {len(s.up)} | {len(s.down)} "
+            f"| {len(s.core) or '—'} | {refs} | {basis} |"
         )
     for name, s in library.items():
         out += [
@@ -517,6 +671,11 @@ def render_readme(library: Mapping[str, Signature]) -> str:
         out += [f"**Rationale.** {s.rationale}", "", f"**Up ({len(s.up)}).** {', '.join(s.up)}"]
         if s.down:
             out += ["", f"**Down ({len(s.down)}).** {', '.join(s.down)}"]
+        if s.core:
+            groups = " · ".join(" / ".join(group) for group in s.core)
+            out += ["", f"**Core ({len(s.core)} groups; / = interchangeable).** {groups}"]
+        if s.alternates:
+            out += ["", f"**Alternates.** {', '.join(s.alternates)}"]
         if s.weights:
             out += ["", "**Weights.** " + ", ".join(f"{g}={w:g}" for g, w in s.weights.items())]
         if s.references:

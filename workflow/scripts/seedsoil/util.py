@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -16,11 +17,17 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
 
     A failed job therefore never leaves a partial output under the final name.
-    With ``directory=True`` the temporary is a directory.
+    With ``directory=True`` the temporary is a directory. Temporaries of the same output left
+    by a killed job (SIGKILL skips the clean-up) are removed first: one job writes an output.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{final.name}."
+    for stale in final.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final.parent))
     else:

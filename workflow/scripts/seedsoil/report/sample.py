@@ -219,10 +219,16 @@ def _coverage(coverage, scores, fdr) -> dict:
     if coverage is None or not len(coverage):
         return {"sentence": "", "table": None}
     frame = coverage.copy()
-    for column, default in (("theme", ""), ("scored", True), ("reason", ""), ("missing", "")):
+    defaults = {"theme": "", "scored": True, "reason": "", "missing": "", "scored_by": ""}
+    defaults |= {"core_groups": 0, "core_groups_present": 0, "core_genes_present": ""}
+    defaults |= {"alternates_present": ""}
+    for column, default in defaults.items():
         if column not in frame:
             frame[column] = default
+    text_columns = ("reason", "scored_by", "core_genes_present", "alternates_present")
+    frame = frame.fillna(dict.fromkeys(text_columns, ""))
     scored = frame["scored"].astype(bool)
+    by_core = scored & (frame["scored_by"].astype(str) == "core")
     rows = pd.DataFrame(
         {
             "signature": frame["signature"].astype(str),
@@ -232,10 +238,7 @@ def _coverage(coverage, scores, fdr) -> dict:
                 for p, n in zip(frame["n_present"], frame["n_genes"], strict=False)
             ],
             "fraction": frame["fraction"].astype(float).round(2),
-            "status": [
-                "scored" if s else f"skipped: {r}"
-                for s, r in zip(scored, frame["reason"].fillna("").astype(str), strict=False)
-            ],
+            "status": [_coverage_status(row) for row in frame.to_dict("records")],
             "missing genes": [_genes(m) for m in frame["missing"].fillna("")],
         }
     )
@@ -248,10 +251,31 @@ def _coverage(coverage, scores, fdr) -> dict:
         )
     sentence = (
         f"{int(scored.sum())} of {len(frame)} signatures were scored; a signature is skipped when "
-        "too few of its genes are measured in this dataset. Low coverage makes a score less "
-        "specific: read it with the missing genes in mind."
+        "too few of its genes are measured in this dataset and its core markers do not make up "
+        "for it. Low coverage makes a score less specific: read it with the missing genes in mind."
     )
+    if by_core.any():
+        sentence += (
+            f" {int(by_core.sum())} of them are scored on reduced coverage because enough of "
+            "their core markers are measured (status names the markers present)."
+        )
     return {"sentence": sentence, "table": table(rows)}
+
+
+def _coverage_status(row: dict) -> str:
+    """Status cell: scored by coverage, scored by core (naming the core markers present), or
+    why the signature was skipped (plain "scored" for tables without ``scored_by``)."""
+    if not bool(row["scored"]):
+        return f"skipped: {row['reason']}"
+    if str(row["scored_by"]) != "core":
+        return f"scored by {row['scored_by']}" if row["scored_by"] else "scored"
+    markers = [
+        g for g in f"{row['core_genes_present']},{row['alternates_present']}".split(",") if g
+    ]
+    return (
+        f"scored by core ({int(row['core_groups_present'])} of {int(row['core_groups'])} core "
+        f"groups: {_genes(','.join(markers))}) at reduced coverage"
+    )
 
 
 def _genes(missing: str, shown: int = 12) -> str:
