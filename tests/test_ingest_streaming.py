@@ -194,3 +194,12 @@ def test_dataset_warnings_reach_the_log_not_only_the_report(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="seedsoil"):
         ingest(source, sheet_row(tmp_path, source), QC, tmp_path / "ingested.h5ad")
     assert any("already log-normalised" in r.getMessage() for r in caplog.records)
+
+
+def test_a_label_column_asked_of_a_matrix_only_format_names_the_one_row_per_library_fix(tmp_path):
+    adata = tumour()
+    source = tmp_path / "counts.csv"
+    pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=adata.var_names).to_csv(source)
+    row = sheet_row(tmp_path, source, format="csv", sample_column="patient", transpose="false")
+    with pytest.raises(InputError, match="give each library its own sheet row"):
+        ingest_dataset(source, row, QC)

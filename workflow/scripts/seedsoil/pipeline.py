@@ -103,6 +103,26 @@ def sample_table(adata: ad.AnnData, row: dict, qc: dict) -> pd.DataFrame:
     return samples
 
 
+#: Formats that hold a matrix and cell barcodes only: no column for sample, cell type or condition.
+MATRIX_ONLY_FORMATS = ("mtx", "10x_h5", "csv", "tsv")
+
+
+def _check_label_columns(obs: pd.DataFrame, row: dict, path) -> None:
+    """:class:`InputError` when the sheet names a label column a matrix-only format cannot hold,
+    with the fix the sheet can express: one row per library."""
+    if row["format"] not in MATRIX_ONLY_FORMATS:
+        return
+    for role in ("sample", "cell_type", "condition"):
+        column = row.get(f"{role}_column", "")
+        if column and column not in obs.columns:
+            raise InputError(
+                f"{path}: {role}_column is {column!r}, but format {row['format']} holds only a "
+                "matrix and cell barcodes, no cell metadata. Leave the column empty and give each "
+                "library its own sheet row (its id becomes the sample; set its condition in the "
+                "condition column), or convert the data to .h5ad with these obs columns."
+            )
+
+
 def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.AnnData, pd.DataFrame]:
     """Read a dataset in any supported format into memory, harmonise it and flag QC failures.
 
@@ -112,6 +132,7 @@ def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.Ann
     :func:`seedsoil.ingest.ingest` writes the same to a file, streaming ``.h5ad`` inputs.
     """
     raw = read_matrix(path, row["format"], transpose=_TRANSPOSE[row.get("transpose", "").lower()])
+    _check_label_columns(raw.obs, row, path)
     adata = harmonise(raw, **harmonise_options(row, path))
     record_source(adata, row)
     apply_qc(adata, **qc)
