@@ -244,3 +244,25 @@ def test_cell_tables_name_the_cell_id_column_and_carry_seeds(tmp_path):
     back = pd.read_parquet(tmp_path / "scores.parquet")
     assert list(back.index) == list(scores.index)
     assert back.attrs == {"seedsoil_version": __version__, "random_state": 7}
+
+
+def test_cohort_anndata_holds_every_samples_scores_and_calls_without_a_matrix(tmp_path):
+    from seedsoil.annotate import cohort_cells
+
+    tables = _tables()
+    samples = []
+    for dataset in ("a", "b"):  # same barcodes in both datasets
+        folder = tmp_path / dataset
+        folder.mkdir()
+        _cells(with_counts=True).write_h5ad(folder / "cells.h5ad")
+        for name in ("scores", "calls"):
+            tables[name].to_parquet(folder / f"{name}.parquet")
+        samples.append((dataset, folder / "cells.h5ad", folder / "scores.parquet",
+                        folder / "calls.parquet"))  # fmt: skip
+    cohort = cohort_cells(samples)
+    assert cohort.n_obs == 2 * N_CELLS and cohort.obs_names.is_unique and cohort.X is None
+    assert list(cohort.obs["dataset"].value_counts().sort_index()) == [N_CELLS, N_CELLS]
+    cells = cohort.obs.loc[cohort.obs["dataset"] == "b"].set_index("cell")
+    expected = tables["scores"].reindex(cells.index)
+    np.testing.assert_array_equal(cells[SIGNATURES].to_numpy(), expected.to_numpy())
+    cohort.write_h5ad(tmp_path / "scored_cells.h5ad")  # writable as is

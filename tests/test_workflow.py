@@ -183,3 +183,21 @@ def test_every_scored_file_plots_with_scanpy(finished_run):
         ).columns[0]
         sc.pl.umap(scored, color=signature, show=False)
         assert {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(scored.obs)
+
+
+def test_cohort_anndata_gathers_every_samples_scores_for_cross_sample_plots(finished_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    cohort = ad.read_h5ad(finished_run / "results" / "cohort" / "scored_cells.h5ad")
+    n_cells = sum(
+        ad.read_h5ad(finished_run / "results" / d / s / "cells.h5ad", backed="r").n_obs
+        for d, s in SAMPLES
+    )
+    assert cohort.n_obs == n_cells and cohort.n_vars == 0
+    assert sorted(set(zip(cohort.obs["dataset"], cohort.obs["sample"], strict=True))) == sorted(
+        SAMPLES
+    )
+    sc.pl.violin(cohort, "IMM_CD8_cytotoxic", groupby="dataset", show=False)

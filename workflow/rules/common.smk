@@ -102,7 +102,11 @@ def get_final_output():
     # Asking for every sample table up front lets all ingest checkpoints run in parallel.
     samples = [f"results/{dataset}/samples.tsv" for dataset in DATASETS.index]
     annotated = sample_outputs("results/{dataset}/{sample}/scored.h5ad")
-    return samples + ["results/cohort/index.html", annotated]
+    return samples + [
+        "results/cohort/index.html",
+        "results/cohort/scored_cells.h5ad",
+        annotated,
+    ]
 
 
 def input_size_mb(input):

@@ -157,3 +157,35 @@ def _add_scanpy_embedding(source, target, kwargs: dict) -> None:
     key = scanpy_key(str(read_elem(source["uns/seedsoil/embedding"])))
     if key is not None and key not in target["obsm"]:
         write_elem(target["obsm"], key, source["obsm/X_embedding"][...], dataset_kwargs=kwargs)
+
+
+#: ``obs`` columns of a sample's cell file kept in the cohort AnnData (besides scores and calls).
+COHORT_OBS = ("sample", "cell_type", "condition", "n_counts", "n_genes", "mito_fraction")
+
+
+def cohort_cells(samples) -> ad.AnnData:
+    """Every sample's cells with their scores and calls in one AnnData without a matrix, for
+    cross-sample plots (``sc.pl.violin(adata, signature, groupby="condition")``).
+
+    ``samples`` yields ``(dataset, cells.h5ad, scores.parquet, calls.parquet)``; only ``obs``
+    of each cell file is read (:data:`COHORT_OBS`). ``obs`` is :func:`scored_obs` of each
+    sample plus ``dataset`` and ``cell`` (the cell's id in its sample file); the index is
+    ``dataset:cell``, unique across datasets. Signatures not scored in a sample are NaN there.
+    ``X`` is absent and ``var`` empty: the expression stays in the sample files.
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    parts = []
+    for dataset, cells, scores, calls in samples:
+        with h5py.File(cells, "r") as f:
+            obs = read_elem(f["obs"])
+        obs = obs[[c for c in COHORT_OBS if c in obs]]
+        part = scored_obs(obs, pd.read_parquet(scores), pd.read_parquet(calls))
+        part.insert(0, "cell", part.index.astype(str))
+        part.insert(0, "dataset", str(dataset))
+        part.index = pd.Index((str(dataset) + ":" + part["cell"]).to_numpy(dtype=str))
+        parts.append(part.astype({c: object for c in part.select_dtypes("category").columns}))
+    obs = pd.concat(parts, axis=0) if parts else pd.DataFrame()
+    return ad.AnnData(obs=_as_written(obs))
