@@ -255,6 +255,9 @@ def test_cohort_anndata_holds_every_samples_scores_and_calls_without_a_matrix(tm
         folder = tmp_path / dataset
         folder.mkdir()
         _cells(with_counts=True).write_h5ad(folder / "cells.h5ad")
+        # no candidate at all in "a": its emt_state column is all missing after scanpy_obs
+        candidate = tables["calls"]["ctc_candidate"] & (dataset == "b")
+        tables["calls"]["emt_state"] = np.where(candidate, "hybrid", "")
         for name in ("scores", "calls"):
             tables[name].to_parquet(folder / f"{name}.parquet")
         samples.append((dataset, folder / "cells.h5ad", folder / "scores.parquet",

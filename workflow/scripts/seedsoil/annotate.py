@@ -186,6 +186,11 @@ def cohort_cells(samples) -> ad.AnnData:
         part.insert(0, "cell", part.index.astype(str))
         part.insert(0, "dataset", str(dataset))
         part.index = pd.Index((str(dataset) + ":" + part["cell"]).to_numpy(dtype=str))
-        parts.append(part.astype({c: object for c in part.select_dtypes("category").columns}))
+        parts.append(part)
     obs = pd.concat(parts, axis=0) if parts else pd.DataFrame()
-    return ad.AnnData(obs=_as_written(obs))
+    # text columns (categories differ between samples, some all missing) as categoricals of
+    # their strings, missing values kept missing: h5ad cannot store object columns with NaN
+    for column in obs.columns:
+        if obs[column].dtype == object or isinstance(obs[column].dtype, pd.CategoricalDtype):
+            obs[column] = obs[column].astype("string").astype("category")
+    return ad.AnnData(obs=obs)
