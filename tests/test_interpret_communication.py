@@ -1,4 +1,5 @@
-"""Ligand–receptor scores with seeded label-permutation p-values, and the curated pairs table."""
+"""CellPhoneDB-style ligand–receptor scores with seeded permutation p-values, the expression
+filter, the atlas subsample, and the curated pairs table."""
 
 import re
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy.stats import false_discovery_control
 
 from seedsoil.errors import InputError
 from seedsoil.interpret import communication
@@ -55,7 +57,7 @@ def test_pvalues_are_bit_identical_on_rerun_and_independent_of_batching(monkeypa
     adata, groups = _sample()
     first, _ = score_communication(adata, groups, PAIRS, n_perm=150, random_state=7)
     second, _ = score_communication(adata, groups, PAIRS, n_perm=150, random_state=7)
-    monkeypatch.setattr(communication, "BATCH_ENTRIES", 90 * 5)  # 5 permutations per product
+    monkeypatch.setattr(communication, "BATCH_ENTRIES", 90 * 5)  # 5 permutations per batch
     rebatched, _ = score_communication(adata, groups, PAIRS, n_perm=150, random_state=7)
     np.testing.assert_array_equal(first["pvalue"].to_numpy(), second["pvalue"].to_numpy())
     np.testing.assert_array_equal(first["pvalue"].to_numpy(), rebatched["pvalue"].to_numpy())
@@ -88,7 +90,7 @@ def test_complex_receptor_expression_is_its_least_expressed_subunit():
     x = adata.X.toarray().astype(np.float64)
     expected = min(x[cells, GENES.index("ITGA4")].mean(), x[cells, GENES.index("ITGB1")].mean())
     assert row["receptor_mean"] == pytest.approx(expected, rel=1e-9)
-    assert row["score"] == pytest.approx(row["ligand_mean"] * row["receptor_mean"], rel=1e-12)
+    assert row["score"] == pytest.approx((row["ligand_mean"] + row["receptor_mean"]) / 2, rel=1e-12)
 
 
 def test_small_cell_types_are_left_out_and_reported():
@@ -148,7 +150,7 @@ def _reference_pvalues(adata, labels, pairs, n_perm, random_state):
     codes = np.array([types.index(t) for t in labels])
     position = {g: k for k, g in enumerate(adata.var_names)}
 
-    def scores(codes):
+    def sides(codes):
         means = np.array([x[codes == g].mean(axis=0) for g in range(len(types))])
         ligand = np.array(
             [
@@ -162,13 +164,17 @@ def _reference_pvalues(adata, labels, pairs, n_perm, random_state):
                 for m in means
             ]
         )
-        return ligand[:, None, :] * receptor[None, :, :]
+        return ligand[:, None, :], receptor[None, :, :]
 
-    observed = scores(codes)
+    ligand, receptor = sides(codes)
+    observed = np.where((ligand == 0) | (receptor == 0), 0.0, (ligand + receptor) / 2)
     rng = np.random.default_rng(random_state)
-    exceed = sum(
-        scores(rng.permutation(codes)) >= observed - 1e-10 * np.abs(observed) for _ in range(n_perm)
-    )
+    exceed = 0
+    for _ in range(n_perm):
+        permuted = np.empty_like(codes)
+        permuted[rng.permutation(codes.size)] = codes  # cell p[j] takes the label of cell j
+        ligand, receptor = sides(permuted)
+        exceed = exceed + ((ligand + receptor) / 2 >= observed - 1e-10 * np.abs(observed))
     return ((1.0 + exceed) / (1.0 + n_perm)).ravel()  # sender, receiver, pair order
 
 
@@ -188,7 +194,7 @@ def test_pvalues_equal_the_definition_computed_directly_ties_included():
     # Tolerance: p-values must be equal exactly (the 1e-10 relative tie tolerance of the
     # definition absorbs the different summation order of the dense reference).
     adata, groups, pairs = _tied_sample()
-    table, _ = score_communication(adata, groups, pairs, n_perm=200, random_state=3)
+    table, _ = score_communication(adata, groups, pairs, n_perm=200, random_state=3, expr_prop=0)
     expected = _reference_pvalues(adata, groups.to_list(), pairs, 200, 3)
     np.testing.assert_array_equal(table["pvalue"].to_numpy(), expected)
     il6 = (table["pair"] == "IL6|IL6R+IL6ST").to_numpy()
@@ -222,3 +228,59 @@ def test_pair_genes_are_every_subunit_once():
     assert communication.pair_genes(PAIRS) == sorted(
         {"VCAM1", "ITGA4", "ITGB1", "CD274", "PDCD1", "IL6", "IL6R", "IL6ST", "CXCL8", "CXCR2"}
     )
+
+
+def test_rows_below_the_expression_proportion_are_not_tested():
+    # VCAM1 detected in 2 of 30 tumour cells (6.7 % < 10 %): no tumour → * VCAM1 row at all;
+    # CD274 detected in 4 of 30 (13 %): kept. FDR is over the kept rows only.
+    adata, groups = _sample()
+    x = adata.X.toarray()
+    tumour = np.flatnonzero((groups == "tumour").to_numpy())
+    x[:, GENES.index("VCAM1")] = 0.0
+    x[tumour[:2], GENES.index("VCAM1")] = 3.0
+    x[:, GENES.index("CD274")] = 0.0
+    x[tumour[:4], GENES.index("CD274")] = 3.0
+    adata.X = sp.csr_matrix(x)
+    table, _ = score_communication(adata, groups, PAIRS, n_perm=50, expr_prop=0.1)
+    assert "VCAM1|ITGA4+ITGB1" not in set(table["pair"])
+    checkpoint = table[table["pair"] == "CD274|PDCD1"]
+    assert set(checkpoint["sender"]) == {"tumour"}
+    np.testing.assert_allclose(checkpoint["ligand_prop"], 4 / 30, rtol=1e-12)
+    expected = false_discovery_control(table["pvalue"].to_numpy(), method="bh")
+    np.testing.assert_array_equal(table["fdr"].to_numpy(), expected)
+
+
+def test_atlas_subsample_keeps_each_types_share_and_scores_from_every_cell():
+    codes = np.repeat(np.arange(3, dtype=np.uint8), [600, 300, 100])
+    chosen = communication.permutation_cells(codes, max_cells=100, min_cells=5, random_state=0)
+    assert np.bincount(codes[chosen]).tolist() == [60, 30, 10]
+    assert np.all(np.diff(chosen) > 0)  # cell order is kept
+    adata, groups = _sample(n_per_type=60)
+    whole, _ = score_communication(adata, groups, PAIRS, n_perm=40)
+    sub, _ = score_communication(adata, groups, PAIRS, n_perm=40, max_cells=60)
+    np.testing.assert_array_equal(whole["score"].to_numpy(), sub["score"].to_numpy())
+    assert not np.array_equal(whole["pvalue"].to_numpy(), sub["pvalue"].to_numpy())
+
+
+def test_results_are_the_same_whether_x_is_used_as_is_or_copied():
+    # X of only the pairs' genes, every cell grouped: the kernel uses X itself; with 20 more
+    # genes than needed it copies the needed columns. Same cells, same draws: same table.
+    adata, groups = _sample()
+    pairs = PAIRS.iloc[:2].reset_index(drop=True)
+    needed = communication.pair_genes(pairs)
+    only = adata[:, needed].copy()
+    only.X = sp.csr_matrix(only.X)
+    only.X.sum_duplicates()  # canonical, as read_genes writes it
+    filler = ad.AnnData(
+        sp.random(90, 20, density=0.5, format="csr", random_state=1, dtype=np.float32),
+        obs=adata.obs,
+        var=pd.DataFrame(index=[f"F{i}" for i in range(20)]),
+    )
+    wider = ad.concat([only, filler], axis=1, merge="same")
+    used = communication._expression(only, np.arange(90), needed)[0]
+    assert np.shares_memory(used.data, only.X.data)
+    copied = communication._expression(wider, np.arange(90), needed)[0]
+    assert not np.shares_memory(copied.data, wider.X.data)
+    as_is, _ = score_communication(only, groups, pairs, n_perm=60)
+    copied, _ = score_communication(wider, groups, pairs, n_perm=60)
+    pd.testing.assert_frame_equal(as_is, copied, check_exact=True)

@@ -69,9 +69,9 @@ def test_observed_statistic_is_the_mean_score(lognorm):
     sigs = random_signatures(3, 20, seed=1, directed=True)
     gene_sets = resolve_gene_sets(sigs, gene_names(N_GENES))
     prepared = null.prepare(gene_sets, N_GENES, gene_stats([lognorm], N_GENES), n_null=10)
-    observed, _ = null.exceedances(lognorm, prepared)
+    counts = null.tail_counts(lognorm, prepared)
     mean = score(lognorm, sigs, "mean", var_names=gene_names(N_GENES))
-    np.testing.assert_array_equal(observed, mean.to_numpy())
+    np.testing.assert_array_equal(counts.observed, mean.to_numpy())
 
 
 @pytest.mark.parametrize("directed", [False, True])

@@ -75,10 +75,12 @@ def test_scores_equal_the_engine_on_the_sample_file(finished_run):
     folder = finished_run / "results" / "tumour" / "P1"
     written = pd.read_parquet(folder / "scores.parquet")
     library = load_library([REPO / "resources" / "signatures"])
+    cells = ad.read_h5ad(folder / "cells.h5ad")
+    # max_rank: auto is the sample's lower quartile of genes detected, recorded with the scores
+    chosen = written.attrs["scoring"]["max_rank"]
+    assert chosen == cells.uns["seedsoil"]["depth"]["q25_genes_detected"]
     recomputed = score(
-        ad.read_h5ad(folder / "cells.h5ad"),
-        {name: library[name] for name in written.columns},
-        method="ucell",
+        cells, {name: library[name] for name in written.columns}, method="ucell", max_rank=chosen
     )
     np.testing.assert_allclose(written.to_numpy(), recomputed.to_numpy(), rtol=0, atol=1e-12)
     assert list(written.index) == list(recomputed.index)

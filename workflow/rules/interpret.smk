@@ -38,11 +38,13 @@ rule interpret:
     threads: 2  # the communication test's permutations run in parallel
     resources:
         attempt=attempt_number,
-        # annotations, a few genes' columns and the tables (seedsoil.cellfile.read_genes)
-        mem_mb=tables_mem_mb,
+        # annotations, the resource genes' columns and the tables (seedsoil.cellfile.read_genes)
+        mem_mb=interpret_mem_mb,
         runtime=runtime_from_cells(10, 1),
     params:
         interpretation=config["interpretation"],
+        communication=config["communication"],
+        species=lambda wildcards: dataset_row(wildcards).get("species") or "human",
     script:
         "../scripts/interpret.py"
 

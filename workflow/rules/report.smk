@@ -44,6 +44,7 @@ rule cohort:
         reports=sample_outputs("results/{dataset}/{sample}/report.html"),
         summaries=sample_outputs("results/{dataset}/{sample}/summary.json"),
         pseudobulks=sample_outputs("results/{dataset}/{sample}/pseudobulk.parquet"),
+        communication=sample_outputs("results/{dataset}/{sample}/communication.tsv"),
         library=LIBRARY_INPUTS,
     output:
         index=report(
@@ -69,6 +70,12 @@ rule cohort:
             category="Cohort",
             labels={"file": "ssGSEA"},
             caption="../report/ssgsea.rst",
+        ),
+        communication=report(
+            "results/cohort/communication_tests.tsv",
+            category="Cohort",
+            labels={"file": "communication tests"},
+            caption="../report/communication_tests.rst",
         ),
     log:
         "logs/cohort/cohort.log",

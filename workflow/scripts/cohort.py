@@ -21,6 +21,9 @@ with rule_logging(snakemake.log[0]):
             zip(keys, (os.path.relpath(r, out_dir) for r in inputs.reports), strict=True)
         ),
         pseudobulk=dict(zip(keys, map(pd.read_parquet, inputs.pseudobulks), strict=True)),
+        communication=dict(
+            zip(keys, (pd.read_csv(p, sep="\t") for p in inputs.communication), strict=True)
+        ),
         library=library,
         config=snakemake.params.config,
         versions={"signature library": library_version(library)},

@@ -1,12 +1,21 @@
 import json
 
 from seedsoil.cellfile import read_genes
-from seedsoil.interpret import genes_needed, interpret_sample, load_pairs, read_cell_table
+from seedsoil.interpret import (
+    communication_pairs,
+    genes_needed,
+    interpret_sample,
+    load_pairs,
+    read_cell_table,
+)
 from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
-    pairs = load_pairs(snakemake.input.pairs)
+    communication = snakemake.params.communication
+    pairs = communication_pairs(
+        load_pairs(snakemake.input.pairs), communication["resource"], snakemake.params.species
+    )
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs))
     tables = (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
@@ -18,6 +27,8 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         n_perm=options["n_perm"],
         random_state=options["random_state"],
         min_cells=options["min_cells"],
+        expr_prop=communication["expr_prop"],
+        max_cells=communication["max_cells"],
     )
     with atomic_path(snakemake.output.calls) as path:
         write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})

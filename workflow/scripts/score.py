@@ -14,6 +14,8 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt):
             list(snakemake.input.chunk_scores),
             list(snakemake.input.chunk_pvalues),
             **signatures,
+            method=scoring["method"],
+            max_rank=scoring["max_rank"],
         )
     else:  # the path, not an AnnData: the engine streams the file block by block
         scores, pvalues, fdr, coverage = score_sample(
@@ -22,9 +24,13 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt):
             method=scoring["method"],
             n_null=scoring["n_null"],
             random_state=scoring["random_state"],
+            max_rank=scoring["max_rank"],
             n_threads=snakemake.threads,
         )
     for table, output in ((scores, "scores"), (pvalues, "pvalues"), (fdr, "fdr")):
+        # scores keep attrs["scoring"] (method, max_rank and the depth it came from):
+        # pandas stores attrs in the parquet metadata, where the report reads them
+        table.attrs = {"scoring": scores.attrs["scoring"]} if output == "scores" else {}
         with atomic_path(snakemake.output[output]) as path:
             write_cell_table(
                 table, path, {k: scoring[k] for k in ("method", "n_null", "random_state")}

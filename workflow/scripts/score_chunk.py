@@ -14,6 +14,7 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt):
         method=scoring["method"],
         n_null=scoring["n_null"],
         random_state=scoring["random_state"],
+        max_rank=scoring["max_rank"],
         n_threads=snakemake.threads,
     )
     for table, output in ((scores, "scores"), (pvalues, "pvalues")):

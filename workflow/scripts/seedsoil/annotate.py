@@ -124,12 +124,17 @@ def write_scored_cells(
     kwargs = compression or {}
     with h5py.File(cells, "r") as source:
         try:
-            obs = scored_obs(read_elem(source["obs"]), _read_table(scores), _read_table(calls))
+            score_table = _read_table(scores)
+            obs = scored_obs(read_elem(source["obs"]), score_table, _read_table(calls))
         except InputError as error:
             raise InputError(f"{cells}: {error}") from None
+        scoring = score_table.attrs.get("scoring")  # method and max_rank as resolved
+        del score_table
         with h5py.File(path, "w") as target:
             target.attrs.update(source.attrs)
             copy_objects(source, target, [key for key in source if key not in _REWRITTEN])
+            if scoring and "uns/seedsoil" in target:
+                write_elem(target["uns/seedsoil"], "scoring", scoring)
             write_elem(target, "obs", obs, dataset_kwargs=kwargs)
             var = _as_written(read_elem(source["var"]))
             write_elem(target, "var", var, dataset_kwargs=kwargs)

@@ -26,7 +26,13 @@ from .harmonise import (
     harmonised_metadata,
     plan_harmonisation,
 )
-from .pipeline import harmonise_options, ingest_dataset, record_source, sample_table
+from .pipeline import (
+    harmonise_options,
+    ingest_dataset,
+    record_depth,
+    record_source,
+    sample_table,
+)
 from .qc import apply_qc
 
 log = logging.getLogger(__name__)
@@ -153,6 +159,7 @@ def ingest_h5ad(
         )  # fmt: skip
         record_source(adata, row)
         apply_qc(adata, **qc)
+        record_depth(adata)
         samples = sample_table(adata, row, qc)
         log_warnings(adata.uns["seedsoil"])
         write_annotations(out, adata, COMPRESSION)

@@ -62,6 +62,15 @@ def harmonise_options(row: dict, path: str | os.PathLike) -> dict:
     }
 
 
+def record_depth(adata: ad.AnnData) -> None:
+    """``uns["seedsoil"]["depth"]`` of the QC-passed cells (genes detected per cell, in place)."""
+    from .scoring.depth import depth_summary
+
+    passed = adata.obs["qc_pass"].to_numpy(dtype=bool)
+    n_genes = adata.obs["n_genes"].to_numpy()[passed]
+    adata.uns["seedsoil"]["depth"] = depth_summary(n_genes, adata.n_vars)
+
+
 def record_source(adata: ad.AnnData, row: dict) -> None:
     """The sheet's ``source`` and ``description`` into ``uns["seedsoil"]`` (in place)."""
     adata.uns["seedsoil"]["source"] = row["source"]
@@ -136,6 +145,7 @@ def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.Ann
     adata = harmonise(raw, **harmonise_options(row, path))
     record_source(adata, row)
     apply_qc(adata, **qc)
+    record_depth(adata)
     return adata, sample_table(adata, row, qc)
 
 
@@ -151,12 +161,77 @@ def sample_cells(adata: ad.AnnData, sample: str) -> ad.AnnData:
     }
     reasons = adata.obs.loc[in_sample, "qc_reason"].astype(str).replace("", "kept")
     cells.uns["seedsoil"]["qc"]["sample_reasons"] = reasons.value_counts().to_dict()
+    record_depth(cells)  # the sample's own depth, which scoring chooses rank windows from
     return cells
 
 
-def _method_options(method: str, random_state: int) -> dict:
-    """Options the pipeline gives a scoring method: scanpy's control draws take the seed."""
-    return {"random_state": random_state} if method == "scanpy" else {}
+def _method_options(method: str, random_state: int, max_rank: int | None = None) -> dict:
+    """Options the pipeline gives a scoring method: scanpy's control draws take the seed,
+    ucell its ``max_rank`` (a number, resolved by :func:`resolve_max_rank`)."""
+    if method == "scanpy":
+        return {"random_state": random_state}
+    if method == "ucell" and max_rank is not None:
+        return {"max_rank": max_rank}
+    return {}
+
+
+def sample_depth(cells: ad.AnnData | str | os.PathLike) -> dict:
+    """The depth record of a sample: its ``uns["seedsoil"]["depth"]`` (written at the split),
+    else computed from ``obs["n_genes"]``, else from the matrix."""
+    from .scoring.depth import depth_summary, source_depth
+
+    if isinstance(cells, ad.AnnData):
+        meta, obs_genes, n_vars = cells.uns.get("seedsoil", {}), None, cells.n_vars
+        if "n_genes" in cells.obs:
+            obs_genes = cells.obs["n_genes"].to_numpy()
+    else:
+        import h5py
+        from anndata.io import read_elem
+
+        meta, var_names, _ = sample_header(cells)
+        n_vars = len(var_names)
+        with h5py.File(cells, "r") as f:
+            obs_genes = read_elem(f["obs"]["n_genes"]) if "n_genes" in f["obs"] else None
+    recorded = meta.get("depth")
+    if isinstance(recorded, dict) and "q25_genes_detected" in recorded:
+        return {key: int(value) for key, value in recorded.items()}
+    if obs_genes is not None:
+        return depth_summary(obs_genes, n_vars)
+    from .scoring._input import open_source
+
+    return source_depth(open_source(cells if isinstance(cells, ad.AnnData) else os.fspath(cells)))
+
+
+def resolve_max_rank(
+    cells: ad.AnnData | str | os.PathLike, method: str, max_rank: int | str
+) -> tuple[int | None, dict]:
+    """``(max_rank, record)``: config ``scoring.max_rank`` resolved for ``cells`` (``"auto"``:
+    from the sample's depth, :func:`seedsoil.scoring.depth.resolve_max_rank`), and the record
+    of the choice that goes with the scores (``scores.attrs["scoring"]``)."""
+    from .scoring.depth import resolve_max_rank as from_depth
+
+    record = {"method": method}
+    if method != "ucell":
+        return None, record
+    depth = sample_depth(cells)
+    chosen = from_depth(depth) if max_rank == "auto" else int(max_rank)
+    record.update(
+        max_rank=chosen,
+        max_rank_rule="auto: lower quartile of genes detected per cell"
+        if max_rank == "auto"
+        else "config",
+        **depth,
+    )
+    return chosen, record
+
+
+def check_scores(scores: pd.DataFrame, method: str, meta: dict) -> None:
+    """Warn for every signature scored all zero or all NaN in the sample (see
+    :func:`seedsoil.scoring.degenerate_scores`)."""
+    from .scoring import degenerate_scores
+
+    context = f"dataset {meta.get('dataset')!r}, sample {meta.get('sample')!r}: "
+    degenerate_scores(scores, method, context=context)
 
 
 def signatures_to_score(
@@ -203,6 +278,7 @@ def score_sample(
     method: str,
     n_null: int,
     random_state: int,
+    max_rank: int | str = "auto",
     n_threads: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Score one sample against the signature library.
@@ -213,7 +289,11 @@ def score_sample(
     path is streamed (one block of cells in memory, the file read once for the statistics
     and once for scores and p-values together). Returns ``(scores, pvalues, fdr, coverage)``;
     with ``n_null = 0`` the p-value and FDR tables are empty (same index, no columns).
+    ``max_rank`` is ucell's window (``"auto"``: from the sample's depth); the resolved choice
+    is in ``scores.attrs["scoring"]``. A signature scored all zero or all NaN is warned about.
     """
+    chosen, record = resolve_max_rank(cells, method, max_rank)
+    options = _method_options(method, random_state, chosen)
     if isinstance(cells, str | os.PathLike):
         from .scoring.chunked import gather, needs_gene_stats, score_rows
 
@@ -223,28 +303,30 @@ def score_sample(
         )
         stats = (
             sample_gene_stats(cells, 0, 1, None, n_threads=n_threads)
-            if needs_gene_stats(method, n_null, **_method_options(method, random_state))
+            if needs_gene_stats(method, n_null, **options)
             else None
         )
         scores, pvalues = score_rows(
             cells, scored, method, start=0, stop=n_cells, stats=stats, n_null=n_null,
-            random_state=random_state, n_threads=n_threads, options=_method_options(method, random_state),
+            random_state=random_state, n_threads=n_threads, options=options,
         )  # fmt: skip
-        return (*gather([scores], [pvalues]), table)
-
-    from .scoring import score, significance
-
-    scored, table = signatures_to_score(
-        cells.var_names, cells.uns["seedsoil"], library=library, gmt=gmt, min_coverage=min_coverage
-    )
-    options = _method_options(method, random_state)
-    scores = score(cells, scored, method=method, n_threads=n_threads, **options)
-    if n_null:
-        pvalues, fdr = significance(
-            cells, scored, n_null=n_null, random_state=random_state, n_threads=n_threads
-        )
+        scores, pvalues, fdr = gather([scores], [pvalues])
     else:
-        pvalues = fdr = pd.DataFrame(index=scores.index)
+        from .scoring import score, significance
+
+        meta = cells.uns["seedsoil"]
+        scored, table = signatures_to_score(
+            cells.var_names, meta, library=library, gmt=gmt, min_coverage=min_coverage
+        )
+        scores = score(cells, scored, method=method, n_threads=n_threads, **options)
+        if n_null:
+            pvalues, fdr = significance(
+                cells, scored, n_null=n_null, random_state=random_state, n_threads=n_threads
+            )
+        else:
+            pvalues = fdr = pd.DataFrame(index=scores.index)
+    scores.attrs = {"scoring": record}
+    check_scores(scores, method, meta)
     return scores, pvalues, fdr, table
 
 
@@ -289,6 +371,7 @@ def score_sample_chunk(
     method: str,
     n_null: int,
     random_state: int,
+    max_rank: int | str = "auto",
     n_threads: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores and p-values (no FDR) of range ``chunk`` of ``n_chunks`` of a sample's cells.
@@ -307,9 +390,11 @@ def score_sample_chunk(
     start, stop = chunk_bounds(n_cells, n_chunks)[chunk]
     log.info("scoring cells %d:%d of %d (range %d of %d)", start, stop, n_cells, chunk + 1,
              n_chunks)  # fmt: skip
+    chosen, _ = resolve_max_rank(path, method, max_rank)  # the whole sample's depth
     return score_rows(
         path, scored, method, start=start, stop=stop, stats=stats, n_null=n_null,
-        random_state=random_state, n_threads=n_threads, options=_method_options(method, random_state),
+        random_state=random_state, n_threads=n_threads,
+        options=_method_options(method, random_state, chosen),
     )  # fmt: skip
 
 
@@ -321,6 +406,8 @@ def gather_sample_scores(
     library: list[str],
     gmt: list[str],
     min_coverage: float,
+    method: str = "ucell",
+    max_rank: int | str = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """:func:`score_sample`'s four tables from the per-range tables (frames or parquet paths,
     in range order): scores and p-values concatenated, FDR across all cells, coverage."""
@@ -343,4 +430,6 @@ def gather_sample_scores(
             f"{path}: the chunk tables hold {len(all_scores)} cells, the sample {n_cells}; "
             "delete the sample's chunks/ folder and re-run"
         )
+    all_scores.attrs = {"scoring": resolve_max_rank(path, method, max_rank)[1]}
+    check_scores(all_scores, method, meta)
     return all_scores, all_pvalues, fdr, table

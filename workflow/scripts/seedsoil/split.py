@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from .cellfile import COMPRESSION, CsrWriter, copy_objects
 from .errors import InputError
+from .scoring.depth import depth_summary
 
 #: Sparse matrices copied row block by row block (everything else is per-cell metadata).
 _MATRICES = ("X", "layers/counts")
@@ -100,6 +101,8 @@ def write_sample_cells(
         }
         reasons = obs.loc[in_sample, "qc_reason"].astype(str).replace("", "kept")
         meta["qc"]["sample_reasons"] = reasons.value_counts().to_dict()
+        n_vars = len(read_elem(source["var"]).index)
+        meta["depth"] = depth_summary(obs.loc[keep, "n_genes"].to_numpy(), n_vars)
         kept = obs.loc[keep].copy()
         for column in kept.columns:
             if isinstance(kept[column].dtype, pd.CategoricalDtype):

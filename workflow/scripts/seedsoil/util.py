@@ -134,11 +134,12 @@ CELL_ID_COLUMN = "cell"
 
 def write_cell_table(frame, path: str | os.PathLike, metadata: dict | None = None) -> None:
     """Write the cells × columns ``frame`` as Parquet with the cell ids as the named column
-    :data:`CELL_ID_COLUMN`, and the seedsoil version plus ``metadata`` (method, seeds) in the
-    file's pandas metadata (``attrs`` of the frame ``pd.read_parquet`` returns)."""
+    :data:`CELL_ID_COLUMN`, and the frame's ``attrs`` plus the seedsoil version and ``metadata``
+    (method, seeds) in the file's pandas metadata (``attrs`` of the frame ``pd.read_parquet``
+    returns)."""
     from seedsoil import __version__
 
     out = frame.copy(deep=False)
     out.index = out.index.rename(CELL_ID_COLUMN)
-    out.attrs = {"seedsoil_version": __version__, **(metadata or {})}
+    out.attrs = {**frame.attrs, "seedsoil_version": __version__, **(metadata or {})}
     out.to_parquet(path)

@@ -21,12 +21,15 @@ import pandas as pd
 from seedsoil.errors import InputError
 from seedsoil.interpret.celltypes import assign_cell_types
 from seedsoil.interpret.clusters import flag_heterotypic
-from seedsoil.interpret.communication import load_pairs, pair_genes, score_communication
+from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
 from seedsoil.interpret.ctc import LEUKOCYTE_MARKER, call_ctc
+from seedsoil.interpret.liana_methods import sample_communication
+from seedsoil.interpret.resource import communication_pairs
 from seedsoil.interpret.summary import cell_types_used, summarise_interpretation
 
 __all__ = [
     "CALL_COLUMNS",
+    "communication_pairs",
     "genes_needed",
     "interpret_sample",
     "load_pairs",
@@ -45,11 +48,17 @@ CALL_COLUMNS = [
 def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
     """Every gene :func:`interpret_sample` reads from ``X``: PTPRC (the CD45 veto of
     :func:`~seedsoil.interpret.ctc.call_ctc`) and the ligand/receptor subunits of ``pairs``
-    (a table, a path to one, or None for the shipped table). Reading only these columns
+    (a table, a path to a chapter-style table, or None for LIANA's consensus plus the chapter's
+    pairs, :func:`communication_pairs`). Reading only these columns
     (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
-    if not isinstance(pairs, pd.DataFrame):
-        pairs = load_pairs(pairs)
+    pairs = _pairs(pairs)
     return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs)})
+
+
+def _pairs(pairs) -> pd.DataFrame:
+    if isinstance(pairs, pd.DataFrame):
+        return pairs
+    return communication_pairs(load_pairs()) if pairs is None else load_pairs(pairs)
 
 
 def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
@@ -121,6 +130,8 @@ def interpret_sample(
     n_perm: int = 1000,
     random_state: int = 0,
     min_cells: int = 5,
+    expr_prop: float = EXPR_PROP,
+    max_cells: int = MAX_CELLS,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Interpret one sample.
 
@@ -128,20 +139,22 @@ def interpret_sample(
     ``obs["n_counts"]``/``obs["n_genes"]``); ``X`` needs only the columns of
     :func:`genes_needed` (``seedsoil.cellfile.read_genes(path, genes_needed(pairs))``) and
     the results are the same as with every gene. ``scores``/``pvalues``/``fdr`` are cells × signatures
-    from the engine (same columns). ``pairs`` is a table from :func:`load_pairs` or a path to one
-    (default: the shipped ``resources/communication/pairs.tsv``). Communication groups are the
-    dataset's labels when it has any, else the assigned types.
+    from the engine (same columns). ``pairs`` is a table (:func:`communication_pairs` or
+    :func:`load_pairs`) or a path to a chapter-style one (default: LIANA's consensus resource
+    plus the chapter's pairs). Communication groups are the dataset's labels when it has any,
+    else the assigned types; ``expr_prop`` and ``max_cells`` as in
+    :func:`~seedsoil.interpret.liana_methods.sample_communication`.
 
     Returns ``(calls, communication, summary)``: ``calls`` indexed by cell with
     :data:`CALL_COLUMNS`; ``communication`` with
-    :data:`seedsoil.interpret.communication.OUTPUT_COLUMNS`; ``summary`` a JSON-ready dict
+    :data:`seedsoil.interpret.communication.OUTPUT_COLUMNS`, the pairs' columns and
+    :data:`seedsoil.interpret.liana_methods.LIANA_COLUMNS`; ``summary`` a JSON-ready dict
     (:func:`summarise_interpretation`).
     """
     scores = _aligned(scores, "scores", adata, None)
     pvalues = _aligned(pvalues, "pvalues", adata, scores.columns)
     fdr = _aligned(fdr, "fdr", adata, scores.columns)
-    if not isinstance(pairs, pd.DataFrame):
-        pairs = load_pairs(pairs)
+    pairs = _pairs(pairs)
 
     calls = pd.concat(
         [
@@ -152,11 +165,13 @@ def interpret_sample(
         axis=1,
     )[CALL_COLUMNS]
     groups, _ = cell_types_used(calls, adata)
-    communication, skipped = score_communication(
-        adata, groups, pairs, n_perm=n_perm, random_state=random_state, min_cells=min_cells
-    )
+    communication, skipped = sample_communication(
+        adata, groups, pairs, n_perm=n_perm, random_state=random_state, min_cells=min_cells,
+        expr_prop=expr_prop, max_cells=max_cells,
+    )  # fmt: skip
     summary = summarise_interpretation(
         calls, communication, scores, adata, fdr=fdr, alpha=alpha, skipped=skipped
     )
     summary.update({"n_perm": n_perm, "random_state": random_state, "min_cells": min_cells})
+    summary.update({"expr_prop": expr_prop, "max_cells": max_cells})
     return calls, communication, summary

@@ -1,24 +1,43 @@
-"""Sender → receiver ligand–receptor scores with label-permutation p-values.
+"""Sender → receiver ligand–receptor statistics with label-permutation p-values (CellPhoneDB's).
 
-For a curated pair (``resources/communication/pairs.tsv``) and cell types ``s`` (sender) and
-``r`` (receiver) of one sample::
+For a pair (ligand ``L``, receptor ``R``; a complex ``ITGA4+ITGB1`` needs every subunit) and
+cell types ``s`` (sender) and ``r`` (receiver) of one sample::
 
-    L_s = min over ligand subunits g of mean_{cells in s} x_g
-    R_r = min over receptor subunits g of mean_{cells in r} x_g
-    score = L_s × R_r
+    L_s  = min over ligand subunits g of mean_{cells in s} x_g
+    R_r  = min over receptor subunits g of mean_{cells in r} x_g
+    score = (L_s + R_r) / 2, and 0 when L_s or R_r is 0
 
-with ``x`` the log-normalised expression (``adata.X``). A receptor written ``ITGA4+ITGB1`` is a
-complex that needs every subunit, so its expression is its least-expressed subunit (the
-CellPhoneDB convention, Efremova et al. 2020). The p-value is the fraction of ``n_perm`` label
-permutations (cell-type labels shuffled among the sample's cells, as CellPhoneDB/LIANA do) whose
-score is at least the observed one, ``(1 + #{null ≥ obs}) / (1 + n_perm)``; FDR is
-Benjamini–Hochberg over all rows of the sample. The product is used rather than the mean of the
-two so that a pair scores zero when either side is silent.
+with ``x`` the log-normalised expression (``adata.X``): CellPhoneDB's statistic (Efremova et al.
+2020, Nat Protoc 15:1484) as LIANA+ computes it (``li.mt.cellphonedb``, column ``lr_means``;
+Dimitrov et al. 2024, Nat Cell Biol 26:1613). The permuted scores are plain means, as in LIANA
+(CellPhoneDB's own null applies the zero rule too); with ``expr_prop`` > 0 no tested row has a
+zero side, so the rule only matters for ``expr_prop=0``.
+
+Before any test, a row is kept only when every ligand subunit is detected (``x > 0``) in at
+least ``expr_prop`` of the sender's cells and every receptor subunit in at least ``expr_prop``
+of the receiver's cells (LIANA's ``expr_prop``, default 0.1): a type where almost no cell
+expresses a gene cannot be said to send or receive through it, however extreme its rank.
+
+The null permutes the cells among the labels as LIANA does: draw ``p =
+rng.permutation(n_cells)`` from ``numpy.random.default_rng(random_state)``, one call per
+permutation in order; cell ``p[j]`` then carries the label of cell ``j``. The p-value is
+``(1 + #{null ≥ observed}) / (1 + n_perm)`` (never 0; Phipson & Smyth 2010), where LIANA reports
+``#{null ≥ observed} / n_perm``. The counts equal LIANA's for every row whose ligand and
+receptor are single genes; for a complex LIANA's null uses the subunit that was least
+expressed in the observed data, the kernel the least expressed in each permutation
+(CellPhoneDB's definition), so its count is at most LIANA's (``tests/test_communication_liana.py``).
+FDR is Benjamini–Hochberg over the kept rows of the sample.
+
+Samples with more than ``max_cells`` cells (atlas size) are tested on a seeded subsample of
+``max_cells`` cells, each type keeping its share (at least ``min_cells``): the permutation
+cost grows with cells × permutations, and a subsample of tens of thousands of cells estimates
+each type's mean far more precisely than the test needs. Reported means, proportions and
+scores are always from every cell.
 
 Group sums are accumulated in float64 over each group's cells in cell order (a numba kernel that
-visits only stored values, :func:`group_sums`), the order of the sparse one-hot × expression
-product it replaces, so scores and p-values are bit-identical to it; a permutation costs one
-``Generator.permutation`` of the codes plus one pass over the stored values of the needed genes.
+visits only stored values, :func:`group_sums`), so results are bit-identical across runs, batch
+sizes and thread counts; a permutation costs one ``Generator.permutation`` plus one pass over
+the stored values of the needed genes.
 """
 
 from __future__ import annotations
@@ -37,13 +56,20 @@ from seedsoil.errors import InputError
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("ligand", "receptor", "theme", "description", "references")
+#: Columns of the kernel's table; extra columns of the pairs table (theme, references, chapter…)
+#: follow them.
 OUTPUT_COLUMNS = [
-    "sender", "receiver", "ligand", "receptor", "pair", "theme",
-    "score", "pvalue", "fdr", "references", "ligand_mean", "receptor_mean",
+    "sender", "receiver", "ligand", "receptor", "pair", "score", "pvalue", "fdr",
+    "ligand_mean", "receptor_mean", "ligand_prop", "receptor_prop",
 ]  # fmt: skip
-#: Cell × permutation label codes held at once (1-byte codes for < 256 types: ~32 MB; bounds
-#: memory, results do not depend on it).
-BATCH_ENTRIES = 32_000_000
+#: LIANA's defaults: the fraction of a type's cells that must express every subunit, and the
+#: cells above which a sample's permutations run on a subsample.
+EXPR_PROP = 0.1
+MAX_CELLS = 50_000
+#: Entries of the largest per-batch array (cells × permutations label codes, or permutations ×
+#: groups × genes sums, or permutations × rows × subunits): bounds memory; results do not
+#: depend on it.
+BATCH_ENTRIES = 16_000_000
 
 
 def default_pairs_path() -> Path:
@@ -114,24 +140,81 @@ def group_sums(indptr, indices, data, rows, codes, n_groups, n_genes):
     return out.transpose(2, 1, 0)
 
 
-def _pair_scores(sums: np.ndarray, sizes: np.ndarray, lig: np.ndarray, rec: np.ndarray):
-    """Scores (n_batch, sender, receiver, pair) and the ligand/receptor means from group sums."""
-    means = sums / sizes[None, :, None]  # (n_batch, n_groups, n_genes)
-    ligand = means[:, :, lig].min(axis=3)  # (n_batch, n_groups, n_pairs)
-    receptor = means[:, :, rec].min(axis=3)
-    return ligand[:, :, None, :] * receptor[:, None, :, :], ligand, receptor
+def _expression(adata, cells: np.ndarray, genes: list[str]) -> tuple[sp.csr_matrix, dict]:
+    """CSR of ``cells`` × genes from ``adata.X`` and each of ``genes``' column in it.
 
-
-def _expression(adata, cells: np.ndarray, genes: list[str]) -> sp.csr_matrix:
-    """CSR of ``cells`` × ``genes`` from ``adata.X`` with summed duplicates (float32 stays float32:
-    the kernel sums in float64, and the float32 → float64 cast is exact)."""
-    columns = adata.var_names.get_indexer(genes)
+    When ``X`` is already canonical float CSR of mostly the needed genes and every cell is used
+    (an atlas read with :func:`seedsoil.cellfile.read_genes`, every cell labelled), ``X`` itself
+    is returned: no copy of the largest array of the job. Otherwise a float copy of ``cells`` × ``genes`` with
+    summed duplicates (float32 stays float32: the kernel sums in float64, the cast is exact).
+    """
     matrix = adata.X
+    usable_as_is = (
+        (sp.isspmatrix_csr(matrix) or isinstance(matrix, sp.csr_array))
+        and matrix.dtype in (np.float32, np.float64)
+        and matrix.has_canonical_format
+        and cells.size == adata.n_obs
+        and 2 * len(genes) >= adata.n_vars  # mostly needed genes: every permutation visits all
+    )
+    if usable_as_is:
+        return matrix, {g: int(adata.var_names.get_loc(g)) for g in genes}
+    columns = adata.var_names.get_indexer(genes)
     matrix = matrix[:, columns] if sp.issparse(matrix) else np.asarray(matrix)[:, columns]
     dtype = matrix.dtype if matrix.dtype in (np.float32, np.float64) else np.float64
     matrix = sp.csr_matrix(matrix[cells], dtype=dtype)
     matrix.sum_duplicates()
-    return matrix
+    return matrix, {g: k for k, g in enumerate(genes)}
+
+
+def lr_mean(ligand: np.ndarray, receptor: np.ndarray) -> np.ndarray:
+    """CellPhoneDB's statistic: the mean of ligand and receptor expression, 0 when either is 0."""
+    return np.where((ligand == 0) | (receptor == 0), 0.0, (ligand + receptor) / 2.0)
+
+
+def _row_values(means: np.ndarray, groups: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """``min_w means[b, groups[k], genes[k, w]]`` for every batch ``b`` and row ``k``."""
+    n_genes = means.shape[2]
+    flat = means.reshape(means.shape[0], -1)
+    return flat[:, groups[:, None] * n_genes + genes].min(axis=2)
+
+
+def permutation_cells(codes: np.ndarray, max_cells: int, min_cells: int, random_state: int):
+    """Positions of the cells the permutations run on: all when there are at most ``max_cells``,
+    else a seeded subsample where each type keeps ``round(n_type × max_cells / n)`` cells (at
+    least ``min_cells``, at most all of its cells), in cell order."""
+    if codes.size <= max_cells:
+        return np.arange(codes.size)
+    rng = np.random.default_rng(random_state)
+    keep = []
+    for group in range(int(codes.max()) + 1):
+        members = np.flatnonzero(codes == group)
+        size = min(members.size, max(min_cells, round(members.size * max_cells / codes.size)))
+        keep.append(rng.choice(members, size, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def _exceedances(csr, codes, n_groups, n_genes, rows, n_perm, random_state) -> np.ndarray:
+    """``#{permutations with null ≥ observed}`` per row; ``csr`` holds only the tested cells."""
+    senders, receivers, lig, rec = rows
+    sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+
+    def sides(batch):
+        means = group_sums(*csr, batch, n_groups, n_genes) / sizes[None, :, None]
+        return _row_values(means, senders, lig), _row_values(means, receivers, rec)
+
+    observed = lr_mean(*(side[0] for side in sides(codes[:, None])))
+    tolerance = 1e-10 * np.abs(observed)  # equal scores summed in another order still count as ≥
+    exceed = np.zeros(observed.shape, dtype=np.int64)
+    rng = np.random.default_rng(random_state)
+    widest = max(codes.size, n_groups * n_genes, senders.size * max(lig.shape[1], rec.shape[1]))
+    batch_size = max(1, min(n_perm, BATCH_ENTRIES // max(widest, 1)))
+    for start in range(0, n_perm, batch_size):
+        batch = np.empty((codes.size, min(batch_size, n_perm - start)), dtype=codes.dtype)
+        for b in range(batch.shape[1]):
+            batch[rng.permutation(codes.size), b] = codes  # cell p[j] takes the label of cell j
+        ligand, receptor = sides(batch)
+        exceed += ((ligand + receptor) / 2.0 >= observed - tolerance).sum(axis=0)
+    return exceed
 
 
 def score_communication(
@@ -142,19 +225,23 @@ def score_communication(
     n_perm: int = 1000,
     random_state: int = 0,
     min_cells: int = 5,
+    expr_prop: float = EXPR_PROP,
+    max_cells: int = MAX_CELLS,
 ) -> tuple[pd.DataFrame, dict]:
-    """Score every pair for every sender → receiver cell-type combination of one sample.
+    """Test every pair for every sender → receiver cell-type combination of one sample.
 
     ``groups``: cell type per cell (aligned to ``adata.obs_names``; NaN or ``"unassigned"`` cells
     are left out). Types with fewer than ``min_cells`` cells and pairs with a gene absent from
     ``adata.var_names`` are skipped and listed in the returned dict
-    (``{"pairs": [{"pair", "missing"}], "cell_types": {type: n_cells}}``).
-    Permutations come from ``numpy.random.default_rng(random_state)``, one ``permutation`` call
-    each in order, so results are bit-identical across runs, batch sizes and thread counts.
-    ``adata.X`` may hold only the genes of ``pairs`` (:func:`seedsoil.cellfile.read_genes`).
+    (``{"pairs": [{"pair", "missing"}], "cell_types": {type: n_cells}}``); rows failing the
+    ``expr_prop`` filter are left out of the table (and of the FDR). Results are bit-identical
+    across runs, batch sizes and thread counts. ``adata.X`` may hold only the genes of
+    ``pairs`` (:func:`seedsoil.cellfile.read_genes`).
 
-    Returns (table with :data:`OUTPUT_COLUMNS`, skipped).
+    Returns (table with :data:`OUTPUT_COLUMNS` then the other columns of ``pairs``, skipped).
     """
+    extra = [c for c in pairs.columns if c not in ("ligand", "receptor")]
+    columns = OUTPUT_COLUMNS + extra
     labels = groups.reindex(adata.obs_names).astype(object)
     labels = labels.where(labels.notna() & (labels != "unassigned"))
     counts = labels.value_counts()
@@ -165,57 +252,67 @@ def score_communication(
     }
     genes = set(adata.var_names)
     usable = []
-    for i, row in pairs.iterrows():
-        missing = [g for g in subunits(row["ligand"]) + subunits(row["receptor"]) if g not in genes]
+    for i, (ligand, receptor) in enumerate(zip(pairs["ligand"], pairs["receptor"], strict=True)):
+        missing = [g for g in subunits(ligand) + subunits(receptor) if g not in genes]
         if missing:
             skipped["pairs"].append(
-                {"pair": f"{row['ligand']}|{row['receptor']}", "missing": sorted(set(missing))}
+                {"pair": f"{ligand}|{receptor}", "missing": sorted(set(missing))}
             )
         else:
             usable.append(i)
-    for item in skipped["pairs"]:
-        log.info(
-            "communication: skipping %s (absent: %s)", item["pair"], ", ".join(item["missing"])
-        )
+    log.info("communication: %d pair(s) skipped for absent genes", len(skipped["pairs"]))
     if not usable or len(kept_types) < 1:
-        return pd.DataFrame(columns=OUTPUT_COLUMNS), skipped
-    pairs = pairs.loc[usable].reset_index(drop=True)
+        return pd.DataFrame(columns=columns), skipped
+    pairs = pairs.iloc[usable].reset_index(drop=True)
 
     cells = np.flatnonzero(labels.isin(kept_types).to_numpy())
     n_groups = len(kept_types)
-    # Codes as small as the type count allows: a shuffle draws the same swaps for any dtype.
+    # Codes as small as the type count allows: a permutation draws the same for any dtype.
     codes = pd.Categorical(labels.iloc[cells], categories=kept_types).codes.astype(
         np.min_scalar_type(n_groups - 1)
     )
     needed = pair_genes(pairs)
-    position = {g: k for k, g in enumerate(needed)}
-    expression = _expression(adata, cells, needed)
+    expression, position = _expression(adata, cells, needed)
     nonempty = np.flatnonzero(np.diff(expression.indptr)).astype(np.int64)
-    csr = (expression.indptr, expression.indices, expression.data, nonempty)
-    n_genes = len(needed)
+    n_genes = expression.shape[1]
     lig = _subunit_index(pairs["ligand"], position)
     rec = _subunit_index(pairs["receptor"], position)
     sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    csr = (expression.indptr, expression.indices, expression.data, nonempty)
+    means = group_sums(*csr, codes[:, None], n_groups, n_genes) / sizes[None, :, None]
+    detected = (expression.indptr, expression.indices, (expression.data > 0).astype(np.float64))
+    props = group_sums(*detected, nonempty, codes[:, None], n_groups, n_genes)
+    props = props / sizes[None, :, None]
 
-    observed_sums = group_sums(*csr, codes[:, None], n_groups, n_genes)
-    observed, ligand_mean, receptor_mean = _pair_scores(observed_sums, sizes, lig, rec)
-    observed = observed[0]
-    tolerance = 1e-10 * np.abs(observed)  # equal scores summed in another order still count as ≥
-    exceed = np.zeros(observed.shape, dtype=np.int64)
-    rng = np.random.default_rng(random_state)
-    batch_size = max(1, min(n_perm, BATCH_ENTRIES // max(codes.size, 1)))
-    for start in range(0, n_perm, batch_size):
-        batch = np.stack(
-            [rng.permutation(codes) for _ in range(min(batch_size, n_perm - start))], axis=1
+    sender, receiver, pair = (
+        a.ravel()
+        for a in np.meshgrid(
+            np.arange(n_groups), np.arange(n_groups), np.arange(len(pairs)), indexing="ij"
         )
-        null, _, _ = _pair_scores(group_sums(*csr, batch, n_groups, n_genes), sizes, lig, rec)
-        exceed += (null >= observed - tolerance).sum(axis=0)
+    )
+    ligand_prop = _row_values(props, sender, lig[pair])[0]
+    receptor_prop = _row_values(props, receiver, rec[pair])[0]
+    keep = (ligand_prop >= expr_prop) & (receptor_prop >= expr_prop)
+    sender, receiver, pair = sender[keep], receiver[keep], pair[keep]
+    ligand_mean = _row_values(means, sender, lig[pair])[0]
+    receptor_mean = _row_values(means, receiver, rec[pair])[0]
+    if not keep.any():
+        return pd.DataFrame(columns=columns), skipped
+
+    tested = permutation_cells(codes, max_cells, min_cells, random_state)
+    if tested.size < codes.size:
+        log.info("communication: permutations on %d of %d cells", tested.size, codes.size)
+        sub = expression[tested]
+        csr = (
+            sub.indptr,
+            sub.indices,
+            sub.data,
+            np.flatnonzero(np.diff(sub.indptr)).astype(np.int64),
+        )
+    rows = (sender, receiver, lig[pair], rec[pair])
+    exceed = _exceedances(csr, codes[tested], n_groups, n_genes, rows, n_perm, random_state)
     pvalue = (1.0 + exceed) / (1.0 + n_perm)
 
-    sender, receiver, pair = np.meshgrid(
-        np.arange(n_groups), np.arange(n_groups), np.arange(len(pairs)), indexing="ij"
-    )
-    sender, receiver, pair = sender.ravel(), receiver.ravel(), pair.ravel()
     types = np.array(kept_types, dtype=object)
     table = pd.DataFrame(
         {
@@ -224,13 +321,15 @@ def score_communication(
             "ligand": pairs["ligand"].to_numpy()[pair],
             "receptor": pairs["receptor"].to_numpy()[pair],
             "pair": (pairs["ligand"] + "|" + pairs["receptor"]).to_numpy()[pair],
-            "theme": pairs["theme"].to_numpy()[pair],
-            "score": observed[sender, receiver, pair],
-            "pvalue": pvalue[sender, receiver, pair],
-            "fdr": false_discovery_control(pvalue[sender, receiver, pair], method="bh"),
-            "references": pairs["references"].to_numpy()[pair],
-            "ligand_mean": ligand_mean[0][sender, pair],
-            "receptor_mean": receptor_mean[0][receiver, pair],
+            "score": lr_mean(ligand_mean, receptor_mean),
+            "pvalue": pvalue,
+            "fdr": false_discovery_control(pvalue, method="bh"),
+            "ligand_mean": ligand_mean,
+            "receptor_mean": receptor_mean,
+            "ligand_prop": ligand_prop[keep],
+            "receptor_prop": receptor_prop[keep],
         }
     )
-    return table[OUTPUT_COLUMNS], skipped
+    for column in extra:
+        table[column] = pairs[column].to_numpy()[pair]
+    return table[columns], skipped

@@ -15,13 +15,16 @@ TOC = [
     ("samples", "Samples"),
     ("heatmap", "Samples × signatures"),
     ("conditions", "Condition comparison"),
+    ("communication", "Communication by condition"),
     ("ssgsea", "Pseudobulk ssGSEA"),
     ("files", "Tables"),
     ("methods", "Methods and caveats"),
 ]
 
 
-def cohort_context(summary, sample_reports, tests, ssgsea, *, condition="condition") -> dict:
+def cohort_context(
+    summary, sample_reports, tests, ssgsea, *, condition="condition", communication_tests=None
+) -> dict:
     """Everything the cohort template shows (strings are escaped by the template)."""
     context = {
         "title": "seedsoil cohort report",
@@ -36,6 +39,7 @@ def cohort_context(summary, sample_reports, tests, ssgsea, *, condition="conditi
         "conditions": _conditions_section(tests, summary, condition),
         "ssgsea": _ssgsea(ssgsea),
     }
+    context["communication"] = communication_section(communication_tests)
     context["toc"] = [(i, name, context.get(i, True) is not None) for i, name in TOC]
     return context
 
@@ -149,4 +153,30 @@ def _ssgsea(ssgsea) -> dict | None:
     return {
         "figure": figure(fig, caption, "ssGSEA heatmap"),
         "sentence": f"{len(ssgsea):,} scores for {frame['row'].nunique()} pseudobulks.",
+    }
+
+
+def communication_section(tests) -> dict | None:
+    """Interactions compared between conditions (``communication_tests.tsv``), strongest first."""
+    if tests is None or tests.empty:
+        return None
+    tested = tests[tests["pvalue"].notna()]
+    shown = tested.sort_values(["pvalue", "chapter"], ascending=[True, False]).head(40)
+    chapter = tested[tested["chapter"].astype(bool)].sort_values("pvalue").head(20)
+    n_significant = int((tests["fdr"] < FDR_LEVEL).sum())
+    sentence = (
+        f"{len(tested):,} interaction × condition-pair comparisons in "
+        f"{tests['dataset'].nunique()} dataset(s), {n_significant} with FDR < {FDR_LEVEL}. "
+        "Each sample contributes one magnitude per interaction (CellPhoneDB's ligand–receptor "
+        "mean; 0 where the pair is below the expression filter); samples are the replicates."
+    )
+    columns = ["dataset", "sender", "receiver", "ligand", "receptor", "group_a", "group_b",
+               "n_a", "n_b", "effect", "pvalue", "fdr"]  # fmt: skip
+    return {
+        "sentence": sentence,
+        "table": table(shown[columns], digits={"pvalue": 2, "fdr": 2}),
+        "chapter": table(chapter[columns], digits={"pvalue": 2, "fdr": 2})
+        if len(chapter)
+        else None,
+        "n_rows": len(tested),
     }

@@ -193,6 +193,7 @@ def write_cohort(
     summary: pd.DataFrame,
     sample_reports: dict[tuple[str, str], str],
     pseudobulk: dict[tuple[str, str], pd.DataFrame] | None = None,
+    communication: dict[tuple[str, str], pd.DataFrame] | None = None,
     library=None,
     config: dict | None = None,
     versions: dict[str, str] | None = None,
@@ -201,15 +202,19 @@ def write_cohort(
     min_size: int = 3,
     min_cells: int = 10,
 ) -> None:
-    """Write ``index.html``, ``summary.tsv``, ``condition_tests.tsv`` and ``ssgsea.tsv``.
+    """Write ``index.html``, ``summary.tsv``, ``condition_tests.tsv``, ``ssgsea.tsv`` and
+    ``communication_tests.tsv``.
 
     ``summary`` has one row per sample (rows of :func:`summarise_sample`);
     ``sample_reports`` maps (dataset, sample) to the report's href relative to ``out_dir``;
     ``pseudobulk`` maps (dataset, sample) to that sample's :func:`pseudobulk` table and
     ``library`` gives the signatures' up genes (see :func:`up_gene_sets`); without either,
-    ``ssgsea.tsv`` has its header only and the page says "not computed".
+    ``ssgsea.tsv`` has its header only and the page says "not computed". ``communication``
+    maps (dataset, sample) to its ``communication.tsv`` (see
+    :func:`~seedsoil.report.cohort_communication.communication_condition_tests`).
     """
     from seedsoil.report.cohort import condition_tests, pseudobulk_ssgsea, up_gene_sets
+    from seedsoil.report.cohort_communication import communication_condition_tests
     from seedsoil.report.cohort_page import cohort_context
 
     out_dir = Path(out_dir)
@@ -221,7 +226,12 @@ def write_cohort(
         ssgsea = pseudobulk_ssgsea(
             pseudobulk, gene_sets, min_size=min_size, min_cells=min_cells, seed=seed
         )
+    labels = summary[condition] if condition in summary else pd.Series("NA", index=summary.index)
+    keys = zip(summary["dataset"].astype(str), summary["sample"].astype(str), strict=True)
+    conditions = dict(zip(keys, labels.astype(str), strict=True))
+    communication_tests = communication_condition_tests(communication or {}, conditions)
     for name, frame in (
+        ("communication_tests.tsv", communication_tests),
         ("summary.tsv", summary),
         ("condition_tests.tsv", tests),
         ("ssgsea.tsv", ssgsea if ssgsea is not None else _empty_ssgsea()),
@@ -229,7 +239,10 @@ def write_cohort(
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, sep="\t", index=False)
             _readable(tmp)
-    context = cohort_context(summary, sample_reports, tests, ssgsea, condition=condition)
+    context = cohort_context(
+        summary, sample_reports, tests, ssgsea, condition=condition,
+        communication_tests=communication_tests,
+    )  # fmt: skip
     context["config_text"] = config_text(config)
     context["versions"] = list(software_versions(versions).items())
     context["min_cells"] = min_cells

@@ -75,7 +75,7 @@ def sample_context(
         "communication": _communication(communication),
         "empty_because": _absent_reasons(communication, interpretation),
         "interpretation": _interpretation_rows(interpretation),
-        "methods": _methods(config, meta, fdr is not None),
+        "methods": _methods(config, meta, fdr is not None, scores.attrs.get("scoring")),
     }
     context["toc"] = [(i, name, context.get(_key(i), True) is not None) for i, name in TOC]
     return context
@@ -473,35 +473,9 @@ def _clusters(calls, labels) -> dict | None:
 
 
 def _communication(communication) -> dict | None:
-    if communication is None or not len(communication):
-        return None
-    frame = communication.copy()
-    has_fdr = "fdr" in frame
-    types = sorted(set(frame["sender"].astype(str)) | set(frame["receiver"].astype(str)))
-    grouped = frame.groupby(["sender", "receiver"])
-    matrix = grouped["score"].sum().unstack().reindex(index=types, columns=types)
-    annotate = None
-    what = "summed score of all ligand–receptor pairs"
-    if has_fdr:
-        significant = frame["fdr"].astype(float) < FDR_LEVEL
-        counts = significant.groupby([frame["sender"], frame["receiver"]]).sum().unstack()
-        annotate = counts.reindex(index=types, columns=types).fillna(0).astype(int)
-        what += f"; numbers: pairs with FDR < {FDR_LEVEL}"
-    fig = plots.heatmap(matrix, cmap="magma", colourbar="summed pair score", annotate=annotate)
-    keys = ["fdr", "score"] if has_fdr else ["score"]
-    top = frame.sort_values(keys, ascending=[True, False][: len(keys)]).head(25)
-    columns = [
-        c for c in ("sender", "receiver", "pair", "theme", "score", "pvalue", "fdr") if c in top
-    ]
-    return {
-        "sentence": f"{len(frame):,} sender → receiver ligand–receptor scores were computed.",
-        "figure": figure(
-            fig,
-            f"Senders (rows) → receivers (columns). Colour: {what}.",
-            "communication heatmap",
-        ),
-        "table": table(top[columns], digits={"pvalue": 2, "fdr": 2}),
-    }
+    from seedsoil.report.communication_view import communication_panel
+
+    return communication_panel(communication)
 
 
 def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
@@ -521,7 +495,20 @@ def _interpretation_rows(interpretation) -> list[tuple[str, str]] | None:
     return rows
 
 
-def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
+def _rank_window(record) -> str:
+    """One sentence on UCell's rank window as scoring resolved it (``scores.attrs["scoring"]``)."""
+    if not isinstance(record, dict) or "max_rank" not in record:
+        return ""
+    how = (
+        f"chosen from this sample's depth (a quarter of its cells detect fewer genes; median "
+        f"{record['median_genes_detected']:,} of {record['n_genes_panel']:,} in the data)"
+        if str(record.get("max_rank_rule", "")).startswith("auto")
+        else "as configured"
+    )
+    return f" UCell ranks the top {record['max_rank']:,} genes of each cell, {how}."
+
+
+def _methods(config, meta, has_pvalues: bool, scoring_record=None) -> list[tuple[str, str]]:
     from seedsoil.report.html import METHOD_TEXT
 
     scoring = (config or {}).get("scoring", {}) if isinstance(config, dict) else {}
@@ -531,14 +518,17 @@ def _methods(config, meta, has_pvalues: bool) -> list[tuple[str, str]]:
         (
             "Scores.",
             f"{text} Each signature's genes come from the seedsoil signature library; genes "
-            "absent from this dataset are listed in the coverage table and left out.",
+            "absent from this dataset are listed in the coverage table and left out."
+            + _rank_window(scoring_record),
         ),
         (
             "What p-values mean.",
             (
                 "Each cell's score is compared with the scores of random gene sets matched to the "
                 "signature in size and expression; the empirical p-value is the share of random "
-                "sets scoring at least as high, and the FDR is Benjamini–Hochberg across the cells "
+                "sets scoring higher (ties shared at random, so shallow and deep cells are judged "
+                "alike; a cell expressing none of the signature's genes is never significant), "
+                "and the FDR is Benjamini–Hochberg across the cells "
                 "of this sample. A small FDR says that this cell expresses the signature more than "
                 "random genes of similar expression — not that the cell is of a given type, and not "
                 "that the sample differs from another sample. Comparisons between conditions are in "

@@ -22,7 +22,15 @@ from ._input import open_source
 from .base import GeneSet, GeneStats
 from .stats import gene_stats
 
-__all__ = ["METHODS", "GeneSet", "GeneStats", "resolve_gene_sets", "score", "significance"]
+__all__ = [
+    "METHODS",
+    "GeneSet",
+    "GeneStats",
+    "degenerate_scores",
+    "resolve_gene_sets",
+    "score",
+    "significance",
+]
 
 #: method name -> module implementing the contract (imported on first use)
 METHODS = {
@@ -165,15 +173,26 @@ def score(
     array with ``var_names=`` (and optionally ``obs_names=``), or a path to an ``.h5ad``
     file (read ``chunk_size`` cells at a time with h5py). ``options`` go to the method
     (defaults equal the reference tool's: scanpy ``ctrl_size=50, n_bins=25,
-    random_state=0``; mean ``zscore=False``; see each module). ``n_threads`` sets the
-    numba threads and never changes the result.
+    random_state=0``; ucell ``max_rank=1500``; mean ``zscore=False``; see each module).
+    ucell's ``max_rank="auto"`` chooses the window from the data's depth
+    (:func:`seedsoil.scoring.depth.resolve_max_rank`, one extra pass over the cells).
+    ``n_threads`` sets the numba threads and never changes the result.
 
     Returns a cells × signatures float64 DataFrame (columns in input order, named as the
-    signatures); ``.attrs["missing_genes"]`` maps signature -> genes absent from the data.
+    signatures); ``.attrs["missing_genes"]`` maps signature -> genes absent from the data,
+    ``.attrs["options"]`` holds the options as resolved (``max_rank`` as a number) and, when
+    ``max_rank="auto"``, ``.attrs["depth"]`` the depth it was chosen from.
     """
     module = _method_module(method)
     _check_options(method, module.prepare, options)
     source = open_source(data, layer=layer, var_names=var_names, obs_names=obs_names)
+    depth = None
+    if options.get("max_rank") == "auto":
+        from .depth import resolve_max_rank, source_depth
+
+        depth = source_depth(source, chunk_size)
+        options["max_rank"] = resolve_max_rank(depth)
+        log.info("max_rank=auto: %d from the data's depth %s", options["max_rank"], depth)
     gene_sets = resolve_gene_sets(signatures, source.var_names)
     needs = module.needs_stats(**options) if hasattr(module, "needs_stats") else module.NEEDS_STATS
     result = np.empty((source.n_cells, len(gene_sets)), dtype=np.float64)
@@ -188,7 +207,44 @@ def score(
     frame.attrs.update(
         {"method": method, "options": dict(options), "missing_genes": _report_missing(gene_sets)}
     )
+    if depth is not None:
+        frame.attrs["depth"] = depth
     return frame
+
+
+#: why a method can give a signature the same degenerate score in every cell
+_DEGENERATE_REASONS = {
+    "ucell": "its genes are undetected or rank beyond max_rank={max_rank} in every cell "
+    "(max_rank: auto chooses the window from the data's depth)",
+    "aucell": "fewer than tmin of its up genes are detected in the data, or none ranks within "
+    "the top n_up genes of any cell (aucell has no score then; try ucell)",
+    "scanpy": "its genes and their control genes are undetected in every cell",
+    "mean": "none of its genes is detected in any cell",
+}
+
+
+def degenerate_scores(scores: pd.DataFrame, method: str, *, context: str = "") -> list[str]:
+    """Warnings, one per signature whose scores are all zero or all NaN over the cells, each
+    naming the signature, the method and the likely reason; also logged."""
+    options = scores.attrs.get("options") or scores.attrs.get("scoring") or {}
+    if "max_rank" not in options and method == "ucell":  # the method's default was used
+        prepare = _method_module(method).prepare
+        options = {"max_rank": inspect.signature(prepare).parameters["max_rank"].default}
+    reason = _DEGENERATE_REASONS.get(method, "").format(max_rank=options.get("max_rank", "?"))
+    messages = []
+    for name in scores.columns:
+        values = scores[name].to_numpy(dtype=np.float64)
+        if values.size == 0:
+            continue
+        state = "NaN" if np.isnan(values).all() else "0" if (values == 0).all() else ""
+        if state:
+            messages.append(
+                f"{context}signature {name!r} scored {state} in every cell with method "
+                f"{method!r}: {reason}"
+            )
+    for message in messages:
+        log.warning(message)
+    return messages
 
 
 def significance(
@@ -228,8 +284,10 @@ def significance(
         )
         start = 0
         for chunk in source.chunks(chunk_size, check_finite=False):  # checked by the stats pass
-            pvalues[start : start + chunk.shape[0]] = null.cell_pvalues(chunk, prepared)
-            start += chunk.shape[0]
+            stop = start + chunk.shape[0]
+            names = source.obs_names[start:stop]
+            pvalues[start:stop] = null.cell_pvalues(chunk, prepared, names)
+            start = stop
     fdr = np.column_stack([null.benjamini_hochberg(p) for p in pvalues.T]) if gene_sets else pvalues
     columns = [gs.name for gs in gene_sets]
     missing = _report_missing(gene_sets)

@@ -67,8 +67,11 @@ def weighted_sums(indptr, indices, data, w_indptr, w_indices, w_data, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def null_exceedances(indptr, indices, data, w_indptr, w_indices, w_data, n_sets, n_null):
-    """Observed scores and, per cell and set, how many null scores are ``>=`` the observed one.
+def null_tail_counts(
+    indptr, indices, data, w_indptr, w_indices, w_data, m_indptr, m_indices, n_sets, n_null
+):
+    """Per cell and set: the observed score, #{null scores > it}, #{null scores == it}, and
+    whether any of the set's member genes (``M``, gene × set CSR) is non-zero in the cell.
 
     ``W``'s columns are the ``n_sets`` observed sets followed by ``n_null`` nulls per set
     (set ``s``, null ``j`` at column ``n_sets + s * n_null + j``).
@@ -77,7 +80,9 @@ def null_exceedances(indptr, indices, data, w_indptr, w_indices, w_data, n_sets,
     n_rows = indptr.size - 1
     n_cols = n_sets * (n_null + 1)
     observed = np.empty((n_rows, n_sets), dtype=np.float64)
-    exceed = np.empty((n_rows, n_sets), dtype=np.int64)
+    greater = np.empty((n_rows, n_sets), dtype=np.int64)
+    equal = np.empty((n_rows, n_sets), dtype=np.int64)
+    detected = np.zeros((n_rows, n_sets), dtype=np.bool_)
     block = 64  # one accumulator per block of cells, reused row after row
     for b in numba.prange((n_rows + block - 1) // block):
         acc = np.empty(n_cols, dtype=np.float64)
@@ -88,16 +93,23 @@ def null_exceedances(indptr, indices, data, w_indptr, w_indices, w_data, n_sets,
                 value = np.float64(data[jj])
                 for kk in range(w_indptr[gene], w_indptr[gene + 1]):
                     acc[w_indices[kk]] += value * w_data[kk]
+                if value != 0:
+                    for kk in range(m_indptr[gene], m_indptr[gene + 1]):
+                        detected[row, m_indices[kk]] = True
             for s in range(n_sets):
                 score = acc[s]
                 base = n_sets + s * n_null
-                count = 0
+                above = 0
+                same = 0
                 for j in range(n_null):
-                    if acc[base + j] >= score:
-                        count += 1
+                    if acc[base + j] > score:
+                        above += 1
+                    elif acc[base + j] == score:
+                        same += 1
                 observed[row, s] = score
-                exceed[row, s] = count
-    return observed, exceed
+                greater[row, s] = above
+                equal[row, s] = same
+    return observed, greater, equal, detected
 
 
 @numba.njit(cache=True)

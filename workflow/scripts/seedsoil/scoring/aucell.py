@@ -15,7 +15,8 @@ https://doi.org/10.1038/nmeth.4463). Definition, as decoupler computes it:
 - for a set of ``k`` kept genes of which ``p`` have ranks ``r_1..r_p <= n_up``, the AUC is
   ``(p * n_up - sum r_i) / max_auc`` with ``max_auc = m(m-1)/2 + m(n_up - m)``,
   ``m = min(k, n_up - 1)`` — the area normalised by that of a set ranked first;
-- sets with fewer than ``tmin`` kept genes get NaN (decoupler leaves them out).
+- sets with fewer than ``tmin`` kept genes get NaN (decoupler leaves them out; here a
+  warning names each such set: on a targeted panel a signature often has fewer than 5 genes).
 
 Only ``up`` genes form the set: AUCell has no direction and decoupler's aucell ignores
 weights, so ``down`` genes and weights are not used. Cells without any non-zero kept value
@@ -114,6 +115,15 @@ def prepare(
     members = [
         np.asarray(s.up, np.int64)[pos_of_gene[np.asarray(s.up, np.int64)] >= 0] for s in gene_sets
     ]
+    for gene_set, m in zip(gene_sets, members, strict=True):
+        if m.size < tmin:  # decoupler drops such sets silently; here the NaN column is named
+            log.warning(
+                "aucell: signature %r: only %d of its up genes are detected in the data, fewer "
+                "than tmin=%s: it gets NaN in every cell (lower tmin, or score with ucell)",
+                gene_set.name,
+                m.size,
+                tmin,
+            )
     members = [m if m.size >= tmin else m[:0] for m in members]
     union = np.unique(np.concatenate(members)) if members else np.empty(0, np.int64)
     union = union[np.argsort(pos_of_gene[union])]

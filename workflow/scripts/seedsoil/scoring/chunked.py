@@ -234,7 +234,8 @@ def score_rows(
             rows = slice(at, at + block.shape[0])
             scores[rows] = module.score_chunk(block, prepared)
             if nulls is not None:
-                pvalues[rows] = null.cell_pvalues(block, nulls)
+                names = source.obs_names[start + rows.start : start + rows.stop]
+                pvalues[rows] = null.cell_pvalues(block, nulls, names)
             at += block.shape[0]
     _report_missing(gene_sets)
     index = source.obs_names[start:stop]

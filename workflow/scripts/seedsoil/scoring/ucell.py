@@ -65,8 +65,11 @@ def prepare(
         raise InputError(f"ties_method must be one of {sorted(TIE_OFFSETS)}, got {ties_method!r}")
     if missing_genes not in ("impute", "skip"):
         raise InputError(f"missing_genes must be 'impute' or 'skip', got {missing_genes!r}")
-    if int(max_rank) != max_rank or max_rank < 1:
-        raise InputError(f"max_rank must be a positive integer, got {max_rank!r}")
+    if isinstance(max_rank, str) or int(max_rank) != max_rank or max_rank < 1:
+        raise InputError(
+            f"max_rank must be a positive integer, got {max_rank!r} ('auto' is resolved from "
+            "the data's depth by seedsoil.score: seedsoil.scoring.depth.resolve_max_rank)"
+        )
     columns = []
     n_missing = []
     for gene_set in gene_sets:

@@ -1,0 +1,97 @@
+"""Communication compared between conditions, samples as replicates (``communication_tests.tsv``).
+
+For each dataset, each interaction (sender, receiver, ligand, receptor) and each pair of
+conditions, the samples' magnitudes are compared by a two-sided Mann–Whitney U test (the
+cohort's test, :func:`seedsoil.report.cohort.condition_tests`). A sample's magnitude is its
+``score`` (CellPhoneDB's ligand–receptor mean) in its ``communication.tsv``; 0 when both types
+are in that table but the row is not (below the expression-proportion filter: the pair is not
+expressed there); missing when the sample lacks the sender or the receiver type, and that
+sample then does not join the comparison. Interactions tested in fewer than 2 samples of a
+dataset are not compared. FDR is Benjamini–Hochberg over every compared row of the table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from seedsoil.report.cohort import NO_CONDITION, _mann_whitney, bh_fdr_finite
+
+KEYS = ["sender", "receiver", "ligand", "receptor"]
+COMMUNICATION_TEST_COLUMNS = [
+    "dataset", *KEYS, "chapter", "group_a", "group_b", "n_a", "n_b",
+    "median_a", "median_b", "effect", "pvalue", "fdr", "test",
+]  # fmt: skip
+
+
+def sample_magnitudes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Interactions × samples of one dataset: ``score``, 0 for an untested row between types the
+    sample has, NaN when it lacks the sender or receiver; rows tested in ≥ 2 samples."""
+    long = pd.concat(
+        [t.assign(sample=s)[[*KEYS, "score", "sample"]] for s, t in tables.items() if len(t)],
+        ignore_index=True,
+    )
+    if long.empty:
+        return pd.DataFrame()
+    wide = long.pivot_table(index=KEYS, columns="sample", values="score", aggfunc="first")
+    wide = wide[wide.notna().sum(axis=1) >= 2]
+    for sample, table in tables.items():
+        types = set(table["sender"]) | set(table["receiver"]) if len(table) else set()
+        has_both = wide.index.get_level_values("sender").isin(types) & wide.index.get_level_values(
+            "receiver"
+        ).isin(types)
+        column = wide[sample] if sample in wide else pd.Series(np.nan, index=wide.index)
+        wide[sample] = column.where(~(has_both & column.isna()), 0.0)
+    return wide
+
+
+def communication_condition_tests(
+    tables: Mapping[tuple[str, str], pd.DataFrame], conditions: Mapping[tuple[str, str], str]
+) -> pd.DataFrame:
+    """:data:`COMMUNICATION_TEST_COLUMNS` for every dataset with ≥ 2 conditions.
+
+    ``tables`` maps (dataset, sample) to the sample's ``communication.tsv``; ``conditions``
+    maps (dataset, sample) to its condition (samples without one join no comparison).
+    ``effect`` = median(a) − median(b) of the magnitudes.
+    """
+    rows = []
+    for dataset in sorted({d for d, _ in tables}):
+        samples = {
+            s: t
+            for (d, s), t in tables.items()
+            if d == dataset and str(conditions.get((d, s), "NA")) not in NO_CONDITION
+        }
+        labels = pd.Series({s: str(conditions[(dataset, s)]) for s in samples})
+        groups = sorted(set(labels))
+        if len(groups) < 2:
+            continue
+        wide = sample_magnitudes(samples)
+        if wide.empty:
+            continue
+        chapter = _chapter_flags(samples.values())
+        for key, values in wide.iterrows():
+            for group_a, group_b in itertools.combinations(groups, 2):
+                a = values[labels.index[labels == group_a]].dropna().to_numpy(float)
+                b = values[labels.index[labels == group_b]].dropna().to_numpy(float)
+                pvalue, test = _mann_whitney(a, b)
+                median_a = float(np.median(a)) if a.size else np.nan
+                median_b = float(np.median(b)) if b.size else np.nan
+                rows.append(
+                    [dataset, *key, chapter.get(key, False), group_a, group_b, a.size, b.size,
+                     median_a, median_b, median_a - median_b, pvalue, np.nan, test]
+                )  # fmt: skip
+    table = pd.DataFrame(rows, columns=COMMUNICATION_TEST_COLUMNS)
+    table["fdr"] = bh_fdr_finite(table["pvalue"].to_numpy(float)) if len(table) else []
+    return table
+
+
+def _chapter_flags(tables) -> dict:
+    flags = {}
+    for table in tables:
+        if "chapter" in table and len(table):
+            flagged = table[table["chapter"].astype(str).str.lower() == "true"]
+            flags.update(dict.fromkeys(map(tuple, flagged[KEYS].to_numpy()), True))
+    return flags
