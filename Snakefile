@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/annotate.smk"
 include: "workflow/rules/interpret.smk"
 include: "workflow/rules/report.smk"
 

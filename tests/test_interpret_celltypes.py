@@ -1,5 +1,7 @@
-"""Cell-type assignment by significant-argmax and agreement with labels."""
+"""Cell-type assignment (evidence, neighbourhood vote, core markers, posterior) and agreement
+with labels."""
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,44 +9,109 @@ import pytest
 from seedsoil.interpret.celltypes import (
     assign_cell_types,
     confusion_table,
+    evidence_scale,
     has_labels,
     immune_labels,
     label_agreement,
+    neighbour_index,
 )
 
 SIGNATURES = ["IMM_B", "IMM_NK", "ID_fibroblast"]
 
 
-def _tables(score_rows, fdr_rows):
+def _tables(score_rows, p_rows):
     cells = [f"c{i}" for i in range(len(score_rows))]
     scores = pd.DataFrame(score_rows, index=cells, columns=SIGNATURES, dtype=float)
-    fdr = pd.DataFrame(fdr_rows, index=cells, columns=SIGNATURES, dtype=float)
-    return scores, fdr
+    pvalues = pd.DataFrame(p_rows, index=cells, columns=SIGNATURES, dtype=float)
+    return scores, pvalues
 
 
-def test_argmax_is_taken_among_significant_signatures_only():
-    scores, fdr = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.3, 0.9]])
-    assert assign_cell_types(scores, fdr).loc["c0", "cell_type_assigned"] == "B"
+def _assign(scores, pvalues, **options):
+    return assign_cell_types(scores, pvalues, pvalues=pvalues, **options)
 
 
-def test_cell_significant_for_nothing_is_unassigned():
-    scores, fdr = _tables([[0.5, 0.4, 0.3]], [[0.2, 0.3, 0.9]])
-    row = assign_cell_types(scores, fdr).loc["c0"]
+def _expression(cells, columns: dict[str, list[float]]) -> ad.AnnData:
+    return ad.AnnData(
+        np.array(list(columns.values()), dtype=np.float32).T,
+        obs=pd.DataFrame(index=cells),
+        var=pd.DataFrame(index=list(columns)),
+    )
+
+
+def test_a_lone_cell_gets_the_type_of_its_highest_score():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    assert _assign(scores, pvalues).loc["c0", "cell_type_assigned"] == "NK"
+
+
+def test_a_cell_whose_best_type_beats_no_random_signature_is_unassigned():
+    scores, pvalues = _tables([[0.5, 0.4, 0.3]], [[0.8, 0.9, 0.9]])
+    row = _assign(scores, pvalues).loc["c0"]
     assert row["cell_type_assigned"] == "unassigned"
     assert np.isnan(row["assignment_score"]) and row["assignment_confidence"] == 0.0
 
 
-def test_confidence_is_the_relative_margin_over_the_runner_up():
-    scores, fdr = _tables([[0.5, 0.4, 0.1], [0.5, 0.1, 0.0]], [[0.01, 0.01, 0.9], [0.01, 0.9, 0.9]])
-    out = assign_cell_types(scores, fdr)
-    assert out["assignment_score"].tolist() == [0.5, 0.5]
-    assert out["assignment_confidence"].tolist() == pytest.approx([0.2, 0.8], abs=1e-12)
+def test_a_sparse_cell_takes_the_type_its_neighbourhood_shows():
+    # 16 clear NK cells and one sparse cell: its own scores lean B by 0.01, but its
+    # neighbourhood is NK by 0.3, so the vote (own + neighbourhood mean) / 2 is NK.
+    rows = [[0.1, 0.5, 0.0]] * 16 + [[0.16, 0.15, 0.0]]
+    scores, pvalues = _tables(rows, [[0.01, 0.01, 0.9]] * 17)
+    assert _assign(scores, pvalues).loc["c16", "cell_type_assigned"] == "NK"
+
+
+def test_confidence_is_the_softmax_posterior_of_the_called_type():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    evidence = np.array([0.2, 0.6, 0.1]) / evidence_scale(scores.to_numpy())
+    expected = np.exp(evidence[1]) / np.exp(evidence).sum()
+    assert _assign(scores, pvalues).loc["c0", "assignment_confidence"] == pytest.approx(expected)
+
+
+def test_a_type_whose_core_markers_are_in_the_panel_needs_one_detected():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    expression = _expression(["c0"], {"NCR1": [0.0], "CD79A": [2.0]})
+    out = _assign(scores, pvalues, expression=expression, core_markers={"IMM_NK": [["NCR1"]]})
+    assert out.loc["c0", "cell_type_assigned"] == "B"
+
+
+def test_a_type_needs_half_of_its_present_core_groups_detected():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    expression = _expression(["c0"], {"NCR1": [1.0], "KLRF1": [0.0], "NCAM1": [0.0]})
+    core = {"IMM_NK": [["NCR1"], ["KLRF1"], ["NCAM1"]]}  # 1 of 3 groups detected: not enough
+    out = _assign(scores, pvalues, expression=expression, core_markers=core)
+    assert out.loc["c0", "cell_type_assigned"] == "B"
+
+
+def test_core_markers_absent_from_the_panel_do_not_block_a_type():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    expression = _expression(["c0"], {"CD79A": [2.0]})
+    out = _assign(scores, pvalues, expression=expression, core_markers={"IMM_NK": [["NCR1"]]})
+    assert out.loc["c0", "cell_type_assigned"] == "NK"
+
+
+def test_markers_column_lists_detected_core_markers_highest_first():
+    scores, pvalues = _tables([[0.2, 0.6, 0.1]], [[0.01, 0.01, 0.9]])
+    expression = _expression(["c0"], {"NCR1": [1.0], "KLRF1": [3.0], "NCAM1": [0.0]})
+    core = {"IMM_NK": [["NCR1", "NCAM1"], ["KLRF1"]]}
+    out = _assign(scores, pvalues, expression=expression, core_markers=core)
+    assert out.loc["c0", "assignment_markers"] == "KLRF1,NCR1"
+
+
+def test_close_runner_up_is_unassigned_when_a_minimum_confidence_is_asked():
+    scores, pvalues = _tables([[0.50, 0.50, 0.0]], [[0.01, 0.01, 0.9]])
+    out = _assign(scores, pvalues, min_confidence=0.6)
+    assert out.loc["c0", "cell_type_assigned"] == "unassigned"
 
 
 def test_signatures_missing_from_scores_are_ignored():
-    scores, fdr = _tables([[0.5, 0.4, 0.1]], [[0.01, 0.01, 0.9]])
-    out = assign_cell_types(scores.drop(columns="IMM_B"), fdr.drop(columns="IMM_B"))
+    scores, pvalues = _tables([[0.5, 0.4, 0.1]], [[0.01, 0.01, 0.9]])
+    out = _assign(scores.drop(columns="IMM_B"), pvalues.drop(columns="IMM_B"))
     assert out.loc["c0", "cell_type_assigned"] == "NK"
+
+
+def test_neighbours_never_include_the_cell_itself():
+    embedding = np.arange(20, dtype=float).reshape(10, 2)
+    neighbours = neighbour_index(embedding, n_neighbors=3)
+    assert neighbours.shape == (10, 3)
+    assert not (neighbours == np.arange(10)[:, None]).any()
 
 
 def test_perfect_assignment_has_ari_one_and_diagonal_confusion():

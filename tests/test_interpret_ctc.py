@@ -140,6 +140,11 @@ def test_interpret_sample_returns_the_documented_tables_and_a_json_ready_summary
     fdr.iloc[:10, SIGNATURES.index("CTC_epithelial_identity")] = 0.001
     fdr.iloc[10:, SIGNATURES.index("IMM_CD4_T")] = 0.001
     scores = pd.DataFrame(rng.random(fdr.shape), index=fdr.index, columns=fdr.columns)
+    # The assignment weighs scores and p-values: the CD4 T cells score high for IMM_CD4_T with
+    # p-values as small as their FDR, and the tumour cells beat no random immune signature.
+    scores.iloc[10:, SIGNATURES.index("IMM_CD4_T")] += 1.0
+    pvalues.iloc[10:, SIGNATURES.index("IMM_CD4_T")] = 0.001
+    pvalues.iloc[:10, 1:4] = 0.9
     pairs = pd.DataFrame(
         {
             "ligand": ["EPCAM"],

@@ -8,6 +8,7 @@ rule interpret:
         pvalues="results/{dataset}/{sample}/pvalues.parquet",
         fdr="results/{dataset}/{sample}/fdr.parquet",
         pairs=COMMUNICATION_PAIRS,
+        reference_labels=reference_labels_input,
     output:
         calls=report(
             "results/{dataset}/{sample}/calls.parquet",

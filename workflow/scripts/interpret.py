@@ -1,5 +1,7 @@
 import json
 
+import pandas as pd
+
 from seedsoil.cellfile import read_genes
 from seedsoil.interpret import (
     communication_pairs,
@@ -29,6 +31,11 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         min_cells=options["min_cells"],
         expr_prop=communication["expr_prop"],
         max_cells=communication["max_cells"],
+        reference_labels=(
+            pd.read_parquet(snakemake.input.reference_labels)
+            if snakemake.input.get("reference_labels")
+            else None
+        ),
     )
     with atomic_path(snakemake.output.calls) as path:
         write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seedsoil.errors import InputError
-from seedsoil.interpret.celltypes import assign_cell_types
+from seedsoil.interpret.celltypes import assign_cell_types, shipped_markers
 from seedsoil.interpret.clusters import flag_heterotypic
 from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
 from seedsoil.interpret.ctc import LEUKOCYTE_MARKER, call_ctc
@@ -39,7 +39,8 @@ __all__ = [
 
 #: Columns of ``calls.parquet``, in order (``size_z`` comes from :mod:`.clusters`).
 CALL_COLUMNS = [
-    "cell_type_assigned", "assignment_score", "assignment_confidence",
+    "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
+    "cell_type_reference", "reference_confidence",
     "ctc_candidate", "ctc_confidence", "ctc_fdr", "emt_state",
     "heterotypic_cluster", "size_z",
 ]  # fmt: skip
@@ -47,12 +48,16 @@ CALL_COLUMNS = [
 
 def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
     """Every gene :func:`interpret_sample` reads from ``X``: PTPRC (the CD45 veto of
-    :func:`~seedsoil.interpret.ctc.call_ctc`) and the ligand/receptor subunits of ``pairs``
+    :func:`~seedsoil.interpret.ctc.call_ctc`), the ligand/receptor subunits of ``pairs``
     (a table, a path to a chapter-style table, or None for LIANA's consensus plus the chapter's
-    pairs, :func:`communication_pairs`). Reading only these columns
-    (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
+    pairs, :func:`communication_pairs`) and the core markers and alternates of the cell-type
+    signatures (:func:`~.celltypes.shipped_markers`) that gate and explain the assignment.
+    Reading only these columns (:func:`seedsoil.cellfile.read_genes`) gives the same
+    interpretation as the whole matrix."""
     pairs = _pairs(pairs)
-    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs)})
+    _, marker_genes = shipped_markers()
+    markers = {g for genes in marker_genes.values() for g in genes}
+    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs), *markers})
 
 
 def _pairs(pairs) -> pd.DataFrame:
@@ -132,6 +137,7 @@ def interpret_sample(
     min_cells: int = 5,
     expr_prop: float = EXPR_PROP,
     max_cells: int = MAX_CELLS,
+    reference_labels: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Interpret one sample.
 
@@ -143,7 +149,9 @@ def interpret_sample(
     :func:`load_pairs`) or a path to a chapter-style one (default: LIANA's consensus resource
     plus the chapter's pairs). Communication groups are the dataset's labels when it has any,
     else the assigned types; ``expr_prop`` and ``max_cells`` as in
-    :func:`~seedsoil.interpret.liana_methods.sample_communication`.
+    :func:`~seedsoil.interpret.liana_methods.sample_communication`. ``reference_labels`` is the
+    table of :func:`seedsoil.interpret.reference.annotate_with_reference`
+    (``cell_type_reference``, ``reference_confidence``) or None (columns ``""`` and NaN).
 
     Returns ``(calls, communication, summary)``: ``calls`` indexed by cell with
     :data:`CALL_COLUMNS`; ``communication`` with
@@ -155,15 +163,32 @@ def interpret_sample(
     pvalues = _aligned(pvalues, "pvalues", adata, scores.columns)
     fdr = _aligned(fdr, "fdr", adata, scores.columns)
     pairs = _pairs(pairs)
+    core_markers, marker_genes = shipped_markers()
 
     calls = pd.concat(
         [
-            assign_cell_types(scores, fdr, alpha),
+            assign_cell_types(
+                scores,
+                fdr,
+                alpha,
+                pvalues=pvalues,
+                expression=adata,
+                core_markers=core_markers,
+                marker_genes=marker_genes,
+            ),
             call_ctc(adata, pvalues, fdr, alpha),
             flag_heterotypic(adata.obs, fdr, alpha),
         ],
         axis=1,
-    )[CALL_COLUMNS]
+    )
+    if reference_labels is not None:
+        reference_labels = _aligned(reference_labels, "reference_labels", adata, None)
+        calls["cell_type_reference"] = reference_labels["cell_type_reference"].astype(str)
+        calls["reference_confidence"] = reference_labels["reference_confidence"].astype(float)
+    else:
+        calls["cell_type_reference"] = ""
+        calls["reference_confidence"] = np.nan
+    calls = calls[CALL_COLUMNS]
     groups, _ = cell_types_used(calls, adata)
     communication, skipped = sample_communication(
         adata, groups, pairs, n_perm=n_perm, random_state=random_state, min_cells=min_cells,

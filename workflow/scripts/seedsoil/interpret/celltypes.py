@@ -1,14 +1,18 @@
 """Cell-type assignment from identity and immune signatures, and agreement with given labels.
 
-A cell is assigned the type of the highest-scoring signature among the identity (``ID_*``)
-and immune (``IMM_*``) signatures that are significant for that cell (BH FDR ≤ ``alpha``
-against the engine's expression-matched random signatures); a cell significant for none of
-them is ``"unassigned"``. The argmax is taken over raw scores, which are comparable between
-signatures for rank-based methods such as UCell (each score is a normalised rank statistic in
-[0, 1]); the significance filter is what keeps an unspecific high score from winning.
+:func:`assign_cell_types` turns the identity (``ID_*``) and immune (``IMM_*``) signature scores of
+one sample into a type per cell, a posterior-like confidence and the marker genes that carried the
+call. Every cell with evidence gets a type; a cell stays ``"unassigned"`` only when no type has
+evidence (its best type is significant neither in the cell nor in its neighbourhood) or when two
+types are equally supported. The exact definition is in :func:`assign_cell_types` and
+``docs/interpretation.md``; the figures on labelled data are from
+``benchmarks/evaluate_celltypes.py``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +24,8 @@ UNLABELLED = "unlabelled"
 #: tumour/stromal identities (ID_*). Signatures missing from a sample's scores are skipped.
 CELL_TYPE_SIGNATURES: dict[str, str] = {
     "IMM_macrophage_TAM": "macrophage",
+    "IMM_monocyte_classical": "classical monocyte",
+    "IMM_monocyte_nonclassical": "non-classical monocyte",
     "IMM_dendritic": "dendritic",
     "IMM_neutrophil": "neutrophil",
     "IMM_mast": "mast",
@@ -29,11 +35,13 @@ CELL_TYPE_SIGNATURES: dict[str, str] = {
     "IMM_gammadelta_IL17": "gammadelta T",
     "IMM_NK": "NK",
     "IMM_B": "B",
+    "IMM_plasma": "plasma",
     "IMM_MDSC": "MDSC",
     "IMM_platelet": "platelet",
     "ID_epithelial_tumour": "epithelial/tumour",
     "ID_fibroblast": "fibroblast",
     "ID_endothelial": "endothelial",
+    "ID_pericyte_smooth_muscle": "pericyte/smooth muscle",
     "ID_glial": "glial",
 }
 
@@ -42,45 +50,236 @@ IMMUNE_TYPES: frozenset[str] = frozenset(
     t for s, t in CELL_TYPE_SIGNATURES.items() if s.startswith("IMM_")
 )
 
+#: Columns :func:`assign_cell_types` returns, in order.
+ASSIGNMENT_COLUMNS = [
+    "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
+]  # fmt: skip
 
-def assign_cell_types(scores: pd.DataFrame, fdr: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Assign each cell the type of its best significant identity/immune signature.
+#: Neighbours per cell in the score-space kNN graph (scanpy's ``pp.neighbors`` default).
+N_NEIGHBORS = 15
+#: Most markers listed per call in ``assignment_markers``.
+MAX_MARKERS = 5
 
-    Definition, per cell, over the signatures of :data:`CELL_TYPE_SIGNATURES` present in ``scores``:
-    ``S`` = signatures with ``fdr ≤ alpha``; if ``S`` is empty the cell is ``"unassigned"``,
-    otherwise it gets the type of ``s1 = argmax_{s in S} score_s``.
-    ``assignment_score`` = ``score_{s1}`` (NaN when unassigned).
-    ``assignment_confidence`` = relative margin ``(score_{s1} - score_{s2}) / score_{s1}`` clipped to
-    [0, 1], where ``s2`` is the best-scoring *other* candidate signature whether significant or not
-    (0 when unassigned, or when ``score_{s1} ≤ 0``). A confidence near 0 means a close runner-up.
 
-    Returns a DataFrame indexed like ``scores`` with columns ``cell_type_assigned``,
-    ``assignment_score``, ``assignment_confidence``.
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """Column-wise robust z-scores ``(x − median) / (1.4826 · MAD)`` (MAD scaled to the standard
+    deviation of a normal); a column with MAD 0 uses its standard deviation, and a constant
+    column gives zeros. Standardising within the sample puts signatures of different length and
+    gene detection on one scale (as Seurat's module scores are compared after scaling)."""
+    median = np.median(values, axis=0)
+    scale = 1.4826 * np.median(np.abs(values - median), axis=0)
+    spread = values.std(axis=0)
+    scale = np.where(scale > 0, scale, spread)
+    return np.where(scale > 0, (values - median) / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def neighbour_index(embedding: np.ndarray, n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
+    """Indices (cells × k) of each cell's ``k = min(n_neighbors, n_cells − 1)`` nearest other cells
+    in Euclidean distance (sklearn ``NearestNeighbors``); an empty (cells × 0) array for one cell.
+    Memory is cells × k integers, never cells × cells."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(n_neighbors, embedding.shape[0] - 1)
+    if k < 1:
+        return np.empty((embedding.shape[0], 0), dtype=np.int64)
+    model = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
+    index = model.kneighbors(embedding, return_distance=False)
+    return index[:, 1:]
+
+
+def neighbourhood_mean(values: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` (cells × m) over each cell's neighbours; the cell's own row when it has
+    none."""
+    if neighbours.shape[1] == 0:
+        return values.copy()
+    total = np.zeros_like(values, dtype=np.float64)
+    for column in neighbours.T:  # k passes of cells × m: bounded memory
+        total += values[column]
+    return total / neighbours.shape[1]
+
+
+def evidence_scale(values: np.ndarray) -> float:
+    """The sample's typical spread of a cell-type score: the median over signatures of the
+    within-sample MAD × 1.4826 (the standard deviation of a normal), or 1 when every score is
+    constant. Dividing scores by it makes the posterior's temperature a property of the data."""
+    mad = 1.4826 * np.median(np.abs(values - np.median(values, axis=0)), axis=0)
+    positive = mad[mad > 0]
+    return float(np.median(positive)) if positive.size else 1.0
+
+
+def softmax(evidence: np.ndarray) -> np.ndarray:
+    """Row-wise softmax ``exp(e_t) / Σ_u exp(e_u)``; ``−inf`` entries get probability 0 and a row
+    of only ``−inf`` gets zeros."""
+    finite = np.isfinite(evidence)
+    top = np.where(finite.any(axis=1), np.max(np.where(finite, evidence, -np.inf), axis=1), 0.0)
+    weights = np.where(finite, np.exp(np.where(finite, evidence, 0.0) - top[:, None]), 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+
+
+def shipped_markers(directory: str | Path | None = None) -> tuple[dict, dict]:
+    """``(core_markers, marker_genes)`` of the cell-type signatures in the shipped library
+    (``<repo>/resources/signatures/*.yaml``, or ``directory``), contract C1: each signature's core
+    groups, and its core genes followed by its alternates (both empty when a signature declares
+    none). Only these few genes are read from ``X`` for the assignment."""
+    from seedsoil.signatures import load_library
+
+    if directory is None:
+        directory = Path(__file__).resolve().parents[4] / "resources" / "signatures"
+    library = load_library(sorted(Path(directory).glob("*.yaml")))
+    chosen = {n: sig for n, sig in library.items() if n in CELL_TYPE_SIGNATURES}
+    core = {n: tuple(tuple(g) for g in getattr(sig, "core", ())) for n, sig in chosen.items()}
+    markers = {
+        n: tuple(
+            dict.fromkeys(
+                [g for group in core[n] for g in group] + list(getattr(sig, "alternates", ()))
+            )
+        )
+        for n, sig in chosen.items()
+    }
+    return core, markers
+
+
+def _expression_columns(expression, genes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Dense per-cell values of ``genes`` present in ``expression`` (an AnnData)."""
+    import scipy.sparse as sp
+
+    present = [g for g in dict.fromkeys(genes) if g in expression.var_names]
+    if not present:
+        return {}
+    block = expression[:, present].X
+    block = block.toarray() if sp.issparse(block) else np.asarray(block)
+    return {g: np.asarray(block[:, k], dtype=np.float64) for k, g in enumerate(present)}
+
+
+def assign_cell_types(
+    scores: pd.DataFrame,
+    fdr: pd.DataFrame,
+    alpha: float = 0.05,
+    *,
+    pvalues: pd.DataFrame | None = None,
+    expression=None,
+    core_markers: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    marker_genes: Mapping[str, Sequence[str]] | None = None,
+    n_neighbors: int = N_NEIGHBORS,
+    min_confidence: float = 0.0,
+    max_pvalue: float = 0.5,
+) -> pd.DataFrame:
+    """Assign each cell a type from the evidence of every identity/immune signature.
+
+    Definition, per sample, over the candidate signatures ``T`` of :data:`CELL_TYPE_SIGNATURES`
+    present in ``scores`` (``alpha`` is kept for the call signature; significance enters through
+    the p-values below):
+
+    1. **Neighbourhood vote**: a kNN graph (``n_neighbors``, Euclidean) on the :func:`robust_z`
+       scores of *all* scored signatures (the sample's signature-space embedding, cells ×
+       signatures, already in memory; the graph holds cells × k indices); the evidence for type
+       ``t`` is ``e[c, t] = (x[c, t] + mean_{n in N(c)} x[n, t]) / 2 / σ`` with ``x`` the raw
+       score (comparable between signatures for rank-based scores such as UCell, each a
+       normalised rank statistic in [0, 1]) and ``σ`` = :func:`evidence_scale`, so a sparse cell
+       borrows strength from similar cells. Raw scores rather than scores standardised per
+       signature: a sample made mostly of one type (a T-cell sample, a tumour) would otherwise
+       push that type's own cells below zero.
+    2. **Core markers** (contract C1): for a type with core groups present in ``expression`` (a
+       group is present when one of its genes is), the type is admissible for cell ``c`` only when
+       at least half of those groups (rounded up) are detected — a gene of the group > 0 in ``c``,
+       or in at least a third of its neighbours; otherwise ``e[c, t] = −inf`` (e.g. no neutrophil
+       call without FCGR3B/CXCR2/… when the data hold them). A programme is identified by most of
+       its marker groups, not by one gene it shares with a neighbour type.
+    3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
+       ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
+    4. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
+       ``t*`` (``pvalues``, else ``fdr``) averaged as ``(p_c + mean_{N(c)} p) / 2`` exceeds
+       ``max_pvalue`` (0.5: the score does not beat even half of the expression-matched random
+       signatures); or, when ``min_confidence`` > 0 (default 0: the confidence is reported, not
+       thresholded), when it is ambiguous — ``P[c, t*] < min_confidence``.
+
+    ``assignment_score`` = ``scores[c, t*]`` (NaN when unassigned). ``assignment_markers`` = up to
+    :data:`MAX_MARKERS` genes that carried the call, highest expression first: the type's core
+    markers detected in the cell, else its ``marker_genes`` (e.g. the signature's up genes)
+    detected in the cell; ``""`` when unassigned or when ``expression`` is not given.
+
+    Returns a DataFrame indexed like ``scores`` with :data:`ASSIGNMENT_COLUMNS`.
     """
     used = [s for s in CELL_TYPE_SIGNATURES if s in scores.columns and s in fdr.columns]
     out = pd.DataFrame(index=scores.index)
-    if not used:
+    n_cells = scores.shape[0]
+    if not used or n_cells == 0:
         out["cell_type_assigned"] = UNASSIGNED
         out["assignment_score"] = np.nan
         out["assignment_confidence"] = 0.0
+        out["assignment_markers"] = ""
         return out
-    values = scores[used].to_numpy(dtype=np.float64)
-    significant = fdr[used].to_numpy(dtype=np.float64) <= alpha
-    masked = np.where(significant, values, -np.inf)
-    best = np.argmax(masked, axis=1)
-    rows = np.arange(values.shape[0])
-    assigned = significant.any(axis=1)
-    best_score = values[rows, best]
-    others = values.copy()
-    others[rows, best] = -np.inf
-    runner_up = others.max(axis=1) if len(used) > 1 else np.zeros(values.shape[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        margin = np.where(best_score > 0, (best_score - runner_up) / best_score, 0.0)
+    values = np.nan_to_num(scores[used].to_numpy(dtype=np.float64))
+    neighbours = neighbour_index(
+        robust_z(np.nan_to_num(scores.to_numpy(dtype=np.float64))), n_neighbors
+    )
+    evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / evidence_scale(values)
+
+    significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
+    significance = np.nan_to_num(significance, nan=1.0)
+    smoothed_p = (significance + neighbourhood_mean(significance, neighbours)) / 2.0
+    supported = smoothed_p <= max_pvalue
+
+    core_markers = core_markers or {}
+    columns = (
+        _expression_columns(
+            expression,
+            [g for s in used for group in core_markers.get(s, ()) for g in group]
+            + [g for s in used for g in (marker_genes or {}).get(s, ())],
+        )
+        if expression is not None
+        else {}
+    )
+    core_detected = {}
+    for k, signature in enumerate(used):
+        groups = [[g for g in group if g in columns] for group in core_markers.get(signature, ())]
+        groups = [group for group in groups if group]
+        if not groups:
+            continue
+        core_detected[signature] = [g for group in groups for g in group]
+        supported_groups = np.zeros(n_cells, dtype=np.int64)
+        for group in groups:
+            detected = np.zeros(n_cells, dtype=bool)
+            for gene in group:
+                detected |= columns[gene] > 0
+            near = neighbourhood_mean(detected[:, None].astype(np.float64), neighbours)[:, 0]
+            supported_groups += detected | (near >= 1 / 3)
+        needed = -(-len(groups) // 2)  # at least half of the panel's core groups
+        evidence[supported_groups < needed, k] = -np.inf
+
+    posterior = softmax(evidence)
+    best = np.argmax(posterior, axis=1)
+    rows = np.arange(n_cells)
+    confidence = posterior[rows, best]
+    assigned = (
+        np.isfinite(evidence).any(axis=1) & supported[rows, best] & (confidence >= min_confidence)
+    )
     types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
     out["cell_type_assigned"] = np.where(assigned, types[best], UNASSIGNED).astype(str)
-    out["assignment_score"] = np.where(assigned, best_score, np.nan)
-    out["assignment_confidence"] = np.where(assigned, np.clip(margin, 0.0, 1.0), 0.0)
+    out["assignment_score"] = np.where(assigned, values[rows, best], np.nan)
+    out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
+    out["assignment_markers"] = _markers(
+        assigned, best, used, core_detected, marker_genes or {}, columns
+    )
     return out
+
+
+def _markers(assigned, best, used, core_detected, marker_genes, columns) -> list[str]:
+    """Per cell, the detected genes that carried its call (see :func:`assign_cell_types`)."""
+    result = [""] * len(best)
+    for k, signature in enumerate(used):
+        cells = np.flatnonzero(assigned & (best == k))
+        genes = core_detected.get(signature) or [
+            g for g in marker_genes.get(signature, ()) if g in columns
+        ]
+        if not len(cells) or not genes:
+            continue
+        block = np.column_stack([columns[g][cells] for g in genes])
+        order = np.argsort(-block, axis=1, kind="stable")[:, :MAX_MARKERS]
+        for row, cell in enumerate(cells):
+            result[cell] = ",".join(genes[j] for j in order[row] if block[row, j] > 0)
+    return result
 
 
 def has_labels(cell_type: pd.Series) -> bool:

@@ -66,6 +66,7 @@ def sample_context(
         "qc": _qc(adata, meta.get("qc", {})),
         "coverage": _coverage(coverage, scores, fdr),
         "groups": _groups(labels, order, colours, label_source),
+        "assignment": _assignment(calls, obs),
         "scores": _scores(scores, means, themes, signatures, headline, labels, order, colours),
         "embedding": _embedding_section(coords, labels, colours, scores, headline, meta),
         "ctc": _ctc(calls, labels, order, coords, interpretation),
@@ -291,6 +292,56 @@ def _groups(labels, order, colours, source) -> dict:
     fig = plots.bars(counts, xlabel="cells", colours=colours)
     sentence = f"Cell types come from {source}. {len(order)} types; largest first."
     return {"sentence": sentence, "figure": figure(fig, "Cells per cell type.", "cell counts")}
+
+
+def _assignment(calls, obs) -> dict | None:
+    """Signature-based assignment: cells, median confidence and the markers that carried the calls
+    per assigned type, and the confusion with the dataset's labels (and with the reference-based
+    annotation) when they exist."""
+    from seedsoil.interpret.celltypes import UNASSIGNED, confusion_table, has_labels
+
+    if calls is None or "cell_type_assigned" not in calls:
+        return None
+    assigned = calls["cell_type_assigned"].fillna(UNASSIGNED).astype(str)
+    confidence = calls.get("assignment_confidence", pd.Series(np.nan, index=calls.index))
+    markers = calls.get("assignment_markers", pd.Series("", index=calls.index)).fillna("")
+    rows = []
+    for kind, cells in assigned.groupby(assigned, sort=False).groups.items():
+        genes = markers.loc[cells].str.split(",").explode()
+        genes = genes[genes != ""].value_counts().head(3)
+        rows.append(
+            {
+                "assigned type": kind,
+                "cells": len(cells),
+                "median confidence": float(confidence.loc[cells].median()),
+                "markers most often carrying the call": ", ".join(genes.index),
+            }
+        )
+    summary = pd.DataFrame(rows).sort_values("cells", ascending=False)
+    frac = float((assigned == UNASSIGNED).mean()) if len(assigned) else 0.0
+    sentence = (
+        f"Signature-based assignment: {1 - frac:.1%} of cells assigned, median confidence "
+        f"{float(confidence[assigned != UNASSIGNED].median()) if (assigned != UNASSIGNED).any() else 0:.2f} "
+        "(posterior probability of the called type; see docs/interpretation.md)."
+    )
+    comparisons = []
+    cells_labels = obs["cell_type"].reindex(calls.index) if "cell_type" in obs else None
+    if cells_labels is not None and has_labels(cells_labels):
+        comparisons.append(("dataset label", confusion_table(cells_labels, assigned)))
+    reference = calls.get("cell_type_reference", pd.Series("", index=calls.index)).fillna("")
+    if (reference != "").any():
+        comparisons.append(("reference annotation", confusion_table(reference, assigned)))
+    return {
+        "sentence": sentence,
+        "table": table(summary, {"median confidence": 2}),
+        "confusions": [
+            (
+                f"Cells by {name} (rows) and signature-based type (columns).",
+                table(t.rename_axis(name), index=True),
+            )
+            for name, t in comparisons
+        ],
+    }
 
 
 def _scores(scores, means, themes, signatures, headline, labels, order, colours) -> dict:

@@ -1,0 +1,210 @@
+"""Evaluate the signature-based cell-type assignment on the embedded labelled data sets.
+
+Run from the repository root with the project environment (built-ins fetched into
+``resources/downloads/builtin``, e.g. by ``make demo`` or ``seedsoil.datasets.fetch_builtin``)::
+
+    .venv/bin/python benchmarks/evaluate_celltypes.py [--n-null 1000] [--cache DIR]
+
+The labels are hidden from the assignment: scores, p-values and the assignment see only the
+expression. Each data set's labels are then mapped to the assignment's type names by the explicit
+tables below (biology, fixed before looking at results); labels with no matching signature type
+are "not covered" and left out of accuracy and macro-F1 (but not of the unassigned fraction).
+A CellTypist model trained on a *different* labelled data set
+(pbmc68k for the others, Wu 2020 for pbmc68k; labels mapped to the same type names) annotates
+each set for comparison. Prints the markdown table of docs/interpretation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+from sklearn.metrics import f1_score
+
+from seedsoil.interpret.celltypes import UNASSIGNED, assign_cell_types
+from seedsoil.scoring import score, significance
+from seedsoil.signatures import load_library
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTIN = ROOT / "resources" / "downloads" / "builtin"
+MIN_GENES = 3
+
+#: Dataset label → assignment type (None: no signature covers the label).
+PBMC_TYPES = {
+    "CD14+ Monocyte": "classical monocyte",
+    "Dendritic": "dendritic",
+    "CD19+ B": "B",
+    "CD4+/CD25 T Reg": "Treg",
+    "CD8+ Cytotoxic T": "CD8 T",
+    "CD8+/CD45RA+ Naive Cytotoxic": "CD8 T",
+    "CD4+/CD45RO+ Memory": "CD4 T",
+    "CD4+/CD45RA+/CD25- Naive T": "CD4 T",
+    "CD56+ NK": "NK",
+    "CD34+": None,
+}
+
+
+def wu_type(label: str) -> str | None:
+    """Wu 2020 cluster names: 8.* CD8 T, 4.6* regulatory T, other 4.* CD4 T; 3.1-MT (cells
+    grouped by mitochondrial reads, lineage not stated) is not covered."""
+    if label.startswith("8."):
+        return "CD8 T"
+    if label.startswith("4.6"):
+        return "Treg"
+    if label.startswith("4."):
+        return "CD4 T"
+    return None
+
+
+def oligo_type(label: str) -> str | None:
+    """Oligodendroglioma: oligodendrocytes glial, microglia macrophage. Malignant cells are not
+    covered: the library has no glioma-malignant type, and these progenitor-like cells lack the
+    mature-glia genes of ID_glial (malignancy in glioma needs copy-number inference)."""
+    if label.startswith("Oligodendrocytes"):
+        return "glial"
+    if label == "Microglia/Macrophage":
+        return "macrophage"
+    return None
+
+
+#: Types scored as one class in every data set: no label set here tells monocytes from
+#: macrophages (pbmc68k "CD14+ Monocyte", oligodendroglioma "Microglia/Macrophage").
+MONOCYTE_FAMILY = {
+    t: "monocyte/macrophage" for t in ("macrophage", "classical monocyte", "non-classical monocyte")
+}
+
+
+def load(name: str) -> tuple[ad.AnnData, pd.Series]:
+    """Log-normalised AnnData and its true labels mapped to types."""
+    if name == "pbmc68k_reduced":
+        raw = ad.read_h5ad(BUILTIN / name / "10x_pbmc68k_reduced.h5ad")
+        adata = ad.AnnData(
+            sp.csr_matrix(raw.raw.X, dtype=np.float32),
+            obs=raw.obs[["bulk_labels"]].copy(),
+            var=pd.DataFrame(index=raw.raw.var_names),
+        )
+        labels = adata.obs["bulk_labels"].astype(str).map(PBMC_TYPES)
+    else:
+        file = {
+            "wu2020_200": "wu2020_200_v0_11.h5ad",
+            "oligodendroglioma": "oligodendroglioma.h5ad",
+        }
+        adata = ad.read_h5ad(BUILTIN / name / file[name])
+        adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+        sc.pp.normalize_total(adata, target_sum=1e4)
+        sc.pp.log1p(adata)
+        column, mapping = {
+            "wu2020_200": ("cluster_orig", wu_type),
+            "oligodendroglioma": ("cell_type", oligo_type),
+        }[name]
+        labels = adata.obs[column].astype(str).map(mapping)
+    adata.obs = adata.obs[[]]  # labels hidden from everything below
+    return adata, labels
+
+
+def signatures_for(adata: ad.AnnData) -> dict:
+    library = load_library(sorted((ROOT / "resources" / "signatures").glob("*.yaml")))
+    genes = set(adata.var_names)
+    return {n: s for n, s in library.items() if sum(g in genes for g in s.genes) >= MIN_GENES}
+
+
+def scored(name: str, adata: ad.AnnData, library: dict, n_null: int, cache: Path | None):
+    files = (
+        [cache / f"{name}_{kind}.parquet" for kind in ("scores", "pvalues", "fdr")] if cache else []
+    )
+    if files and all(f.exists() for f in files):
+        tables = [pd.read_parquet(f) for f in files]
+        if set(tables[0].columns) == set(library):
+            return tables
+    sets = {n: {"up": list(s.up), "down": list(s.down)} for n, s in library.items()}
+    tables = [score(adata, sets, method="ucell"), *significance(adata, sets, n_null=n_null)]
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        for table, file in zip(tables, files, strict=True):
+            table.to_parquet(file)
+    return tables
+
+
+def metrics(labels: pd.Series, predicted: pd.Series) -> dict:
+    """Accuracy and macro-F1 over cells whose label is covered (unassigned counts as wrong);
+    unassigned fraction over all cells."""
+    predicted = predicted.astype(str).replace(MONOCYTE_FAMILY)
+    labels = labels.replace(MONOCYTE_FAMILY)
+    covered = labels.notna()
+    truth, guess = labels[covered], predicted[covered]
+    classes = sorted(set(truth))
+    return {
+        "cells": int(labels.size),
+        "covered": int(covered.sum()),
+        "accuracy": float((truth == guess).mean()),
+        "macro_f1": float(f1_score(truth, guess, labels=classes, average="macro", zero_division=0)),
+        "unassigned": float((predicted == UNASSIGNED).mean()),
+        "unassigned_covered": float((guess == UNASSIGNED).mean()),
+    }
+
+
+def assign(adata, library, tables) -> pd.DataFrame:
+    scores, pvalues, fdr = tables
+    return assign_cell_types(
+        scores,
+        fdr,
+        pvalues=pvalues,
+        expression=adata,
+        core_markers={n: getattr(s, "core", ()) for n, s in library.items()},
+        marker_genes={n: s.up for n, s in library.items()},
+    )
+
+
+def celltypist_predictions(train: tuple[ad.AnnData, pd.Series], test: ad.AnnData) -> pd.Series:
+    """CellTypist (seedsoil.interpret.reference) trained on ``train``'s mapped labels, on the
+    genes it shares with ``test``."""
+    from seedsoil.interpret.reference import annotate_with_reference, train_reference
+
+    adata, labels = train
+    reference = adata.copy()
+    reference.obs["type"] = labels.fillna("").replace(MONOCYTE_FAMILY).to_numpy()
+    model = train_reference(reference, "type", genes=test.var_names)
+    return annotate_with_reference(test, model)["cell_type_reference"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-null", type=int, default=1000)
+    parser.add_argument("--cache", type=Path, default=None)
+    args = parser.parse_args(argv)
+    names = ["pbmc68k_reduced", "wu2020_200", "oligodendroglioma"]
+    data = {name: load(name) for name in names}
+    rows = []
+    for name in names:
+        adata, labels = data[name]
+        library = signatures_for(adata)
+        calls = assign(adata, library, scored(name, adata, library, args.n_null, args.cache))
+        row = {
+            "data set": name,
+            "method": "signatures (seedsoil)",
+            **metrics(labels, calls["cell_type_assigned"]),
+        }
+        rows.append(row)
+        print(
+            pd.crosstab(labels.fillna("not covered"), calls["cell_type_assigned"]).to_string(), "\n"
+        )
+        other = "wu2020_200" if name == "pbmc68k_reduced" else "pbmc68k_reduced"
+        predicted = celltypist_predictions(data[other], adata)
+        rows.append(
+            {
+                "data set": name,
+                "method": f"CellTypist trained on {other}",
+                **metrics(labels, predicted),
+            }
+        )
+    table = pd.DataFrame(rows)
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
