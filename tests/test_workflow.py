@@ -187,3 +187,46 @@ def test_every_report_of_the_run_renders_cleanly_in_a_browser(finished_run, brow
     assert_clean_load(page, seen, index, COHORT_SECTIONS)
     assert page.locator("#sample-table a").count() == len(SAMPLES)
     page.close()
+
+
+def test_outdated_symbols_in_the_data_are_scored_under_their_current_name(finished_run):
+    # the celltypist sample stores IL-8 as IL8 (its previous HGNC symbol)
+    folder = finished_run / "results" / "celltypist_sample" / "celltypist_sample"
+    coverage = pd.read_csv(folder / "coverage.tsv", sep="\t", keep_default_na=False)
+    assert not any("CXCL8" in missing.split(",") for missing in coverage["missing"])
+    scored = ad.read_h5ad(folder / "scored.h5ad")
+    assert scored.var.loc["CXCL8", "input_name"] == "IL8"
+    assert "IL8→CXCL8" in (folder / "report.html").read_text()
+
+
+def test_every_scored_file_plots_with_scanpy(finished_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    for dataset, sample in SAMPLES:
+        scored = ad.read_h5ad(finished_run / "results" / dataset / sample / "scored.h5ad")
+        signature = pd.read_parquet(
+            finished_run / "results" / dataset / sample / "scores.parquet"
+        ).columns[0]
+        sc.pl.umap(scored, color=signature, show=False)
+        assert {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(scored.obs)
+
+
+def test_cohort_anndata_gathers_every_samples_scores_for_cross_sample_plots(finished_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    cohort = ad.read_h5ad(finished_run / "results" / "cohort" / "scored_cells.h5ad")
+    n_cells = sum(
+        ad.read_h5ad(finished_run / "results" / d / s / "cells.h5ad", backed="r").n_obs
+        for d, s in SAMPLES
+    )
+    assert cohort.n_obs == n_cells and cohort.n_vars == 0
+    assert sorted(set(zip(cohort.obs["dataset"], cohort.obs["sample"], strict=True))) == sorted(
+        SAMPLES
+    )
+    sc.pl.violin(cohort, "IMM_CD8_cytotoxic", groupby="dataset", show=False)

@@ -74,6 +74,7 @@ def sample_context(
         "immune": _immune(interpretation),
         "clusters": _clusters(calls, labels),
         "communication": _communication(communication),
+        "empty_because": _absent_reasons(communication, interpretation),
         "interpretation": _interpretation_rows(interpretation),
         "methods": _methods(config, meta, fdr is not None, scores.attrs.get("scoring")),
     }
@@ -141,8 +142,13 @@ def _provenance(meta: dict) -> list[tuple[str, str]]:
         for key in ("publication", "accession", "licence", "url", "sha256")
     ]
     rows += [(str(k), str(v)) for k, v in provenance.items()]
-    rows += [(k, str(meta[k])) for k in ("source", "format", "counts_source") if k in meta]
-    return rows
+    rows += [
+        (k, str(meta[k]))
+        for k in ("description", "source", "format", "counts_source")
+        if meta.get(k) not in (None, "")
+    ]
+    # an empty record says "not recorded", not an empty cell
+    return [(k, v if v else "not recorded") for k, v in rows]
 
 
 def _flatten(qc: dict, prefix: str = "") -> dict:
@@ -157,10 +163,13 @@ def _flatten(qc: dict, prefix: str = "") -> dict:
 
 
 def _qc_thresholds(flat: dict) -> dict[str, list[float]]:
-    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column."""
+    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column.
+
+    Only top-level settings are thresholds: nested entries such as ``failed.max_mito_fraction``
+    are counts of failed cells, not values on the metric's axis."""
     lines: dict[str, list[float]] = {}
     for key, value in flat.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not isinstance(value, int | float) or isinstance(value, bool) or "." in str(key):
             continue
         name = str(key).rsplit(".", 1)[-1].lower()
         if not name.startswith(("min", "max")):
@@ -190,7 +199,11 @@ def _qc(adata, qc: dict) -> dict:
         removed_table = table(frame)
     kept = int(adata.n_obs)
     sentence = f"{kept:,} cells passed quality control and are analysed in this report."
-    fig = plots.qc_distributions(adata.obs, _qc_thresholds(_flatten(qc)))
+    fig = plots.qc_distributions(
+        adata.obs,
+        _qc_thresholds(_flatten(qc)),
+        on_counts=qc.get("metrics_on", "counts") == "counts",
+    )
     caption = (
         "Distributions over the cells kept, after QC. Dashed red lines: QC thresholds recorded "
         "by the ingest step (when any)."
@@ -344,7 +357,7 @@ def _scores(scores, means, themes, signatures, headline, labels, order, colours)
         "Mean score per cell type (columns) and signature (rows, grouped by theme). Colour: the "
         "cell-type means of each signature standardised across cell types (red = highest in "
         "that type), so each row reads on its own scale; raw means are in the table below. "
-        "Grey: not defined (constant signature)."
+        "Grey: not defined (a signature constant across cell types, or not scored in this sample)."
     )
     distributions = []
     for theme, members in headline.items():
@@ -492,6 +505,19 @@ def _neutrophils(scores, themes, labels, coords) -> dict | None:
         caption = f"Neutrophils (red) on the embedding.{note}"
         figures.append(figure(fig, caption, "neutrophil map"))
     return {"sentence": sentence, "table": table(rows), "figures": figures}
+
+
+def _absent_reasons(communication, interpretation) -> dict[str, str]:
+    """Why a panel is empty: its file was not given, or was computed and holds nothing."""
+    return {
+        "communication": "communication.tsv not given to the report"
+        if communication is None
+        else "communication.tsv has no rows: no cell type had interpretation.min_cells cells, or "
+        "no curated ligand–receptor pair had all its genes in the data (see interpretation.json)",
+        "immune": "interpretation.json not given to the report"
+        if interpretation is None
+        else "interpretation.json lists no immune cell type in this sample",
+    }
 
 
 def _immune(interpretation) -> dict | None:
