@@ -23,18 +23,6 @@ more conservative the shallower the cell, so the p-values of *random* gene sets 
 depth (Spearman rho of the cells' mean over random sets with genes detected -0.40 to -0.74
 on three real data sets) and deep cells reached significance more easily for any
 signature. Breaking ties at random places a tied cell evenly over its tie block instead.
-**Floor extension** (a two-stage sequential Monte Carlo p-value; Besag & Clifford 1991,
-Biometrika 78:301). With ``n_null`` nulls no p-value goes below ``1 / (n_null + 1)``, and BH
-over ``m`` cells then calls nothing in a population smaller than ``m / (alpha (n_null + 1))``
-cells (2 % of a sample for 1000 nulls: rare CTCs). A cell with ``G + K < h``
-(:data:`FLOOR_EXCEEDANCES`, at most ``(n_null + 1) / 2``) that is not raised to ``1/2``
-(below) gets ``p = (1 + G' + K') / (n_null_max + 1)`` instead, ``G'``, ``E'`` counted over the
-first ``n_null`` nulls and ``n_null_max - n_null`` more (default ``n_null_max = 20 n_null``),
-``K' = floor(U (E' + 1))`` with the same ``U``. Valid: a cell kept at stage one has
-``p >= (h + 1) / (n_null + 1)``, and each stage's p-value is valid alone, so
-``P(p <= a) <= a`` for every ``a``; every other cell keeps its ``n_null``-null p-value exactly.
-The extra nulls of set ``s`` come from ``default_rng(SeedSequence(random_state,
-spawn_key=(s,)))``, drawn only for a set with floor cells and evaluated only on those rows.
 ``U`` is a deterministic hash of (cell name, signature name, ``random_state``)
 (:func:`tie_uniforms`): a cell gets the same p-value whatever chunk, cell-range job or
 thread count computes it.
@@ -48,6 +36,21 @@ so ``1`` would reintroduce the depth dependence removed above (the p-values stay
 either way: ``P(p <= a) <= a``). Observed and null scores come from one sparse product
 (gene × (signatures · (n_null + 1)) weights) evaluated cell by cell, so no cells × nulls
 matrix is ever held. FDR: Benjamini–Hochberg across the cells of each signature.
+
+**Floor extension** (a two-stage sequential Monte Carlo p-value; Besag & Clifford 1991,
+Biometrika 78:301). With ``n_null`` nulls no p-value goes below ``1 / (n_null + 1)``, and BH
+over ``m`` cells then calls nothing in a population smaller than ``m / (alpha (n_null + 1))``
+cells (2 % of a sample for 1000 nulls: rare CTCs). A cell with ``G + K < h``
+(:data:`FLOOR_EXCEEDANCES`, at most ``(n_null + 1) / 2``) that is not raised to ``1/2``
+(above) gets ``p = (1 + G' + K') / (n_null_max + 1)`` instead, ``G'``, ``E'`` counted over the
+first ``n_null`` nulls and ``n_null_max - n_null`` more (default ``n_null_max = 20 n_null``),
+``K' = floor(U (E' + 1))`` with the same ``U``. Valid, ``P(p <= a) <= a`` for every ``a``:
+each stage's p-value is valid alone, an extended cell's first-stage p-value is at most
+``h / (n_null + 1)`` and every other cell's final one at least that. A cell not extended
+keeps its ``n_null``-null p-value exactly. Cost: an extended cell meets ``n_null_max -
+n_null`` more nulls, so a signature that many cells truly express costs up to
+``n_null_max / n_null`` times its first-stage time. The extra nulls of set ``s`` come from ``default_rng(SeedSequence(random_state,
+spawn_key=(s,)))``, drawn only for a set with floor cells and evaluated only on those rows.
 """
 
 from __future__ import annotations
