@@ -156,3 +156,24 @@ def test_ari_is_the_adjusted_rand_index_of_the_label_strings():
     keep = assigned != "unassigned"
     assert agreement["ari_all"] == adjusted_rand_score(labels, assigned)  # exact: same counts
     assert agreement["ari_assigned"] == adjusted_rand_score(labels[keep], assigned[keep])
+
+
+def _b_plasma_tables():
+    cells = ["c0"]
+    scores = pd.DataFrame([[0.3, 0.6]], index=cells, columns=["IMM_B", "IMM_plasma"])
+    pvalues = pd.DataFrame([[0.01, 0.01]], index=cells, columns=["IMM_B", "IMM_plasma"])
+    return scores, pvalues
+
+
+def test_a_plasma_call_with_ms4a1_and_no_plasma_genes_on_the_panel_falls_back_to_b():
+    scores, pvalues = _b_plasma_tables()
+    expression = _expression(["c0"], {"MS4A1": [1.5], "CD79A": [2.0]})
+    out = _assign(scores, pvalues, expression=expression)
+    assert out.loc["c0", "cell_type_assigned"] == "B"
+
+
+def test_a_plasma_call_stays_plasma_when_plasma_genes_outweigh_ms4a1():
+    scores, pvalues = _b_plasma_tables()
+    expression = _expression(["c0"], {"MS4A1": [0.0], "JCHAIN": [4.0]})
+    out = _assign(scores, pvalues, expression=expression)
+    assert out.loc["c0", "cell_type_assigned"] == "plasma"
