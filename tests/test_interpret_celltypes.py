@@ -177,3 +177,14 @@ def test_a_plasma_call_stays_plasma_when_plasma_genes_outweigh_ms4a1():
     expression = _expression(["c0"], {"MS4A1": [0.0], "JCHAIN": [4.0]})
     out = _assign(scores, pvalues, expression=expression)
     assert out.loc["c0", "cell_type_assigned"] == "plasma"
+
+
+def test_neighbours_are_found_in_cell_type_space_not_by_state_programmes():
+    # 16 NK cells, 16 B cells sharing ten state programmes with the last cell, which leans NK.
+    # Its neighbours must be the NK cells (identity space); were the state programmes part of
+    # the embedding, the B cells would be its neighbours and outvote its own NK evidence.
+    rows = [[0.1, 0.5, 0.0]] * 16 + [[0.5, 0.1, 0.0]] * 16 + [[0.16, 0.25, 0.0]]
+    scores, pvalues = _tables(rows, [[0.01, 0.01, 0.9]] * 33)
+    for k in range(10):
+        scores[f"STATE_{k}"] = [0.0] * 16 + [10.0] * 17
+    assert _assign(scores, pvalues).loc["c32", "cell_type_assigned"] == "NK"

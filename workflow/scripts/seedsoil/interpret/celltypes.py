@@ -183,8 +183,10 @@ def assign_cell_types(
     the p-values below):
 
     1. **Neighbourhood vote**: a kNN graph (``n_neighbors``, Euclidean) on the :func:`robust_z`
-       scores of *all* scored signatures (the sample's signature-space embedding, cells ×
-       signatures, already in memory; the graph holds cells × k indices); the evidence for type
+       scores of the candidate cell-type signatures ``T`` (the sample's identity-space embedding,
+       cells × types, already in memory; the graph holds cells × k indices — state signatures
+       such as CTC, EMT or cycling programmes are left out because they cut across types); the
+       evidence for type
        ``t`` is ``e[c, t] = (x[c, t] + mean_{n in N(c)} x[n, t]) / 2 / σ`` with ``x`` the raw
        score (comparable between signatures for rank-based scores such as UCell, each a
        normalised rank statistic in [0, 1]) and ``σ`` = :func:`evidence_scale`, so a sparse cell
@@ -222,9 +224,9 @@ def assign_cell_types(
         out["assignment_markers"] = ""
         return out
     values = np.nan_to_num(scores[used].to_numpy(dtype=np.float64))
-    neighbours = neighbour_index(
-        robust_z(np.nan_to_num(scores.to_numpy(dtype=np.float64))), n_neighbors
-    )
+    # Neighbours in identity space only: state programmes (CTC, EMT, hypoxia, cycling) cut
+    # across cell types and would pull cells of different types together.
+    neighbours = neighbour_index(robust_z(values), n_neighbors)
     evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / evidence_scale(values)
 
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
