@@ -188,3 +188,22 @@ def test_neighbours_are_found_in_cell_type_space_not_by_state_programmes():
     for k in range(10):
         scores[f"STATE_{k}"] = [0.0] * 16 + [10.0] * 17
     assert _assign(scores, pvalues).loc["c32", "cell_type_assigned"] == "NK"
+
+
+def _t_cell_tables(p_cd8, p_cd4):
+    columns = ["IMM_CD8_cytotoxic", "IMM_CD4_T", "ID_fibroblast"]
+    scores = pd.DataFrame([[0.6, 0.4, 0.1]], index=["c0"], columns=columns)
+    pvalues = pd.DataFrame([[p_cd8, p_cd4, 0.9]], index=["c0"], columns=columns)
+    return scores, pvalues
+
+
+def test_an_unsupported_subtype_with_a_supported_sibling_gets_the_lineage():
+    scores, pvalues = _t_cell_tables(p_cd8=0.9, p_cd4=0.01)
+    row = _assign(scores, pvalues).loc["c0"]
+    assert row["cell_type_assigned"] == "T/NK cell"
+    assert row["assignment_confidence"] > 0.5  # CD8 + CD4 posterior, fibroblast far below
+
+
+def test_a_supported_subtype_is_called_as_such_not_as_its_lineage():
+    scores, pvalues = _t_cell_tables(p_cd8=0.01, p_cd4=0.01)
+    assert _assign(scores, pvalues).loc["c0", "cell_type_assigned"] == "CD8 T"

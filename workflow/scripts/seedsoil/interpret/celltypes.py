@@ -45,10 +45,22 @@ CELL_TYPE_SIGNATURES: dict[str, str] = {
     "ID_glial": "glial",
 }
 
+#: Subtype → lineage-level type (CHETAH-style intermediate node). A cell whose own best subtype
+#: has no evidence while a sibling subtype of the same lineage does gets the lineage: its lineage
+#: programme is there, its subtype is not resolved on this panel.
+LINEAGE_TYPES: dict[str, str] = {
+    **dict.fromkeys(["CD8 T", "CD4 T", "Treg", "gammadelta T", "NK"], "T/NK cell"),
+    **dict.fromkeys(["B", "plasma"], "B lineage"),
+    **dict.fromkeys(
+        ["macrophage", "classical monocyte", "non-classical monocyte", "dendritic"],
+        "mononuclear phagocyte",
+    ),
+}
+
 #: Types that count as immune (haematopoietic) in immune-composition summaries.
 IMMUNE_TYPES: frozenset[str] = frozenset(
     t for s, t in CELL_TYPE_SIGNATURES.items() if s.startswith("IMM_")
-)
+) | frozenset(LINEAGE_TYPES.values())
 
 #: Columns :func:`assign_cell_types` returns, in order.
 ASSIGNMENT_COLUMNS = [
@@ -201,7 +213,10 @@ def assign_cell_types(
        its marker groups, not by one gene it shares with a neighbour type.
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
-    4. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
+    4. **Lineage level**: when the p-value rule of step 5 rejects ``t*`` but accepts a sibling
+       of the same lineage (:data:`LINEAGE_TYPES`), the call is the lineage (e.g. ``"T/NK
+       cell"``) with confidence = the posterior summed over that lineage's types.
+    5. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
        ``t*`` (``pvalues``, else ``fdr``) averaged as ``(p_c + mean_{N(c)} p) / 2`` exceeds
        ``max_pvalue`` (0.5: the score does not beat even half of the expression-matched random
        signatures); or, when ``min_confidence`` > 0 (default 0: the confidence is reported, not
@@ -274,8 +289,18 @@ def assign_cell_types(
         )
     rows = np.arange(n_cells)
     confidence = posterior[rows, best]
-    assigned = np.isfinite(evidence).any(axis=1) & supported_call & (confidence >= min_confidence)
-    out["cell_type_assigned"] = np.where(assigned, types[best], UNASSIGNED).astype(str)
+    lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
+    same_lineage = (lineage[best][:, None] == lineage[None, :]) & (lineage[best][:, None] != "")
+    lineage_only = ~supported_call & (supported & same_lineage).any(axis=1)
+    lineage_confidence = np.where(same_lineage, posterior, 0.0).sum(axis=1)
+    confidence = np.where(lineage_only, lineage_confidence, confidence)
+    assigned = (
+        np.isfinite(evidence).any(axis=1)
+        & (supported_call | lineage_only)
+        & (confidence >= min_confidence)
+    )
+    called = np.where(lineage_only, lineage[best], types[best])
+    out["cell_type_assigned"] = np.where(assigned, called, UNASSIGNED).astype(str)
     out["assignment_score"] = np.where(assigned, values[rows, best], np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(
