@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format lock report browser test-slurm test-faults benchmark benchmark-atlas clean
+.PHONY: demo test lint format lock report browser test-slurm test-faults benchmark benchmark-atlas benchmark-ctc clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_scoring.py
 
 ATLAS_DIR ?= ../seedsoil-atlas
+benchmark-ctc: $(STAMP)
+	$(BIN)/python benchmarks/ctc_spikein.py
+
 benchmark-atlas: $(STAMP)
 	$(BIN)/python benchmarks/atlas.py --cells 1000000 --workdir $(ATLAS_DIR)/run
 

@@ -1,13 +1,23 @@
 """Benchmark seedsoil's scoring engine against the reference tools, in one run.
 
-Generates a UMI-like log-normalised matrix (seedsoil.synthetic: ~1,800 non-zeros per
-cell, most counts 1), writes it as an .h5ad in chunks, then runs every tool in its own
-subprocess (so peak memory is per tool): seedsoil (in memory and streamed from disk)
-versus scanpy ``tl.score_genes`` looped over signatures, pyucell, decoupler ``mt.aucell``
-and ``mt.ulm``. Prints times, speed-up ratios, peak memory and agreement of the scores.
+Builds log-normalised matrices of the kinds users have and writes each as an .h5ad in chunks:
 
-    python benchmarks/bench_scoring.py --cells 50000 --genes 20000 --signatures 24
+- ``synthetic``: seedsoil.synthetic's UMI-like counts (~1,800 non-zeros per cell, most counts 1);
+- ``umi``: real UMI counts — the built-in celltypist_sample (559 cells × 32,786 genes), each
+  new cell a random source cell thinned binomially (keep probability uniform in [0.5, 1]);
+- ``full_length``: Smart-seq2-like non-integer values — the built-in oligodendroglioma
+  (9,450 genes, TPM-like), each new cell two random source cells side by side (18,900 genes,
+  ~8,000 detected) with every value scaled by ``exp(N(0, 0.1))``, so almost no ties.
+
+Then runs every tool in its own subprocess (so peak memory is per tool): seedsoil (in
+memory and streamed from disk) versus scanpy ``tl.score_genes`` looped over signatures,
+pyucell, decoupler ``mt.aucell`` and ``mt.ulm``. Prints times, speed-up ratios, peak memory
+and the largest absolute difference of the scores.
+
+    python benchmarks/bench_scoring.py --cells 50000 --matrices synthetic,umi,full_length
     python benchmarks/bench_scoring.py --cells 0 --stream-cells 1000000   # streaming only
+    # CPU seconds of one single-threaded seedsoil call, best of --reps (less load-dependent)
+    python benchmarks/bench_scoring.py --cpu-time DATA.h5ad --sigs SIGS.json --method ucell
 """
 
 from __future__ import annotations
@@ -135,6 +145,101 @@ def tool_streams(tool: str) -> bool:
 
 
 # --------------------------------------------------------------------------- driver side
+MATRICES = ("synthetic", "umi", "full_length")
+CHUNK = 5_000  # cells generated and written at a time
+
+
+def _builtin(name: str, workdir: Path) -> Path:
+    """The built-in dataset's file, fetched (and checked) into ``workdir`` once."""
+    from seedsoil.datasets import fetch_builtin, get_builtin
+
+    dest = workdir / "builtin" / get_builtin(name).filename
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        repo = Path(__file__).resolve().parents[1]
+        fetch_builtin(name, dest, repo / "resources" / "downloads" / "wheels")
+    return dest
+
+
+def _write_chunks(path: Path, chunks, n_genes: int, var_names: list[str]) -> None:
+    """Write log-normalised CSR chunks as one .h5ad (anndata layout), a chunk in memory at a time."""
+    import h5py
+    import pandas as pd
+    from anndata.io import write_elem
+
+    from seedsoil.cellfile import CsrWriter
+    from seedsoil.harmonise import log_normalise
+    from seedsoil.synthetic import cell_names
+
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        writer = CsrWriter(f, "X", n_genes, np.float32)
+        for chunk in chunks:
+            writer.append(log_normalise(chunk))
+        n_cells = writer.close()
+        write_elem(f, "obs", pd.DataFrame(index=cell_names(n_cells)))
+        write_elem(f, "var", pd.DataFrame(index=var_names))
+        for key in ("layers", "obsm", "varm", "obsp", "varp"):
+            write_elem(f, key, {})
+        write_elem(f, "uns", {})
+
+
+def write_umi(path: Path, n_cells: int, seed: int, workdir: Path) -> None:
+    """celltypist_sample's UMI counts resampled to ``n_cells`` cells by binomial thinning."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    table = pd.read_csv(_builtin("celltypist_sample", workdir), index_col=0)
+    source = sp.csr_matrix(table.to_numpy(np.float32))
+    rng = np.random.default_rng([seed, 2])
+
+    def chunks():
+        for start in range(0, n_cells, CHUNK):
+            rows = source[rng.integers(source.shape[0], size=min(CHUNK, n_cells - start))]
+            keep = np.repeat(rng.uniform(0.5, 1.0, rows.shape[0]), np.diff(rows.indptr))
+            rows.data = rng.binomial(rows.data.astype(np.int64), keep).astype(np.float32)
+            rows.eliminate_zeros()
+            yield rows
+
+    _write_chunks(path, chunks(), source.shape[1], list(table.columns))
+
+
+def write_full_length(path: Path, n_cells: int, seed: int, workdir: Path) -> None:
+    """Oligodendroglioma Smart-seq2 values: two source cells per new cell, every value perturbed."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    source = ad.read_h5ad(_builtin("oligodendroglioma", workdir))
+    X = sp.csr_matrix(source.X, dtype=np.float32)
+    rng = np.random.default_rng([seed, 3])
+
+    def chunks():
+        for start in range(0, n_cells, CHUNK):
+            size = min(CHUNK, n_cells - start)
+            rows = sp.hstack(
+                [X[rng.integers(X.shape[0], size=size)], X[rng.integers(X.shape[0], size=size)]],
+                format="csr",
+            )
+            rows.data *= np.exp(rng.normal(0.0, 0.1, rows.data.size)).astype(np.float32)
+            yield rows
+
+    names = list(source.var_names)
+    _write_chunks(path, chunks(), 2 * X.shape[1], names + [f"{n}_b" for n in names])
+
+
+def write_matrix(kind: str, path: Path, n_cells: int, args) -> None:
+    if kind == "synthetic":
+        from seedsoil.synthetic import write_umi_h5ad
+
+        write_umi_h5ad(path, n_cells, args.genes, args.nnz, seed=args.seed)
+    elif kind == "umi":
+        write_umi(path, n_cells, args.seed, path.parent)
+    elif kind == "full_length":
+        write_full_length(path, n_cells, args.seed, path.parent)
+    else:
+        raise SystemExit(f"unknown matrix {kind!r}; choose from {', '.join(MATRICES)}")
+
+
 def make_signatures(path: Path, n_signatures: int, seed: int) -> dict:
     import h5py
 
@@ -149,6 +254,57 @@ def make_signatures(path: Path, n_signatures: int, seed: int) -> dict:
         )
         for i in range(n_signatures)
     }
+
+
+def describe(path: Path) -> dict:
+    """Genes, stored values and the median number of distinct values per cell (first 1,000 cells)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        X = f["X"]
+        indptr = X["indptr"][: min(1001, X["indptr"].shape[0])]
+        data = X["data"][: indptr[-1]]
+        distinct = [np.unique(data[a:b]).size for a, b in zip(indptr[:-1], indptr[1:], strict=True)]
+        return {
+            "genes": int(X.attrs["shape"][1]),
+            "nnz": int(X["data"].shape[0]),
+            "distinct": float(np.median(distinct)),
+        }
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def cpu_time(args) -> None:
+    """CPU seconds of one single-threaded ``seedsoil.score`` call on ``--cpu-time``, best of ``--reps``.
+
+    A process's CPU time excludes the time it waits for a core, so it depends far less on the
+    machine's load than wall-clock time does (caches shared with other processes remain).
+    """
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    import anndata as ad
+
+    import seedsoil
+
+    data = ad.read_h5ad(args.cpu_time)
+    signatures = json.loads(Path(args.sigs).read_text())
+    seedsoil.score(data[:50].copy(), signatures, args.method, n_threads=1)
+    seconds = []
+    for _ in range(args.reps):
+        start = time.process_time()
+        seedsoil.score(data, signatures, args.method, n_threads=1)
+        seconds.append(time.process_time() - start)
+    print(
+        json.dumps(
+            {
+                "method": args.method,
+                "data": args.cpu_time,
+                "cpu_seconds": min(seconds),
+                "load": load(),
+            }
+        )
+    )
 
 
 def run(tool: str, data: Path, sigs: Path, workdir: Path, threads: int, repeats: int) -> dict:
@@ -226,6 +382,19 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="where the generated .h5ad files go"
     )
+    parser.add_argument(
+        "--matrices", default=",".join(MATRICES), help=f"any of {', '.join(MATRICES)}"
+    )
+    parser.add_argument(
+        "--full-length-cells", type=int, default=10_000, help="cells of the full_length matrix"
+    )
+    parser.add_argument(
+        "--cpu-time",
+        metavar="H5AD",
+        help="print the CPU time of scoring this file with --method on one thread, best of --reps",
+    )
+    parser.add_argument("--method", default="ucell")
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--sigs", help=argparse.SUPPRESS)
@@ -235,7 +404,9 @@ def main() -> None:
         worker(args)
         return
 
-    from seedsoil.synthetic import write_umi_h5ad
+    if args.cpu_time:
+        cpu_time(args)
+        return
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seedsoil-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -243,32 +414,35 @@ def main() -> None:
     references = [r for r in args.references.split(",") if r]
     results = []
     jobs = []
-    if args.cells:
-        jobs.append((args.cells, [f"seedsoil:{m}" for m in methods] + references))
+    for kind in [m for m in args.matrices.split(",") if m]:
+        n_cells = args.full_length_cells if kind == "full_length" else args.cells
+        if n_cells:
+            jobs.append((kind, n_cells, [f"seedsoil:{m}" for m in methods] + references))
     if args.stream_cells:
-        jobs.append((args.stream_cells, [f"seedsoil-stream:{m}" for m in methods]))
-    for n_cells, tools in jobs:
-        data = workdir / f"umi_{n_cells}x{args.genes}.h5ad"
+        jobs.append(("synthetic", args.stream_cells, [f"seedsoil-stream:{m}" for m in methods]))
+    for kind, n_cells, tools in jobs:
+        genes = f"x{args.genes}" if kind == "synthetic" else ""
+        data = workdir / f"{kind}_{n_cells}{genes}.h5ad"
         if not data.exists():
             start = time.perf_counter()
-            write_umi_h5ad(data, n_cells, args.genes, args.nnz, seed=args.seed)
+            write_matrix(kind, data, n_cells, args)
             print(f"wrote {data} in {time.perf_counter() - start:.0f} s", flush=True)
-        sigs = workdir / f"signatures_{args.signatures}.json"
+        sigs = workdir / f"{data.stem}_signatures_{args.signatures}.json"
         if not sigs.exists():
             sigs.write_text(json.dumps(make_signatures(data, args.signatures, args.seed)))
-        import h5py
-
-        with h5py.File(data) as f:
-            nnz = f["X"]["data"].shape[0]
-        matrix_mb = nnz * 8 / 2**20 + (n_cells + 1) * 8 / 2**20
+        shape = describe(data)
+        matrix_mb = shape["nnz"] * 8 / 2**20 + (n_cells + 1) * 8 / 2**20
         print(
-            f"{n_cells} cells × {args.genes} genes, {nnz / n_cells:.0f} non-zeros/cell, "
-            f"X = {matrix_mb:.0f} MB, {args.signatures} signatures, {args.threads} threads",
+            f"[{kind}] {n_cells} cells × {shape['genes']} genes, {shape['nnz'] / n_cells:.0f} "
+            f"non-zeros and ~{shape['distinct']:.0f} distinct values per cell, X = {matrix_mb:.0f} MB, "
+            f"{args.signatures} signatures, {args.threads} threads; load average {load()}",
             flush=True,
         )
         runs = [run(tool, data, sigs, workdir, args.threads, args.repeats) for tool in tools]
+        for r in runs:
+            r["matrix"] = kind
         results += runs
-        print(table(runs, matrix_mb), flush=True)
+        print(table(runs, matrix_mb), f"\nload average after: {load()}", flush=True)
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
 
 

@@ -118,7 +118,7 @@ def pbmc(n_null: int) -> None:
     scores, fdr, calls, communication, summary = run(adata, n_null)
     n = calls.shape[0]
     print(f"  cells: {n}; CTC candidates: {summary['n_ctc_candidates']} ({summary['frac_ctc']:.4f}); "
-          f"cells with CTC_epithelial_identity FDR<=0.05 before the leukocyte veto: {int((calls['ctc_fdr'] <= 0.05).sum())}")  # fmt: skip
+          f"cells with CTC_epithelial_identity FDR<=0.05 (before the core-marker and leukocyte evidence): {int((calls['ctc_fdr'] <= 0.05).sum())}")  # fmt: skip
     print(f"  ctc_support: {summary['ctc_support']}")
     print(f"  heterotypic flags: {summary['heterotypic']}")
     labels = adata.obs["cell_type"]

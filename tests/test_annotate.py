@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from synthetic import cell_names, gene_names, log_normalise, umi_counts
 
-from seedsoil.annotate import write_scored_cells
+from seedsoil.annotate import scanpy_obs, write_scored_cells
 from seedsoil.errors import InputError
 from seedsoil.util import atomic_path
 
@@ -67,8 +67,10 @@ def _tables() -> dict[str, pd.DataFrame]:
 def _annotated_in_memory(cells: ad.AnnData, tables: dict[str, pd.DataFrame], path) -> ad.AnnData:
     """The reference: load the whole sample, add the results, write with anndata, read back."""
     annotated = cells.copy()
-    annotated.obs = annotated.obs.join(tables["scores"].reindex(cells.obs_names)).join(
-        tables["calls"].reindex(cells.obs_names)
+    annotated.obs = scanpy_obs(
+        annotated.obs.join(tables["scores"].reindex(cells.obs_names)).join(
+            tables["calls"].reindex(cells.obs_names)
+        )
     )
     for name in ("pvalues", "fdr"):
         annotated.obsm[name] = tables[name].reindex(cells.obs_names)
@@ -190,3 +192,80 @@ def test_structure_shared_by_x_and_counts_stays_shared(tmp_path):
             assert f[f"layers/counts/{part}"] == f[f"X/{part}"]  # one HDF5 object
     counts = ad.read_h5ad(tmp_path / "scored.h5ad").layers["counts"]
     assert (counts != cells.layers["counts"]).nnz == 0
+
+
+def test_scored_file_follows_scanpy_conventions(tmp_path):
+    import scanpy as sc
+
+    cells = _cells(with_counts=True)
+    cells.obs["mito_fraction"] = np.linspace(0.0, 0.2, N_CELLS)
+    cells.uns["seedsoil"]["embedding"] = "computed: PCA 30 → UMAP"
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    tables = _tables()
+    tables["calls"]["emt_state"] = np.where(tables["calls"]["ctc_candidate"], "hybrid", "")
+    write_scored_cells(path, *(tables[k] for k in ("scores", "pvalues", "fdr", "calls")),
+                       tmp_path / "scored.h5ad")  # fmt: skip
+    scored = ad.read_h5ad(tmp_path / "scored.h5ad")
+    np.testing.assert_array_equal(scored.obsm["X_umap"], cells.obsm["X_embedding"])
+    np.testing.assert_allclose(scored.obs["pct_counts_mt"], 100 * cells.obs["mito_fraction"])
+    np.testing.assert_array_equal(scored.obs["total_counts"], cells.obs["n_counts"])
+    assert "" not in scored.obs["emt_state"].cat.categories
+    assert scored.obs["emt_state"].isna().sum() == (~tables["calls"]["ctc_candidate"]).sum()
+    sc.pl.umap(scored, color=SIGNATURES[0], show=False)  # raises if scanpy cannot find it
+
+
+@pytest.mark.parametrize(
+    ("description", "key"),
+    [
+        ("dataset: X_umap", "X_umap"),
+        ("dataset: X_tsne", "X_tsne"),
+        ("computed: PCA 30 of the 2,000 most variable genes → UMAP", "X_umap"),
+        ("computed: PCA 3 (first two PCs) on a random 20,000 of 50,000 cells", "X_pca"),
+        ("computed: none (too few cells or genes)", None),
+        ("dataset: X_draw_graph_fa", None),
+    ],
+)
+def test_embedding_is_named_for_scanpy_by_what_it_is(description, key):
+    from seedsoil.embedding import scanpy_key
+
+    assert scanpy_key(description) == key
+
+
+def test_cell_tables_name_the_cell_id_column_and_carry_seeds(tmp_path):
+    import pyarrow.parquet as pq
+
+    from seedsoil import __version__
+    from seedsoil.util import write_cell_table
+
+    scores = _tables()["scores"]
+    write_cell_table(scores, tmp_path / "scores.parquet", {"random_state": 7})
+    assert pq.read_schema(tmp_path / "scores.parquet").names[-1] == "cell"
+    back = pd.read_parquet(tmp_path / "scores.parquet")
+    assert list(back.index) == list(scores.index)
+    assert back.attrs == {"seedsoil_version": __version__, "random_state": 7}
+
+
+def test_cohort_anndata_holds_every_samples_scores_and_calls_without_a_matrix(tmp_path):
+    from seedsoil.annotate import cohort_cells
+
+    tables = _tables()
+    samples = []
+    for dataset in ("a", "b"):  # same barcodes in both datasets
+        folder = tmp_path / dataset
+        folder.mkdir()
+        _cells(with_counts=True).write_h5ad(folder / "cells.h5ad")
+        # no candidate at all in "a": its emt_state column is all missing after scanpy_obs
+        candidate = tables["calls"]["ctc_candidate"] & (dataset == "b")
+        tables["calls"]["emt_state"] = np.where(candidate, "hybrid", "")
+        for name in ("scores", "calls"):
+            tables[name].to_parquet(folder / f"{name}.parquet")
+        samples.append((dataset, folder / "cells.h5ad", folder / "scores.parquet",
+                        folder / "calls.parquet"))  # fmt: skip
+    cohort = cohort_cells(samples)
+    assert cohort.n_obs == 2 * N_CELLS and cohort.obs_names.is_unique and cohort.X is None
+    assert list(cohort.obs["dataset"].value_counts().sort_index()) == [N_CELLS, N_CELLS]
+    cells = cohort.obs.loc[cohort.obs["dataset"] == "b"].set_index("cell")
+    expected = tables["scores"].reindex(cells.index)
+    np.testing.assert_array_equal(cells[SIGNATURES].to_numpy(), expected.to_numpy())
+    cohort.write_h5ad(tmp_path / "scored_cells.h5ad")  # writable as is

@@ -25,7 +25,8 @@ def builtin_dir(tmp_path_factory):
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
     with pytest.raises(
-        InputError, match="celltypist_sample, oligodendroglioma, pbmc68k_reduced, wu2020_200"
+        InputError,
+        match="celltypist_sample, hydroseq_ctc_enriched, oligodendroglioma, pbmc68k_reduced, wu2020_200",
     ):
         fetch_builtin("pbmc3k", tmp_path / "x.h5ad", WHEELS)
 
@@ -81,3 +82,10 @@ def test_oligodendroglioma_is_tpm_like(builtin_dir):
     out = harmonise(adata, dataset="oligo", cell_type_key="cell_type")
     assert out.uns["seedsoil"]["input_scale"] == "normalised" and "counts" not in out.layers
     assert out.obs["cell_type"].str.startswith("malignant_").sum() == 142
+
+
+def test_hydroseq_is_a_project_file_of_integer_counts_on_the_panel(builtin_dir):
+    assert BUILTINS["hydroseq_ctc_enriched"].in_project
+    path = fetch_builtin("hydroseq_ctc_enriched", builtin_dir / "hydro.h5ad", WHEELS)
+    out = harmonise(read_matrix(path, "h5ad"), dataset="hydroseq", counts="X")
+    assert out.shape == (1100, 2545) and out.uns["seedsoil"]["input_scale"] == "counts"

@@ -73,3 +73,34 @@ def test_every_sheet_column_is_documented():
     documented = (REPO / "config" / "README.md").read_text()
     for name in schema["properties"]:
         assert f"| `{name}` |" in documented, f"config/README.md does not document column {name}"
+
+
+def test_container_definition_installs_the_lock_with_the_conda_python():
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    base = next(line.split()[1] for line in lines if line.startswith("FROM "))
+    env = yaml.safe_load((REPO / "envs" / "seedsoil.yaml").read_text())
+    python = next(item for item in env["dependencies"] if str(item).startswith("python="))
+    assert base.startswith(f"python:{python.split('=')[1]}")
+    assert any("-r requirements.lock" in line for line in lines if line.startswith("RUN "))
+    for line in lines:
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_licence_and_citation_agree_with_pyproject():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"]["text"] == "MIT"
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert (citation["version"], citation["license"]) == (project["version"], "MIT")
+    assert citation["references"][0]["doi"] == "10.1007/978-3-030-80962-1_57-1"
+
+
+def test_workflow_catalog_file_is_valid():
+    catalog = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert catalog["usage"]["software-stack-deployment"]["conda"] is True
+    assert catalog["usage"]["mandatory-flags"]["flags"]
+    assert catalog["usage"]["report"] is True

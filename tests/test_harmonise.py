@@ -160,6 +160,31 @@ def test_duplicated_symbols_are_summed_with_a_warning(counts):
     assert any("1 gene symbols occur more than once" in w for w in out.uns["seedsoil"]["warnings"])
 
 
+def test_outdated_symbols_in_the_data_become_current_and_keep_their_input_name(counts):
+    genes = HUMAN[:-2] + ["IL8", "CD97"]  # previous HGNC symbols of CXCL8 and ADGRE5
+    out = harmonise(make(counts, genes=genes), dataset="d")
+    assert list(out.var_names[-2:]) == ["CXCL8", "ADGRE5"]
+    assert list(out.var["input_name"]) == genes
+    renamed = [w for w in out.uns["seedsoil"]["warnings"] if "outdated gene symbols" in w]
+    assert renamed == [renamed[0]] and "CD97→ADGRE5, IL8→CXCL8" in renamed[0]
+
+
+def test_current_symbols_are_not_renamed_and_raise_no_warning(counts):
+    out = harmonise(make(counts), dataset="d")
+    assert list(out.var_names) == HUMAN
+    assert not any("outdated" in w for w in out.uns["seedsoil"]["warnings"])
+
+
+def test_ensembl_input_keeps_its_ids_in_gene_ids(counts, monkeypatch):
+    table = {f"ENSG{i:011d}": s for i, s in enumerate(HUMAN)}
+    monkeypatch.setattr(
+        names_module, "ensembl_to_symbol", lambda ids, species: [table.get(i, i) for i in ids]
+    )
+    ids = [f"ENSG{i:011d}.3" for i in range(len(HUMAN))]
+    out = harmonise(make(counts, genes=ids), dataset="d", gene_id="ensembl")
+    assert list(out.var["gene_ids"]) == [i[:-2] for i in ids]
+
+
 def test_duplicated_barcodes_get_numbered_suffixes():
     names, warnings = make_unique(["a", "b", "a", "a", "a-1"])
     assert names == ["a", "b", "a-2", "a-3", "a-1"]

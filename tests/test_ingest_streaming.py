@@ -184,3 +184,22 @@ def test_a_csc_matrix_is_ingested_in_memory(tmp_path):
     ingest(source, row, QC, tmp_path / "ingested.h5ad")
     written = ad.read_h5ad(tmp_path / "ingested.h5ad")
     assert written.layers["counts"].sum() == pytest.approx(adata.X.sum(), rel=1e-6)
+
+
+def test_dataset_warnings_reach_the_log_not_only_the_report(tmp_path, caplog):
+    adata = tumour()
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray() * 1.5), dtype=np.float32)
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    with caplog.at_level("WARNING", logger="seedsoil"):
+        ingest(source, sheet_row(tmp_path, source), QC, tmp_path / "ingested.h5ad")
+    assert any("already log-normalised" in r.getMessage() for r in caplog.records)
+
+
+def test_a_label_column_asked_of_a_matrix_only_format_names_the_one_row_per_library_fix(tmp_path):
+    adata = tumour()
+    source = tmp_path / "counts.csv"
+    pd.DataFrame(adata.X.toarray(), index=adata.obs_names, columns=adata.var_names).to_csv(source)
+    row = sheet_row(tmp_path, source, format="csv", sample_column="patient", transpose="false")
+    with pytest.raises(InputError, match="give each library its own sheet row"):
+        ingest_dataset(source, row, QC)

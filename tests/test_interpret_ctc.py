@@ -17,14 +17,19 @@ SIGNATURES = [
 ]
 
 
-def _sample(n_cells=40, ptprc=None):
-    """AnnData with genes PTPRC and EPCAM (PTPRC all zero unless given) and neutral p/FDR tables."""
+def _sample(n_cells=40, ptprc=None, epcam=1.0, krt8=0.0):
+    """AnnData with genes PTPRC, EPCAM and KRT8 (PTPRC zero, EPCAM detected, KRT8 not, unless
+    given) and neutral p/FDR tables."""
     cells = [f"c{i}" for i in range(n_cells)]
-    x = np.zeros((n_cells, 2), dtype=np.float32)
+    x = np.zeros((n_cells, 3), dtype=np.float32)
+    x[:, 1] = epcam
+    x[:, 2] = krt8
     if ptprc is not None:
         x[:, 0] = ptprc
     adata = ad.AnnData(
-        sp.csr_matrix(x), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=["PTPRC", "EPCAM"])
+        sp.csr_matrix(x),
+        obs=pd.DataFrame(index=cells),
+        var=pd.DataFrame(index=["PTPRC", "EPCAM", "KRT8"]),
     )
     neutral = pd.DataFrame(0.5, index=cells, columns=SIGNATURES)
     return adata, neutral.copy(), neutral.copy()
@@ -37,41 +42,69 @@ def test_planted_ctc_cells_are_exactly_the_candidates():
     assert calls.index[calls["ctc_candidate"]].tolist() == [f"c{i}" for i in range(5)]
 
 
-def test_significant_leukocyte_identity_vetoes_a_call():
-    adata, pvalues, fdr = _sample()
+def test_epithelial_cell_with_a_leukocyte_programme_is_a_cluster_not_a_single_ctc():
+    adata, pvalues, fdr = _sample(krt8=1.0)
+    fdr.iloc[:5, 0] = 0.001
+    fdr.loc["c0", "IMM_CD4_T"] = 0.01
+    calls = call_ctc(adata, pvalues, fdr)
+    assert (
+        calls.loc["c0", "ctc_candidate"] and calls.loc["c0", "ctc_class"] == "CTC-leukocyte cluster"
+    )
+    assert (calls["ctc_class"].iloc[1:5] == "CTC").all()
+
+
+def test_leukocyte_with_a_single_epithelial_marker_group_is_not_called():
+    adata, pvalues, fdr = _sample()  # EPCAM only: one core group, as ambient RNA would give
     fdr.iloc[:5, 0] = 0.001
     fdr.loc["c0", "IMM_CD4_T"] = 0.01
     calls = call_ctc(adata, pvalues, fdr)
     assert not calls.loc["c0", "ctc_candidate"] and calls["ctc_candidate"].sum() == 4
 
 
-def test_platelet_identity_does_not_veto_a_call():
+def test_significant_signature_without_any_core_marker_is_not_called():
+    adata, pvalues, fdr = _sample(epcam=0.0)
+    fdr.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert not calls["ctc_candidate"].any() and (calls["ctc_core_markers"] == "").all()
+
+
+def test_platelet_identity_is_not_a_leukocyte_feature():
     adata, pvalues, fdr = _sample()
     fdr.iloc[:5, 0] = 0.001
     fdr.loc["c0", "IMM_platelet"] = 0.01
-    assert call_ctc(adata, pvalues, fdr).loc["c0", "ctc_candidate"]
+    assert call_ctc(adata, pvalues, fdr).loc["c0", "ctc_class"] == "CTC"
 
 
-def test_detected_ptprc_vetoes_a_call():
+def test_ptprc_below_the_samples_leukocyte_level_counts_as_ambient():
+    # cells 10–39 are the sample's leukocytes with PTPRC 2; c1 carries an ambient trace (0.3),
+    # c2 a whole leukocyte's worth (2.5)
     ptprc = np.zeros(40)
-    ptprc[1] = 0.7
+    ptprc[10:] = 2.0
+    ptprc[1], ptprc[2] = 0.3, 2.5
+    adata, pvalues, fdr = _sample(ptprc=ptprc, krt8=1.0)
+    fdr.iloc[:5, 0] = 0.001
+    fdr.iloc[10:, fdr.columns.get_loc("IMM_CD4_T")] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert calls.loc["c1", "ctc_class"] == "CTC"
+    assert calls.loc["c2", "ctc_class"] == "CTC-leukocyte cluster"
+
+
+def test_ptprc_is_ignored_without_enough_reference_leukocytes():
+    ptprc = np.zeros(40)
+    ptprc[1] = 3.0
     adata, pvalues, fdr = _sample(ptprc=ptprc)
     fdr.iloc[:5, 0] = 0.001
-    calls = call_ctc(adata, pvalues, fdr)
-    assert not calls.loc["c1", "ctc_candidate"]
-    assert call_ctc(adata, pvalues, fdr, ptprc_max=1.0).loc["c1", "ctc_candidate"]
+    assert call_ctc(adata, pvalues, fdr).loc["c1", "ctc_class"] == "CTC"
 
 
-def test_confidence_is_bounded_zero_off_calls_and_orders_by_evidence():
+def test_confidence_is_one_minus_fdr_for_calls_and_zero_off_calls():
     adata, pvalues, fdr = _sample()
     fdr.loc["c0", "CTC_epithelial_identity"] = 0.001
     fdr.loc["c1", "CTC_epithelial_identity"] = 0.04
     confidence = call_ctc(adata, pvalues, fdr)["ctc_confidence"]
-    assert confidence.between(0, 1).all()
     assert (confidence.iloc[2:] == 0).all()
-    # (1 - q) × least leukocyte FDR (0.5 here): exact to 1e-12
-    assert confidence["c0"] == pytest.approx(0.999 * 0.5, abs=1e-12)
-    assert confidence["c0"] > confidence["c1"]
+    assert confidence["c0"] == pytest.approx(0.999, abs=1e-12)
+    assert confidence["c1"] == pytest.approx(0.96, abs=1e-12)
 
 
 def test_emt_state_follows_the_null_tails_of_the_bidirectional_score():
@@ -204,3 +237,15 @@ def test_engine_scores_of_planted_epithelial_cells_give_exactly_those_candidates
     pvalues, fdr = significance(adata, signatures, n_null=200, random_state=0)
     calls = call_ctc(adata, pvalues, fdr.reindex(columns=scores.columns))
     assert calls["ctc_candidate"].to_numpy().nonzero()[0].tolist() == list(range(n_tumour))
+
+
+def test_cluster_with_ptprc_only_gets_an_unknown_leukocyte_partner():
+    from seedsoil.interpret.clusters import flag_heterotypic
+
+    cells = ["a", "b", "c"]
+    fdr = pd.DataFrame(
+        {"CTC_epithelial_identity": 0.5, "IMM_neutrophil": [0.5, 0.01, 0.5]}, index=cells
+    )
+    ctc_class = pd.Series(["CTC-leukocyte cluster", "CTC-leukocyte cluster", "CTC"], index=cells)
+    labels = flag_heterotypic(pd.DataFrame(index=cells), fdr, ctc_class=ctc_class)
+    assert labels["heterotypic_cluster"].tolist() == ["CTC-leukocyte", "CTC-neutrophil", ""]

@@ -65,7 +65,7 @@ def test_results_from_the_needed_genes_equal_those_from_the_whole_file(tmp_path,
     }
 
 
-def test_needed_genes_are_ptprc_every_pair_subunit_and_the_cell_type_markers():
+def test_needed_genes_are_ptprc_core_epithelial_markers_pair_subunits_and_cell_type_markers():
     from seedsoil.interpret.celltypes import shipped_markers
 
     pairs = pd.DataFrame(
@@ -78,9 +78,9 @@ def test_needed_genes_are_ptprc_every_pair_subunit_and_the_cell_type_markers():
         }
     )
     markers = {g for genes in shipped_markers()[1].values() for g in genes}
-    assert genes_needed(pairs) == sorted(
-        {"ITGA4", "ITGB1", "PTPRC", "TGFB1", "TGFBR1", "TGFBR2", "VCAM1", *markers}
-    )
+    core = {"EPCAM", "KRT18", "KRT19", "KRT7", "KRT8"}
+    pair_subunits = {"ITGA4", "ITGB1", "TGFB1", "TGFBR1", "TGFBR2", "VCAM1"}
+    assert genes_needed(pairs) == sorted({*pair_subunits, "PTPRC", *core, *markers})
 
 
 def _written_table(tmp_path, n_cells=50):

@@ -225,3 +225,97 @@ def test_qc_table_lists_removed_cells_not_the_kept_ones(inputs, tmp_path):
     html = out.read_text()
     table = html[html.index("Cells removed by quality control") :][:3000]
     assert "min_genes" in table and ">kept<" not in table
+
+
+def test_qc_figure_draws_thresholds_not_failed_cell_counts():
+    from seedsoil.report import plots
+    from seedsoil.report.sample import _flatten, _qc_thresholds
+
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame(
+        {
+            "n_counts": rng.integers(500, 5000, 200),
+            "n_genes": rng.integers(200, 2000, 200),
+            "mito_fraction": rng.uniform(0.0, 0.2, 200),
+        }
+    )
+    # as ingest records it: 11 cells failed the mito threshold of 0.2
+    qc = {"min_genes": 200, "max_mito_fraction": 0.2, "failed": {"max_mito_fraction": 11}}
+    thresholds = _qc_thresholds(_flatten(qc))
+    assert thresholds == {"n_genes": [200.0], "mito_fraction": [0.2]}
+    fig = plots.qc_distributions(obs, thresholds)
+    assert fig.axes[2].get_xlim()[1] < 1.0  # the mito axis spans fractions, not 11
+
+
+def test_qc_figure_names_totals_of_normalised_input_as_such():
+    from seedsoil.report import plots
+
+    obs = pd.DataFrame({"n_counts": [1e4] * 3, "n_genes": [300] * 3, "mito_fraction": [0.1] * 3})
+    assert "UMI" not in plots.qc_distributions(obs, {}, on_counts=False).axes[0].get_title()
+
+
+def test_cohort_ssgsea_keeps_same_named_samples_of_two_datasets_apart():
+    from seedsoil.report.cohort_page import _ssgsea
+
+    ssgsea = pd.DataFrame(
+        {
+            "dataset": ["a", "a", "b", "b"],
+            "sample": ["P1"] * 4,
+            "cell_type": ["T"] * 4,
+            "signature": ["IMM_B", "IMM_NK"] * 2,
+            "nes": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
+    assert _ssgsea(ssgsea)["sentence"] == "4 scores for 2 pseudobulks."
+
+
+def test_samples_spanning_conditions_join_no_condition_test():
+    summary = pd.DataFrame(
+        {
+            "condition": ["Tumor", "Tumor", "Blood", "Blood", "mixed", "mixed"],
+            "mean:S": [0.1, 0.2, 0.5, 0.6, 0.9, 0.9],
+        }
+    )
+    tests = condition_tests(summary)
+    assert set(tests["group_a"]) | set(tests["group_b"]) == {"Blood", "Tumor"}
+
+
+def test_conditions_are_compared_within_each_dataset_with_one_fdr_family_each():
+    one = _summary([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    two = _summary([1.0, 2.0, 3.0], [1.5, 2.5, 3.5]).assign(dataset="e")
+    # a third dataset holds only condition "b": pooled, its samples would join a-vs-b
+    three = _summary([], [9.0, 9.0]).assign(dataset="f")
+    tests = condition_tests(pd.concat([one, two, three], ignore_index=True))
+    assert list(tests["family"]) == ["d", "e"]
+    assert list(tests["n_b"]) == [3, 3]
+    # each family has one test, so its FDR equals its p-value
+    np.testing.assert_allclose(tests["fdr"], tests["pvalue"], rtol=0, atol=1e-12)
+    pooled = condition_tests(pd.concat([one, two, three], ignore_index=True), within=None)
+    assert list(pooled["family"]) == ["cohort"] and pooled["n_b"].iloc[0] == 8
+
+
+def test_heatmap_with_few_rows_and_long_column_names_stays_readable():
+    from seedsoil.report import plots
+
+    columns = [f"SIGNATURE_WITH_A_LONG_NAME_{i}" for i in range(35)]
+    matrix = pd.DataFrame(np.arange(70.0).reshape(2, 35), index=["a", "b"], columns=columns)
+    fig = plots.heatmap(matrix)
+    fig.canvas.draw()
+    image_height_inches = fig.axes[0].get_position().height * fig.get_figheight()
+    assert image_height_inches >= 1.0  # two rows of at least half an inch each
+
+
+def test_an_empty_communication_table_says_it_was_computed_and_why_it_is_empty(inputs, tmp_path):
+    out = tmp_path / "report.html"
+    empty = inputs["communication"].iloc[:0]
+    write_sample_report(out, **{**inputs, "communication": empty})
+    html = out.read_text()
+    assert "communication.tsv has no rows" in html and "not given to the report" not in html
+
+
+def test_sheet_description_and_local_path_are_not_shown_as_publication_and_url():
+    from seedsoil.pipeline import dataset_provenance
+
+    row = {"source": "data/x.h5ad", "description": "my tumour cohort"}
+    provenance = dataset_provenance(row, "does-not-exist")
+    assert provenance["publication"] == "" and provenance["url"] == ""

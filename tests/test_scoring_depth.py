@@ -63,7 +63,7 @@ def test_aucell_names_a_signature_with_fewer_than_tmin_genes(umi_lognorm, caplog
         scores = score(umi_lognorm, sigs, "aucell", var_names=names)
     assert scores["small_panel"].isna().all()
     assert scores["enough"].notna().any()
-    assert any("small_panel" in r.message and "tmin=5" in r.message for r in caplog.records)
+    assert any("'small_panel': 4 of" in r.message and "tmin=5" in r.message for r in caplog.records)
     assert not any("'enough'" in r.message for r in caplog.records)
 
 
@@ -79,3 +79,23 @@ def test_degenerate_scores_warn_with_signature_method_and_reason(umi_lognorm, ca
     assert "'undetected'" in messages[0] and "'ucell'" in messages[0]
     assert "max_rank=1500" in messages[0] and messages[0].startswith("sample s1: ")
     assert caplog.records and "undetected" in caplog.records[-1].message
+
+
+def test_pipeline_resolves_auto_from_the_samples_depth_and_keeps_a_number(umi_adata):
+    from seedsoil.pipeline import resolve_max_rank as pipeline_max_rank
+
+    cells = umi_adata.copy()
+    cells.uns["seedsoil"] = {"depth": depth_summary([100, 300, 500, 8000], n_genes=2000)}
+    chosen, record = pipeline_max_rank(cells, "ucell", "auto")
+    assert chosen == 250 and record["max_rank"] == 250
+    assert record["max_rank_rule"].startswith("auto") and record["n_genes_panel"] == 2000
+    assert pipeline_max_rank(cells, "ucell", 1500)[0] == 1500
+    assert pipeline_max_rank(cells, "scanpy", "auto") == (None, {"method": "scanpy"})
+
+
+def test_pipeline_computes_depth_when_the_sample_has_no_record(umi_adata):
+    from seedsoil.pipeline import sample_depth
+
+    cells = umi_adata.copy()
+    cells.uns["seedsoil"] = {}
+    assert sample_depth(cells) == depth_summary(genes_detected(cells.X), cells.n_vars)

@@ -387,7 +387,7 @@ def test_coverage_on_mouse_fixture(tmp_path):
 def test_coverage_table_with_known_missing_genes(library, caplog):
     subset = {n: library[n] for n in ("CTC_epithelial_identity", "IMM_B")}
     present = ["EPCAM", "KRT8", "KRT18", "KRT19", "KRT7", "CDH1", "CLDN4", "PTPRC", "MS4A1", "CD19"]
-    with caplog.at_level(logging.WARNING, logger="seedsoil.signatures"):
+    with caplog.at_level(logging.INFO, logger="seedsoil.signatures"):
         table = signatures.coverage(subset, present, min_coverage=0.5)
     assert list(table.columns) == signatures.COVERAGE_COLUMNS
     ctc, b_cells = (
@@ -596,3 +596,12 @@ def test_alternates_without_core_are_a_schema_error(tmp_path):
         InputError, match=r"alt\.yaml: signature 'SIG_test': alternates: given without core"
     ):
         signatures.load_library([path])
+
+
+def test_skipped_signatures_make_one_warning_line_per_sample(library, caplog):
+    with caplog.at_level(logging.WARNING, logger="seedsoil.signatures"):
+        table = signatures.coverage(library, ["PTPRC", "CD3E"], min_coverage=0.5)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    n_skipped = int((~table["scored"]).sum())
+    assert n_skipped > 1 and len(warnings) == 1
+    assert warnings[0].getMessage().startswith(f"{n_skipped} of {len(table)} signatures not scored")

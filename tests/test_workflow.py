@@ -35,6 +35,7 @@ SAMPLES = [
     ("wu2020", "NAT"),
     ("wu2020", "Tumor"),
     ("celltypist_sample", "celltypist_sample"),
+    ("hydroseq", "hydroseq"),
 ]
 
 
@@ -145,6 +146,32 @@ def test_interpretation_refuses_ctc_claims_in_blood_without_epithelial_signal(fi
     assert summary["ctc_support"].startswith("not supported")
 
 
+def test_hydroseq_ctc_evidence_is_in_epithelial_cells_not_myeloid_ones(finished_run):
+    """The shipped Hydro-Seq CTC-enriched sample: the CTC signature is scored on the panel (core
+    rule), and the cells with the strongest CTC evidence (p-value at this run's floor of
+    1/(n_null + 1) and a core marker: the cells a run with enough nulls calls, as `make demo`
+    does) carry EPCAM/keratins and spare LYZ/S100A8-high cells. This run's n_null = 100 puts the
+    floor at 0.0099, where BH at 0.05 needs a fifth of all cells at the floor, so no call."""
+    folder = finished_run / "results" / "hydroseq" / "hydroseq"
+    coverage = pd.read_csv(folder / "coverage.tsv", sep="\t").set_index("signature")
+    assert coverage.loc["CTC_epithelial_identity", "scored"]
+    calls = pd.read_parquet(folder / "calls.parquet")
+    pvalues = pd.read_parquet(folder / "pvalues.parquet")["CTC_epithelial_identity"]
+    cells = ad.read_h5ad(folder / "cells.h5ad")
+    genes = ["EPCAM", "KRT8", "KRT19", "LYZ", "S100A8"]
+    counts = pd.DataFrame(
+        cells[:, genes].layers["counts"].toarray(), index=cells.obs_names, columns=genes
+    )
+    floor = pvalues.min()
+    strongest = (pvalues <= floor) & (calls["ctc_core_markers"] != "")
+    strongest = strongest.reindex(cells.obs_names).to_numpy()
+    epithelial = (counts[["EPCAM", "KRT8", "KRT19"]] > 0).any(axis=1).to_numpy()
+    myeloid = ((counts["LYZ"] + counts["S100A8"]) >= 5).to_numpy()  # several myeloid UMIs
+    assert strongest.sum() >= 50
+    assert epithelial[strongest].all()
+    assert strongest[myeloid].mean() < 0.05
+
+
 @pytest.mark.browser
 def test_every_report_of_the_run_renders_cleanly_in_a_browser(finished_run, browser):
     from browser_helpers import COHORT_SECTIONS, SAMPLE_SECTIONS, assert_clean_load, open_page
@@ -160,3 +187,46 @@ def test_every_report_of_the_run_renders_cleanly_in_a_browser(finished_run, brow
     assert_clean_load(page, seen, index, COHORT_SECTIONS)
     assert page.locator("#sample-table a").count() == len(SAMPLES)
     page.close()
+
+
+def test_outdated_symbols_in_the_data_are_scored_under_their_current_name(finished_run):
+    # the celltypist sample stores IL-8 as IL8 (its previous HGNC symbol)
+    folder = finished_run / "results" / "celltypist_sample" / "celltypist_sample"
+    coverage = pd.read_csv(folder / "coverage.tsv", sep="\t", keep_default_na=False)
+    assert not any("CXCL8" in missing.split(",") for missing in coverage["missing"])
+    scored = ad.read_h5ad(folder / "scored.h5ad")
+    assert scored.var.loc["CXCL8", "input_name"] == "IL8"
+    assert "IL8→CXCL8" in (folder / "report.html").read_text()
+
+
+def test_every_scored_file_plots_with_scanpy(finished_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    for dataset, sample in SAMPLES:
+        scored = ad.read_h5ad(finished_run / "results" / dataset / sample / "scored.h5ad")
+        signature = pd.read_parquet(
+            finished_run / "results" / dataset / sample / "scores.parquet"
+        ).columns[0]
+        sc.pl.umap(scored, color=signature, show=False)
+        assert {"total_counts", "n_genes_by_counts", "pct_counts_mt"} <= set(scored.obs)
+
+
+def test_cohort_anndata_gathers_every_samples_scores_for_cross_sample_plots(finished_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    cohort = ad.read_h5ad(finished_run / "results" / "cohort" / "scored_cells.h5ad")
+    n_cells = sum(
+        ad.read_h5ad(finished_run / "results" / d / s / "cells.h5ad", backed="r").n_obs
+        for d, s in SAMPLES
+    )
+    assert cohort.n_obs == n_cells and cohort.n_vars == 0
+    assert sorted(set(zip(cohort.obs["dataset"], cohort.obs["sample"], strict=True))) == sorted(
+        SAMPLES
+    )
+    sc.pl.violin(cohort, "IMM_CD8_cytotoxic", groupby="dataset", show=False)

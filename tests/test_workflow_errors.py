@@ -166,6 +166,40 @@ def test_checksum_mismatch_leaves_nothing_behind(tmp_path, http_server):
     assert not folder.exists() or not any(folder.iterdir())
 
 
+def test_a_checksum_mismatch_is_downloaded_once_not_on_every_retry(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    synthetic_tumour().write_h5ad(served / "tumour.h5ad")
+    requests = []
+
+    class Counting(SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server name)
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Counting, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/tumour.h5ad"
+        result = fetch_then_ingest(tmp_path, url, "0" * 64)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode != 0
+    assert requests == ["/tumour.h5ad"]  # fetch_url has retries: 2
+    assert "not retried" in result.stdout + result.stderr
+
+
+def test_a_bad_sheet_column_is_not_ingested_again_on_retry(tmp_path):
+    output = ingest(tmp_path, synthetic_tumour(), sample_column="no_such_column")
+    assert "no_such_column" in output
+    log = next((tmp_path / "logs" / "ingest").glob("bad.log")).read_text()
+    assert "not retried: attempt 2 failed on an input error" in log
+
+
 # ---------------------------------------------------------------- checked before any job
 
 

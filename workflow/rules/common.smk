@@ -59,6 +59,13 @@ def dataset_input(wildcards):
     return row.source
 
 
+def attempt_number(wildcards, attempt):
+    """The job's attempt (1, then 2, 3 on retries), as a resource the rule scripts read:
+    seedsoil.util.rule_logging ends a retry of an input error at once (retry only memory or
+    transient failures)."""
+    return attempt
+
+
 def qc_params(wildcards):
     """QC thresholds for a dataset: the config's defaults, overridden by the sheet's row."""
     row = DATASETS.loc[wildcards.dataset]
@@ -95,7 +102,11 @@ def get_final_output():
     # Asking for every sample table up front lets all ingest checkpoints run in parallel.
     samples = [f"results/{dataset}/samples.tsv" for dataset in DATASETS.index]
     annotated = sample_outputs("results/{dataset}/{sample}/scored.h5ad")
-    return samples + ["results/cohort/index.html", annotated]
+    return samples + [
+        "results/cohort/index.html",
+        "results/cohort/scored_cells.h5ad",
+        annotated,
+    ]
 
 
 def input_size_mb(input):

@@ -11,6 +11,8 @@ rule fetch_url:
     localrule: True
     conda:
         "../../envs/seedsoil.yaml"
+    resources:
+        attempt=attempt_number,
     params:
         url=lambda wildcards: DATASETS.loc[wildcards.dataset, "source"],
         sha256=lambda wildcards: DATASETS.loc[wildcards.dataset, "sha256"],

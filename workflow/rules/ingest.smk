@@ -1,10 +1,11 @@
 # Any supported format -> one AnnData convention (docs/architecture.md), then one file per sample.
 
 
+# The dataset's own sheet row is a param, not the sheet an input: Snakemake re-runs a job whose
+# params changed, so editing or adding another row re-runs only that row's dataset.
 checkpoint ingest:
     input:
         data=dataset_input,
-        sheet=config["datasets"],
     output:
         h5ad="results/{dataset}/ingested.h5ad",
         samples="results/{dataset}/samples.tsv",
@@ -17,6 +18,7 @@ checkpoint ingest:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
+        attempt=attempt_number,
         mem_mb=ingest_mem_mb,
         runtime=runtime_from_input(20, 120),
     params:
@@ -39,6 +41,7 @@ rule split_sample:
     conda:
         "../../envs/seedsoil.yaml"
     resources:
+        attempt=attempt_number,
         # copies the sample's rows block by block (seedsoil.split): bounded memory
         mem_mb=stream_mem_mb,
         runtime=runtime_from_input(10, 30),

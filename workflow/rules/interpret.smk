@@ -38,6 +38,7 @@ rule interpret:
         "../../envs/seedsoil.yaml"
     threads: 2  # the communication test's permutations run in parallel
     resources:
+        attempt=attempt_number,
         # annotations, the resource genes' columns and the tables (seedsoil.cellfile.read_genes)
         mem_mb=interpret_mem_mb,
         runtime=runtime_from_cells(10, 1),

@@ -90,3 +90,21 @@ rule cohort:
         config=config,
     script:
         "../scripts/cohort.py"
+
+
+rule cohort_cells:
+    input:
+        cells=sample_outputs("results/{dataset}/{sample}/cells.h5ad"),
+        scores=sample_outputs("results/{dataset}/{sample}/scores.parquet"),
+        calls=sample_outputs("results/{dataset}/{sample}/calls.parquet"),
+    output:
+        "results/cohort/scored_cells.h5ad",
+    log:
+        "logs/cohort/scored_cells.log",
+    benchmark:
+        "results/benchmarks/cohort/scored_cells.tsv"
+    localrule: True
+    conda:
+        "../../envs/seedsoil.yaml"
+    script:
+        "../scripts/cohort_cells.py"

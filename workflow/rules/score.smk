@@ -23,6 +23,7 @@ rule score_stats:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
+        attempt=attempt_number,
         mem_mb=stream_mem_mb,
         runtime=runtime_per_range(10, 10),
     params:
@@ -50,6 +51,7 @@ rule score_chunk:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
+        attempt=attempt_number,
         mem_mb=stream_mem_mb,
         runtime=runtime_per_range(15, 60),
     params:
@@ -82,6 +84,7 @@ rule score:
         "../../envs/seedsoil.yaml"
     threads: 2
     resources:
+        attempt=attempt_number,
         mem_mb=tables_mem_mb,
         runtime=runtime_from_input(15, 60),
     params:

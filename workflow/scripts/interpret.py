@@ -10,9 +10,9 @@ from seedsoil.interpret import (
     load_pairs,
     read_cell_table,
 )
-from seedsoil.util import atomic_path, numba_threads, rule_logging
+from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
 
-with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
+with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
     communication = snakemake.params.communication
     pairs = communication_pairs(
@@ -38,7 +38,7 @@ with rule_logging(snakemake.log[0]), numba_threads(snakemake.threads):
         ),
     )
     with atomic_path(snakemake.output.calls) as path:
-        calls.to_parquet(path)
+        write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})
     with atomic_path(snakemake.output.communication) as path:
         communication.to_csv(path, sep="\t", index=False)
     with atomic_path(snakemake.output.summary) as path:

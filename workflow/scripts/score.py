@@ -1,7 +1,7 @@
 from seedsoil.pipeline import gather_sample_scores, score_sample
-from seedsoil.util import atomic_path, rule_logging
+from seedsoil.util import atomic_path, rule_logging, write_cell_table
 
-with rule_logging(snakemake.log[0]):
+with rule_logging(snakemake.log[0], snakemake.resources.attempt):
     scoring = snakemake.params.scoring
     signatures = dict(
         library=snakemake.params.library,
@@ -32,6 +32,8 @@ with rule_logging(snakemake.log[0]):
         # pandas stores attrs in the parquet metadata, where the report reads them
         table.attrs = {"scoring": scores.attrs["scoring"]} if output == "scores" else {}
         with atomic_path(snakemake.output[output]) as path:
-            table.to_parquet(path)
+            write_cell_table(
+                table, path, {k: scoring[k] for k in ("method", "n_null", "random_state")}
+            )
     with atomic_path(snakemake.output.coverage) as path:
         coverage.to_csv(path, sep="\t", index=False)

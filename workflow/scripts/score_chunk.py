@@ -1,7 +1,7 @@
 from seedsoil.pipeline import score_sample_chunk
 from seedsoil.util import atomic_path, rule_logging
 
-with rule_logging(snakemake.log[0]):
+with rule_logging(snakemake.log[0], snakemake.resources.attempt):
     scoring = snakemake.params.scoring
     scores, pvalues = score_sample_chunk(
         snakemake.input.cells,

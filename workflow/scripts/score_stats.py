@@ -2,7 +2,7 @@ from seedsoil.pipeline import sample_gene_stats
 from seedsoil.scoring.chunked import save_gene_stats
 from seedsoil.util import atomic_path, rule_logging
 
-with rule_logging(snakemake.log[0]):
+with rule_logging(snakemake.log[0], snakemake.resources.attempt):
     stats = sample_gene_stats(
         snakemake.input.cells,
         int(snakemake.wildcards.chunk),

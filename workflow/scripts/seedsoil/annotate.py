@@ -38,6 +38,33 @@ def _as_written(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: scanpy's ``calculate_qc_metrics`` names of the convention's QC columns, with the factor from
+#: ours to theirs (``pct_counts_mt`` is a percentage, ``mito_fraction`` a fraction).
+SCANPY_QC_NAMES = {
+    "n_counts": ("total_counts", 1.0),
+    "n_genes": ("n_genes_by_counts", 1.0),
+    "mito_fraction": ("pct_counts_mt", 100.0),
+}
+
+
+def scanpy_obs(obs: pd.DataFrame) -> pd.DataFrame:
+    """``obs`` as scanpy users expect it (in place; returned): the QC columns also under
+    :data:`SCANPY_QC_NAMES`, and empty strings in text columns (e.g. ``emt_state`` of a
+    non-candidate, ``qc_reason`` of a kept cell) as missing values, so no ``""`` category
+    appears in legends."""
+    for ours, (theirs, factor) in SCANPY_QC_NAMES.items():
+        if ours in obs and theirs not in obs:
+            obs[theirs] = obs[ours].to_numpy() * factor
+    for column in obs.columns:
+        values = obs[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            if "" in values.cat.categories:
+                obs[column] = values.cat.remove_categories([""])
+        elif pd.api.types.is_string_dtype(values) and values.eq("").any():
+            obs[column] = values.astype("string").replace("", pd.NA)
+    return obs
+
+
 def scored_obs(obs: pd.DataFrame, scores: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
     """``obs`` joined with ``scores`` (one column per signature) and ``calls``, rows as in ``obs``.
 
@@ -62,7 +89,7 @@ def scored_obs(obs: pd.DataFrame, scores: pd.DataFrame, calls: pd.DataFrame) -> 
     # obs.join(scores).join(calls) on aligned rows; join and concat would copy every column
     parts = [obs, _aligned(scores, obs.index), _aligned(calls, obs.index)]
     columns = {name: part[name].array for part in parts for name in part.columns}
-    return _as_written(pd.DataFrame(columns, index=obs.index, copy=False))
+    return _as_written(scanpy_obs(pd.DataFrame(columns, index=obs.index, copy=False)))
 
 
 def _read_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +143,59 @@ def write_scored_cells(
             write_elem(target, "obsm", {}, dataset_kwargs=kwargs)
             kept = [f"obsm/{key}" for key in source.get("obsm", {}) if key not in _SIGNIFICANCE]
             copy_objects(source, target, kept)
+            _add_scanpy_embedding(source, target, kwargs)
             for key, table in zip(_SIGNIFICANCE, (pvalues, fdr), strict=True):
                 frame = _aligned(_read_table(table), index)
                 write_elem(target["obsm"], key, frame, dataset_kwargs=kwargs)
                 del frame  # before the next table is read
+
+
+def _add_scanpy_embedding(source, target, kwargs: dict) -> None:
+    """``obsm["X_embedding"]`` also under the key scanpy's plotting functions read for what it
+    is (:func:`seedsoil.embedding.scanpy_key`), so ``sc.pl.umap`` works on the file."""
+    from anndata.io import read_elem, write_elem
+
+    from .embedding import scanpy_key
+
+    if "obsm/X_embedding" not in source or "uns/seedsoil/embedding" not in source:
+        return
+    key = scanpy_key(str(read_elem(source["uns/seedsoil/embedding"])))
+    if key is not None and key not in target["obsm"]:
+        write_elem(target["obsm"], key, source["obsm/X_embedding"][...], dataset_kwargs=kwargs)
+
+
+#: ``obs`` columns of a sample's cell file kept in the cohort AnnData (besides scores and calls).
+COHORT_OBS = ("sample", "cell_type", "condition", "n_counts", "n_genes", "mito_fraction")
+
+
+def cohort_cells(samples) -> ad.AnnData:
+    """Every sample's cells with their scores and calls in one AnnData without a matrix, for
+    cross-sample plots (``sc.pl.violin(adata, signature, groupby="condition")``).
+
+    ``samples`` yields ``(dataset, cells.h5ad, scores.parquet, calls.parquet)``; only ``obs``
+    of each cell file is read (:data:`COHORT_OBS`). ``obs`` is :func:`scored_obs` of each
+    sample plus ``dataset`` and ``cell`` (the cell's id in its sample file); the index is
+    ``dataset:cell``, unique across datasets. Signatures not scored in a sample are NaN there.
+    ``X`` is absent and ``var`` empty: the expression stays in the sample files.
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    parts = []
+    for dataset, cells, scores, calls in samples:
+        with h5py.File(cells, "r") as f:
+            obs = read_elem(f["obs"])
+        obs = obs[[c for c in COHORT_OBS if c in obs]]
+        part = scored_obs(obs, pd.read_parquet(scores), pd.read_parquet(calls))
+        part.insert(0, "cell", part.index.astype(str))
+        part.insert(0, "dataset", str(dataset))
+        part.index = pd.Index((str(dataset) + ":" + part["cell"]).to_numpy(dtype=str))
+        parts.append(part)
+    obs = pd.concat(parts, axis=0) if parts else pd.DataFrame()
+    # text columns (categories differ between samples, some all missing) as categoricals of
+    # their strings, missing values kept missing: h5ad cannot store object columns with NaN
+    for column in obs.columns:
+        if obs[column].dtype == object or isinstance(obs[column].dtype, pd.CategoricalDtype):
+            obs[column] = obs[column].astype("string").astype("category")
+    return ad.AnnData(obs=obs)

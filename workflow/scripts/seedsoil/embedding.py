@@ -74,3 +74,19 @@ def _most_variable(X) -> tuple[ad.AnnData, str]:
     mean_square = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
     top = np.sort(np.argsort(mean_square - mean**2, kind="stable")[::-1][:N_TOP_GENES])
     return ad.AnnData(X=X[:, top].toarray()), f" of the {N_TOP_GENES:,} most variable genes"
+
+
+def scanpy_key(description: str) -> str | None:
+    """The ``obsm`` key scanpy reads an embedding from (``X_umap``, ``X_tsne``, ``X_pca``), by
+    what ``uns["seedsoil"]["embedding"]`` says it is; None when it is none of these (zeros, or a
+    dataset's own embedding of another kind)."""
+    text = description.lower()
+    if text.startswith("dataset:"):
+        name = text.split(":", 1)[1].split()[0]
+        kinds = ("umap", "tsne", "pca")
+        return next((f"X_{kind}" for kind in kinds if kind in name), None)
+    if "→ umap" in text:
+        return "X_umap"
+    if "first two pcs" in text:
+        return "X_pca"
+    return None

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from seedsoil.errors import InputError
-from seedsoil.names import convention_obs, duplicate_merge, resolve_gene_names
+from seedsoil.names import convention_obs, duplicate_merge, gene_var, resolve_gene_names
 from seedsoil.qc import cell_metrics, mito_genes
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ class HarmonisePlan:
     obs: pd.DataFrame
     input_genes: np.ndarray
     symbols: np.ndarray
+    var: pd.DataFrame
     merge: sp.csr_matrix | None
     warnings: list[str]
     embedding: tuple[np.ndarray, str] | None
@@ -251,11 +252,12 @@ def plan_harmonisation(
     )  # fmt: skip
     genes = np.asarray(input_genes, dtype=str)
     symbols, gene_warnings = resolve_gene_names(genes, gene_id, species, var, source_label)
-    merge, symbols, duplicate_warnings = duplicate_merge(symbols)
+    merge, unique_symbols, duplicate_warnings = duplicate_merge(symbols)
     return HarmonisePlan(
         obs=obs_out,
         input_genes=genes,
-        symbols=symbols,
+        symbols=unique_symbols,
+        var=gene_var(genes, symbols, unique_symbols, var),
         merge=merge,
         warnings=gene_warnings + warnings + duplicate_warnings,
         embedding=_dataset_embedding(obsm, embedding, source_label),
@@ -503,7 +505,7 @@ def harmonise(
     out = ad.AnnData(
         X=sink.X[0],
         obs=plan.obs,
-        var=pd.DataFrame(index=pd.Index(plan.symbols, dtype=str)),
+        var=plan.var,
     )
     if sink.counts:
         out.layers["counts"] = sink.counts[0]

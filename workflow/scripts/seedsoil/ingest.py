@@ -8,6 +8,7 @@ read whole (:func:`seedsoil.pipeline.ingest_dataset`). Both give the same file.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from .pipeline import (
 )
 from .qc import apply_qc
 
+log = logging.getLogger(__name__)
+
 #: Cells harmonised per block: ~10,000 cells of 2,000 genes hold a few hundred MB of temporaries.
 BLOCK_CELLS = 10_000
 
@@ -54,8 +57,16 @@ def ingest(
             path, row, qc, out_path, block_cells=block_cells, random_state=random_state
         )
     adata, samples = ingest_dataset(path, row, qc)
+    log_warnings(adata.uns["seedsoil"])
     adata.write_h5ad(out_path, **COMPRESSION)
     return samples
+
+
+def log_warnings(meta: dict) -> None:
+    """Each of a dataset's ``uns["seedsoil"]["warnings"]`` as a logged warning, so the job's
+    log and the terminal say what the report says (log-normalised input, no MT genes, …)."""
+    for warning in meta.get("warnings", []):
+        log.warning("dataset %s: %s", meta.get("dataset", ""), warning)
 
 
 def is_streamed(path: str | os.PathLike, row: dict) -> bool:
@@ -136,7 +147,7 @@ def ingest_h5ad(
         sink = _FileSink(out, len(plan.symbols))
         values = harmonise_rows(read_blocks, plan, sink, embedding_cells=subsample)
         sink.close()
-        adata = ad.AnnData(obs=plan.obs, var=pd.DataFrame(index=pd.Index(plan.symbols, dtype=str)))
+        adata = ad.AnnData(obs=plan.obs, var=plan.var)
         for column, metric in values.metrics.items():
             adata.obs[column] = metric
         coordinates, how = embedding_of(plan, values, subsample, random_state)
@@ -150,6 +161,7 @@ def ingest_h5ad(
         apply_qc(adata, **qc)
         record_depth(adata)
         samples = sample_table(adata, row, qc)
+        log_warnings(adata.uns["seedsoil"])
         write_annotations(out, adata, COMPRESSION)
     return samples
 

@@ -11,7 +11,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from seedsoil.errors import InputError
-from seedsoil.genes import ensembl_to_symbol, guess_species, looks_like_ensembl
+from seedsoil.genes import (
+    ensembl_to_symbol,
+    guess_species,
+    looks_like_ensembl,
+    resolve_aliases,
+    symbol_changes_text,
+)
 
 #: Names that already exist in results/{dataset}/ and so cannot be sample folders.
 RESERVED_SAMPLE_NAMES = frozenset({"ingested.h5ad", "samples.tsv"})
@@ -128,7 +134,46 @@ def resolve_gene_names(names, gene_id: str, species: str, var: pd.DataFrame, sou
             f"{', '.join(symbols[:3])}); set the sheet's species column to {found}, or convert "
             "the genes to orthologs first."
         )
+    if species == "human":
+        symbols, renamed = current_symbols(symbols)
+        warnings += renamed
     return symbols, warnings
+
+
+def current_symbols(symbols) -> tuple[np.ndarray, list[str]]:
+    """Outdated human symbols replaced by their current HGNC symbol
+    (:func:`seedsoil.genes.resolve_aliases`, the table the signatures use, so IL8 in the data
+    meets CXCL8 in a signature), and a warning naming every renaming."""
+    resolved, changes = resolve_aliases(symbols)
+    if not changes:
+        return np.asarray(symbols, dtype=object), []
+    return np.asarray(resolved, dtype=object), [
+        f"{len(changes)} outdated gene symbols renamed to current HGNC symbols "
+        f"(resources/genes/aliases.tsv; the input name is kept in var['input_name']): "
+        f"{symbol_changes_text(changes)}"
+    ]
+
+
+def gene_var(input_genes, symbols, unique_symbols, var: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The harmonised ``var``: index ``unique_symbols``; ``input_name``, the input's identifier
+    of the gene (of its first column when duplicates were summed); ``gene_ids``, the Ensembl id
+    when the input names one (Ensembl input, or a 10x ``var["gene_ids"]`` column), as scanpy's
+    readers store it."""
+    per_symbol = pd.Series(np.asarray(input_genes, dtype=str)).groupby(
+        np.asarray(symbols, dtype=str), sort=False
+    )
+    out = pd.DataFrame(index=pd.Index(unique_symbols, dtype=str))
+    out["input_name"] = per_symbol.first().reindex(out.index).to_numpy(dtype=str)
+    ids = None
+    if var is not None and "gene_ids" in var and len(var) == len(symbols):
+        ids = pd.Series(var["gene_ids"].astype(str).to_numpy())
+    elif looks_like_ensembl(out["input_name"], min_fraction=0.5):
+        ids = pd.Series(np.asarray(input_genes, dtype=str))
+    if ids is not None:
+        stripped = ids.str.replace(r"\.\d+$", "", regex=True)
+        first = stripped.groupby(np.asarray(symbols, dtype=str), sort=False).first()
+        out["gene_ids"] = first.reindex(out.index).to_numpy(dtype=str)
+    return out
 
 
 def duplicate_merge(symbols) -> tuple[sp.csr_matrix | None, np.ndarray, list[str]]:
@@ -301,3 +346,16 @@ def convention_obs(
     cell_names, barcode_warnings = make_unique(obs_in.index)
     obs.index = pd.Index(cell_names, dtype=str)
     return obs, warnings + barcode_warnings
+
+
+#: Condition of a sample whose cells carry several conditions: it joins no condition comparison.
+MIXED_CONDITION = "mixed"
+
+
+def sample_condition(values) -> str:
+    """The condition of a sample from its cells' conditions: the one value they share, else
+    :data:`MIXED_CONDITION`. A sample is the replicate of the cohort tests, so a sample spanning
+    conditions (sample = patient, condition = tissue) cannot stand for any one of them; making
+    each sample one condition (a sample column combining patient and tissue) is the user's fix."""
+    distinct = sorted(set(pd.Series(values).astype(str)))
+    return distinct[0] if len(distinct) == 1 else MIXED_CONDITION

@@ -18,6 +18,7 @@ from .errors import InputError
 from .fetch import sha256sum
 from .harmonise import harmonise
 from .io import read_matrix
+from .names import MIXED_CONDITION, sample_condition
 from .qc import apply_qc, kept_samples
 from .sheet import source_kind
 
@@ -33,11 +34,12 @@ def dataset_provenance(row: dict, path: str | os.PathLike) -> dict[str, str]:
     """Provenance of a sheet row's data: the built-in's record, or the source and file checksum."""
     if source_kind(row["source"]) == "builtin":
         return builtin_provenance(row["source"].removeprefix("builtin:"))
+    # the sheet's description is the user's words, not a publication; a local path is no url
     return {
-        "publication": row.get("description", ""),
+        "publication": "",
         "accession": "",
         "licence": "",
-        "url": row["source"],
+        "url": row["source"] if source_kind(row["source"]) == "url" else "",
         "sha256": sha256sum(path) if os.path.isfile(path) else "",
     }
 
@@ -83,13 +85,20 @@ def sample_table(adata: ad.AnnData, row: dict, qc: dict) -> pd.DataFrame:
     totals = obs["sample"].astype(str).value_counts()
     passed = obs.loc[obs["qc_pass"].to_numpy(dtype=bool)]
     passed_samples = passed["sample"].astype(str)
+    conditions = {name: passed.loc[passed_samples == name, "condition"] for name in kept}
+    for name, values in conditions.items():
+        if sample_condition(values) == MIXED_CONDITION:
+            message = (
+                f"sample {name} spans conditions {', '.join(sorted(set(values.astype(str))))}: its "
+                f"condition is '{MIXED_CONDITION}' and it joins no condition comparison; to compare "
+                "them, give each sample one condition (a sample column combining e.g. patient and "
+                "tissue)"
+            )
+            adata.uns["seedsoil"].setdefault("warnings", []).append(message)
     samples = pd.DataFrame(
         {
             "sample": kept,
-            "condition": [
-                ", ".join(sorted(set(passed.loc[passed_samples == name, "condition"].astype(str))))
-                for name in kept
-            ],
+            "condition": [sample_condition(conditions[name]) for name in kept],
             "n_cells": [int((passed_samples == name).sum()) for name in kept],
             "n_cells_total": [int(totals[name]) for name in kept],
         }
@@ -103,6 +112,26 @@ def sample_table(adata: ad.AnnData, row: dict, qc: dict) -> pd.DataFrame:
     return samples
 
 
+#: Formats that hold a matrix and cell barcodes only: no column for sample, cell type or condition.
+MATRIX_ONLY_FORMATS = ("mtx", "10x_h5", "csv", "tsv")
+
+
+def _check_label_columns(obs: pd.DataFrame, row: dict, path) -> None:
+    """:class:`InputError` when the sheet names a label column a matrix-only format cannot hold,
+    with the fix the sheet can express: one row per library."""
+    if row["format"] not in MATRIX_ONLY_FORMATS:
+        return
+    for role in ("sample", "cell_type", "condition"):
+        column = row.get(f"{role}_column", "")
+        if column and column not in obs.columns:
+            raise InputError(
+                f"{path}: {role}_column is {column!r}, but format {row['format']} holds only a "
+                "matrix and cell barcodes, no cell metadata. Leave the column empty and give each "
+                "library its own sheet row (its id becomes the sample; set its condition in the "
+                "condition column), or convert the data to .h5ad with these obs columns."
+            )
+
+
 def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.AnnData, pd.DataFrame]:
     """Read a dataset in any supported format into memory, harmonise it and flag QC failures.
 
@@ -112,6 +141,7 @@ def ingest_dataset(path: str | os.PathLike, row: dict, qc: dict) -> tuple[ad.Ann
     :func:`seedsoil.ingest.ingest` writes the same to a file, streaming ``.h5ad`` inputs.
     """
     raw = read_matrix(path, row["format"], transpose=_TRANSPOSE[row.get("transpose", "").lower()])
+    _check_label_columns(raw.obs, row, path)
     adata = harmonise(raw, **harmonise_options(row, path))
     record_source(adata, row)
     apply_qc(adata, **qc)
@@ -137,9 +167,14 @@ def sample_cells(adata: ad.AnnData, sample: str) -> ad.AnnData:
 
 def _method_options(method: str, random_state: int, max_rank: int | None = None) -> dict:
     """Options the pipeline gives a scoring method: scanpy's control draws take the seed,
-    ucell its ``max_rank`` (a number, resolved by :func:`resolve_max_rank`)."""
+    ucell its ``max_rank`` (a number, resolved by :func:`resolve_max_rank`), aucell
+    ``tmin=1``: the coverage rule (fraction or core markers) has already decided which
+    signatures are scored, and decoupler's default of 5 genes would turn a core-scored
+    signature on a targeted panel into NaN in every cell."""
     if method == "scanpy":
         return {"random_state": random_state}
+    if method == "aucell":
+        return {"tmin": 1}
     if method == "ucell" and max_rank is not None:
         return {"max_rank": max_rank}
     return {}

@@ -493,7 +493,8 @@ def coverage(
     :data:`COVERAGE_COLUMNS`; ``missing``, ``no_ortholog``, ``core_genes_present`` and
     ``alternates_present`` are comma-separated gene lists, ``core_groups`` counts the declared
     core groups and ``core_groups_present`` those with a gene present. Each skipped signature
-    is logged as a warning, each signature scored by its core at info level.
+    is logged at info level, with one warning line listing them all; each signature scored
+    by its core at info level.
     """
     if not 0 <= min_coverage <= 1:
         raise InputError(f"signatures.min_coverage must be between 0 and 1, got {min_coverage}")
@@ -525,7 +526,7 @@ def coverage(
                     f" and core rule not met ({groups_present} of {len(signature.core)} core "
                     f"groups, {len(alternates_present)} alternates present)"
                 )
-            logger.warning(
+            logger.info(
                 "signature %s not scored: %s (%d of %d genes present)",
                 name,
                 reason,
@@ -561,6 +562,13 @@ def coverage(
                 "scored_by": scored_by,
             }
         )
+    skipped = [row["signature"] for row in rows if not row["scored"]]
+    if skipped:  # one line for the terminal; each signature's reason is in the log and coverage.tsv
+        logger.warning(
+            "%d of %d signatures not scored (too few of their genes in the data; reasons in "
+            "coverage.tsv): %s",
+            len(skipped), len(rows), ", ".join(skipped),
+        )  # fmt: skip
     return pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
 
 

@@ -69,21 +69,38 @@ def setup_logging(
     return logger
 
 
+#: Suffix of the file beside a job's log that records its input error for the job's retries.
+INPUT_ERROR_SUFFIX = ".input_error"
+
+
 @contextlib.contextmanager
-def rule_logging(log_file: str | os.PathLike) -> Iterator[logging.Logger]:
+def rule_logging(log_file: str | os.PathLike, attempt: int = 1) -> Iterator[logging.Logger]:
     """Run a workflow step: log to ``log_file``; a bad input ends the process with its message.
 
     An :class:`~seedsoil.errors.InputError` is written to the log and to stderr without a
-    traceback and the process exits with status 1, so the user reads what to fix.
+    traceback and the process exits with status 1, so the user reads what to fix. It is also
+    recorded beside the log (:data:`INPUT_ERROR_SUFFIX`): a bad input does not change on a
+    retry, and Snakemake retries every failure, so a retry (``attempt`` > 1) of a job whose
+    previous attempt recorded one ends at once with that message instead of downloading or
+    reading the data again. Memory and transient failures record nothing and are retried.
     """
     from .errors import InputError
 
     logger = setup_logging(log_file)
     logging.captureWarnings(True)
+    record = Path(f"{log_file}{INPUT_ERROR_SUFFIX}")
+    if attempt > 1 and record.is_file():
+        logger.error(
+            "not retried: attempt %d failed on an input error, which a retry cannot change: %s",
+            attempt - 1, record.read_text(),
+        )  # fmt: skip
+        raise SystemExit(1)
+    record.unlink(missing_ok=True)
     try:
         yield logger
     except InputError as error:
         logger.error("%s", error)
+        record.write_text(str(error))
         raise SystemExit(1) from None
     except Exception:
         logger.exception("unexpected failure; please report it with this log")
@@ -108,3 +125,21 @@ def numba_threads(n_threads: int | None) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+#: Name of the cell-id column of every per-cell Parquet table (``pd.read_parquet`` makes it the
+#: index again; other readers, e.g. polars or R's arrow, see it as an ordinary column).
+CELL_ID_COLUMN = "cell"
+
+
+def write_cell_table(frame, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write the cells × columns ``frame`` as Parquet with the cell ids as the named column
+    :data:`CELL_ID_COLUMN`, and the frame's ``attrs`` plus the seedsoil version and ``metadata``
+    (method, seeds) in the file's pandas metadata (``attrs`` of the frame ``pd.read_parquet``
+    returns)."""
+    from seedsoil import __version__
+
+    out = frame.copy(deep=False)
+    out.index = out.index.rename(CELL_ID_COLUMN)
+    out.attrs = {**frame.attrs, "seedsoil_version": __version__, **(metadata or {})}
+    out.to_parquet(path)

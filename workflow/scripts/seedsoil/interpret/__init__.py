@@ -22,7 +22,7 @@ from seedsoil.errors import InputError
 from seedsoil.interpret.celltypes import assign_cell_types, shipped_markers
 from seedsoil.interpret.clusters import flag_heterotypic
 from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
-from seedsoil.interpret.ctc import LEUKOCYTE_MARKER, call_ctc
+from seedsoil.interpret.ctc import EPITHELIAL_CORE, LEUKOCYTE_MARKER, call_ctc
 from seedsoil.interpret.liana_methods import sample_communication
 from seedsoil.interpret.resource import communication_pairs
 from seedsoil.interpret.summary import cell_types_used, summarise_interpretation
@@ -41,23 +41,24 @@ __all__ = [
 CALL_COLUMNS = [
     "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
     "cell_type_reference", "reference_confidence",
-    "ctc_candidate", "ctc_confidence", "ctc_fdr", "emt_state",
+    "ctc_candidate", "ctc_class", "ctc_confidence", "ctc_fdr", "ctc_core_markers", "emt_state",
     "heterotypic_cluster", "size_z",
 ]  # fmt: skip
 
 
 def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
-    """Every gene :func:`interpret_sample` reads from ``X``: PTPRC (the CD45 veto of
-    :func:`~seedsoil.interpret.ctc.call_ctc`), the ligand/receptor subunits of ``pairs``
-    (a table, a path to a chapter-style table, or None for LIANA's consensus plus the chapter's
-    pairs, :func:`communication_pairs`) and the core markers and alternates of the cell-type
-    signatures (:func:`~.celltypes.shipped_markers`) that gate and explain the assignment.
-    Reading only these columns (:func:`seedsoil.cellfile.read_genes`) gives the same
-    interpretation as the whole matrix."""
+    """Every gene :func:`interpret_sample` reads from ``X``: PTPRC and the core epithelial
+    markers (the leukocyte and epithelial evidence of :func:`~seedsoil.interpret.ctc.call_ctc`),
+    the ligand/receptor subunits of ``pairs`` (a table, a path to a chapter-style table, or None
+    for LIANA's consensus plus the chapter's pairs, :func:`communication_pairs`) and the core
+    markers and alternates of the cell-type signatures (:func:`~.celltypes.shipped_markers`)
+    that gate and explain the assignment. Reading only these columns
+    (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
     pairs = _pairs(pairs)
     _, marker_genes = shipped_markers()
     markers = {g for genes in marker_genes.values() for g in genes}
-    return sorted({LEUKOCYTE_MARKER, *pair_genes(pairs), *markers})
+    core = [gene for group in EPITHELIAL_CORE for gene in group]
+    return sorted({LEUKOCYTE_MARKER, *core, *pair_genes(pairs), *markers})
 
 
 def _pairs(pairs) -> pd.DataFrame:
@@ -165,6 +166,7 @@ def interpret_sample(
     pairs = _pairs(pairs)
     core_markers, marker_genes = shipped_markers()
 
+    ctc = call_ctc(adata, pvalues, fdr, alpha)
     calls = pd.concat(
         [
             assign_cell_types(
@@ -176,8 +178,8 @@ def interpret_sample(
                 core_markers=core_markers,
                 marker_genes=marker_genes,
             ),
-            call_ctc(adata, pvalues, fdr, alpha),
-            flag_heterotypic(adata.obs, fdr, alpha),
+            ctc,
+            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"]),
         ],
         axis=1,
     )

@@ -26,6 +26,9 @@ from seedsoil.interpret.ctc import leukocyte_signatures
 TUMOUR_SIGNATURES = ("CTC_epithelial_identity", "ID_epithelial_tumour")
 PARTNERS = {"IMM_neutrophil": "CTC-neutrophil", "IMM_platelet": "CTC-platelet"}
 DOUBLET_LIKE = "doublet-like"
+#: A CTC–leukocyte cluster of :func:`seedsoil.interpret.ctc.call_ctc` whose only leukocyte
+#: feature is PTPRC at leukocyte level: a leukocyte partner of unknown type.
+OTHER_LEUKOCYTE = "CTC-leukocyte"
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
@@ -60,17 +63,30 @@ def _significant(fdr: pd.DataFrame, names, alpha: float) -> np.ndarray:
     return (fdr[names].to_numpy(dtype=np.float64) <= alpha).any(axis=1)
 
 
-def flag_heterotypic(obs: pd.DataFrame, fdr: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def flag_heterotypic(
+    obs: pd.DataFrame,
+    fdr: pd.DataFrame,
+    alpha: float = 0.05,
+    ctc_class: pd.Series | None = None,
+) -> pd.DataFrame:
     """Flag possible heterotypic CTC clusters.
 
-    Definition: a *tumour* cell has FDR ≤ ``alpha`` for any of :data:`TUMOUR_SIGNATURES`.
+    Definition: a *tumour* cell has FDR ≤ ``alpha`` for any of :data:`TUMOUR_SIGNATURES`, or is a
+    CTC candidate (``ctc_class`` from :func:`seedsoil.interpret.ctc.call_ctc`, when given).
     Tumour and ``IMM_neutrophil`` significant → ``"CTC-neutrophil"``; tumour and ``IMM_platelet``
     → ``"CTC-platelet"`` (both → the partner with the smaller FDR); tumour and only other leukocyte
-    programmes → ``"doublet-like"``; otherwise ``""``. ``size_z`` is :func:`size_z`.
+    programmes → ``"doublet-like"``; a ``"CTC-leukocyte cluster"`` of ``ctc_class`` with none of
+    these (its leukocyte feature is PTPRC alone) → ``"CTC-leukocyte"``; otherwise ``""``.
+    ``size_z`` is :func:`size_z`.
 
     Returns a DataFrame indexed like ``fdr`` with ``heterotypic_cluster`` and ``size_z``.
     """
     tumour = _significant(fdr, TUMOUR_SIGNATURES, alpha)
+    cluster = np.zeros(fdr.shape[0], dtype=bool)
+    if ctc_class is not None:
+        ctc_class = ctc_class.reindex(fdr.index).fillna("").astype(str).to_numpy()
+        tumour |= ctc_class != ""
+        cluster = ctc_class == "CTC-leukocyte cluster"
     label = np.full(fdr.shape[0], "", dtype=object)
     best_q = np.full(fdr.shape[0], np.inf)
     for signature, name in PARTNERS.items():
@@ -82,6 +98,7 @@ def flag_heterotypic(obs: pd.DataFrame, fdr: pd.DataFrame, alpha: float = 0.05) 
         best_q[hit] = q[hit]
     others = [s for s in leukocyte_signatures(fdr.columns) if s not in PARTNERS]
     label[tumour & (label == "") & _significant(fdr, others, alpha)] = DOUBLET_LIKE
+    label[cluster & (label == "")] = OTHER_LEUKOCYTE
     out = pd.DataFrame(index=fdr.index)
     out["heterotypic_cluster"] = label.astype(str)
     out["size_z"] = size_z(obs.reindex(fdr.index))

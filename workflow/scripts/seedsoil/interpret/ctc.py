@@ -2,9 +2,22 @@
 
 A CTC candidate is the transcriptomic counterpart of the CellSearch definition of a circulating
 tumour cell (EpCAM⁺ cytokeratin⁺ CD45⁻; Kwan et al. 2018, Aceto et al. 2014 use the same logic
-for enriched CTCs): a cell whose epithelial/CTC identity is significant and that shows no
-leukocyte identity. Whether such a cell is *circulating* depends on where the sample came from
-(blood vs primary tumour); the call only says the cell has a CTC-like transcriptome.
+for enriched CTCs), with two changes that real CTC data force (docs/interpretation.md, "CTC
+candidates"):
+
+* **Epithelial evidence is two-fold**: the ``CTC_epithelial_identity`` programme is significant
+  (FDR ≤ ``alpha`` against expression-matched random signatures) *and* at least one core
+  epithelial marker (EPCAM or a simple-epithelial keratin; the signature's declared ``core``
+  when it has one) is detected in the cell — the "EpCAM⁺ or CK⁺" a biologist checks first.
+* **Leukocyte evidence classifies, it does not veto**: an epithelial cell that also carries a
+  leukocyte programme, or PTPRC (CD45) at the level of the sample's *own* leukocytes, is called a
+  CTC–leukocyte cluster (heterotypic; partner in :mod:`.clusters`) rather than dropped. PTPRC
+  below that level is compatible with ambient RNA and ignored. Because the leukocyte signal of a
+  cluster could also be ambient epithelial RNA in a leukocyte, a cluster call needs two distinct
+  core marker groups (e.g. EPCAM *and* a keratin), which ambient reads rarely give one cell.
+
+Whether such a cell is *circulating* depends on where the sample came from (blood vs primary
+tumour); the call only says the cell has a CTC-like transcriptome.
 """
 
 from __future__ import annotations
@@ -17,9 +30,16 @@ EMT_SIGNATURE = "EMT_bidirectional"
 EMT_EPITHELIAL = "EMT_epithelial"
 EMT_MESENCHYMAL = "EMT_mesenchymal"
 #: Leukocyte identity programmes: every immune signature except platelets (anucleate, not CD45⁺
-#: leukocytes, and the partner of CTC–platelet clusters rather than an exclusion criterion).
+#: leukocytes, and the partner of CTC–platelet clusters rather than a leukocyte feature).
 PLATELET_SIGNATURE = "IMM_platelet"
 LEUKOCYTE_MARKER = "PTPRC"
+#: Core epithelial marker groups used when the CTC signature declares no ``core``: EpCAM and the
+#: simple-epithelial keratins that CellSearch's anti-CK antibodies detect (CK8/18/19) plus CK7.
+#: Any gene of a group represents it (keratins are interchangeable across carcinomas).
+EPITHELIAL_CORE = (("EPCAM",), ("KRT8", "KRT18", "KRT19", "KRT7"))
+#: Fewest of the sample's own leukocytes (with PTPRC detected) from which a PTPRC level is read;
+#: below it the median of a handful of cells is noise and PTPRC is not used.
+MIN_REFERENCE_LEUKOCYTES = 10
 
 
 def leukocyte_signatures(columns) -> list[str]:
@@ -27,26 +47,72 @@ def leukocyte_signatures(columns) -> list[str]:
     return [c for c in columns if c.startswith("IMM_") and c != PLATELET_SIGNATURE]
 
 
-def leukocyte_evidence(
-    adata, fdr: pd.DataFrame, alpha: float = 0.05, ptprc_max: float = 0.0
-) -> np.ndarray:
-    """Boolean per cell: any leukocyte signature has FDR ≤ ``alpha``, or PTPRC (CD45) > ``ptprc_max``.
+def core_marker_groups(signature=None) -> tuple[tuple[str, ...], ...]:
+    """Core epithelial marker groups: ``signature.core`` (contract C1) when declared, else
+    :data:`EPITHELIAL_CORE`."""
+    core = tuple(tuple(group) for group in getattr(signature, "core", ()) or ())
+    return core or EPITHELIAL_CORE
 
-    PTPRC is read from ``adata.X`` (log-normalised) when the gene is present. The default
-    ``ptprc_max = 0`` makes any detected CD45 transcript exclude a cell, as CD45 negativity does
-    in CellSearch; raise it when ambient RNA puts a few PTPRC UMIs into every droplet.
-    """
+
+def gene_column(adata, gene: str) -> np.ndarray | None:
+    """Dense float64 column of ``gene`` in ``adata.X`` (None when the gene is absent)."""
+    if gene not in adata.var_names:
+        return None
+    column = adata[:, gene].X
+    return np.asarray(
+        column.toarray() if hasattr(column, "toarray") else column, dtype=np.float64
+    ).ravel()
+
+
+def core_groups_detected(adata, groups=EPITHELIAL_CORE) -> np.ndarray:
+    """Per cell: how many of ``groups`` have at least one gene with expression > 0 in ``X``."""
+    count = np.zeros(adata.n_obs, dtype=np.int64)
+    for group in groups:
+        detected = np.zeros(adata.n_obs, dtype=bool)
+        for gene in group:
+            column = gene_column(adata, gene)
+            if column is not None:
+                detected |= column > 0
+        count += detected
+    return count
+
+
+def leukocyte_programme(fdr: pd.DataFrame, alpha: float = 0.05) -> np.ndarray:
+    """Boolean per cell: any leukocyte signature (:func:`leukocyte_signatures`) has FDR ≤ ``alpha``."""
     leuk = leukocyte_signatures(fdr.columns)
-    evidence = (
-        (fdr[leuk].to_numpy(dtype=np.float64) <= alpha).any(axis=1)
-        if leuk
-        else np.zeros(fdr.shape[0], bool)
-    )
-    if LEUKOCYTE_MARKER in adata.var_names:
-        column = adata[:, LEUKOCYTE_MARKER].X
-        ptprc = np.asarray(column.toarray() if hasattr(column, "toarray") else column).ravel()
-        evidence |= ptprc > ptprc_max
-    return evidence
+    if not leuk:
+        return np.zeros(fdr.shape[0], dtype=bool)
+    return (fdr[leuk].to_numpy(dtype=np.float64) <= alpha).any(axis=1)
+
+
+def ptprc_leukocyte_level(ptprc: np.ndarray, reference: np.ndarray) -> float:
+    """The PTPRC (CD45) level that marks a whole leukocyte *in this sample*.
+
+    Definition: the median PTPRC (as in ``X``) among ``reference`` cells — the sample's own
+    leukocytes (a leukocyte programme significant, no epithelial evidence) — that detect it.
+    A cell at or above it carries at least as much CD45 as a typical leukocyte of the sample;
+    below it the signal is compatible with ambient RNA, whose level the sample's chemistry and
+    depth set (a few UMIs in droplets, fractional expected counts in full-length data). NaN when
+    fewer than :data:`MIN_REFERENCE_LEUKOCYTES` reference cells detect PTPRC (e.g. panels
+    without it): then PTPRC is not used and leukocyte programmes alone carry the evidence.
+    """
+    values = ptprc[reference & (ptprc > 0)]
+    return float(np.median(values)) if values.size >= MIN_REFERENCE_LEUKOCYTES else float("nan")
+
+
+def leukocyte_evidence(
+    adata, fdr: pd.DataFrame, alpha: float = 0.05, epithelial: np.ndarray | None = None
+) -> np.ndarray:
+    """Boolean per cell: a leukocyte programme is significant, or PTPRC reaches
+    :func:`ptprc_leukocyte_level` of the sample's leukocytes (cells with a leukocyte programme
+    and, when ``epithelial`` is given, no epithelial evidence)."""
+    programme = leukocyte_programme(fdr, alpha)
+    ptprc = gene_column(adata, LEUKOCYTE_MARKER)
+    if ptprc is None:
+        return programme
+    reference = programme if epithelial is None else programme & ~epithelial
+    level = ptprc_leukocyte_level(ptprc, reference)
+    return programme if np.isnan(level) else programme | (ptprc >= level)
 
 
 def emt_state(pvalues: pd.DataFrame, fdr: pd.DataFrame, alpha: float = 0.05) -> np.ndarray:
@@ -83,37 +149,55 @@ def call_ctc(
     pvalues: pd.DataFrame,
     fdr: pd.DataFrame,
     alpha: float = 0.05,
-    ptprc_max: float = 0.0,
+    core: tuple[tuple[str, ...], ...] = EPITHELIAL_CORE,
 ) -> pd.DataFrame:
-    """Call CTC candidates.
+    """Call CTC candidates and CTC–leukocyte clusters.
 
-    Definition: ``ctc_candidate`` = FDR(``CTC_epithelial_identity``) ≤ ``alpha`` AND no
-    :func:`leukocyte_evidence`. ``ctc_fdr`` is the CTC signature's FDR (NaN when the signature
-    was not scored). ``ctc_confidence`` = ``(1 − ctc_fdr) × min_l FDR_l`` over leukocyte
-    signatures ``l`` (1 when none is scored) for candidates, 0 otherwise: high when the epithelial
-    identity is unambiguous *and* no leukocyte programme comes near significance. It orders calls;
-    it is not a probability. ``emt_state`` (see :func:`emt_state`) is ``""`` for non-candidates.
+    Definition, per cell (``q`` = FDR of ``CTC_epithelial_identity``, ``k`` = number of ``core``
+    marker groups detected, :func:`core_groups_detected`):
 
-    Returns a DataFrame indexed like ``fdr`` with ``ctc_candidate``, ``ctc_confidence``,
-    ``ctc_fdr``, ``emt_state``.
+    * *epithelial* = ``q ≤ alpha`` and ``k ≥ 1``;
+    * *leukocyte features* = :func:`leukocyte_evidence` (a leukocyte programme, or PTPRC at the
+      sample's own leukocyte level);
+    * ``ctc_class`` = ``"CTC"`` when epithelial without leukocyte features;
+      ``"CTC-leukocyte cluster"`` when epithelial with leukocyte features and ``k ≥ 2``;
+      ``""`` otherwise (an epithelial-looking leukocyte with a single marker group is left out:
+      ambient epithelial RNA, not a tumour cell);
+    * ``ctc_candidate`` = ``ctc_class != ""`` (a CTC inside a cluster is still a CTC).
+
+    ``ctc_confidence`` = ``1 − q`` for candidates, 0 otherwise: under Benjamini–Hochberg, the
+    expected fraction of true epithelial cells among all calls at least as significant as this
+    one, so it reads the same way in every sample (a precision, not a per-cell posterior).
+    ``ctc_fdr`` is ``q`` (NaN when the signature was not scored); ``ctc_core_markers`` the
+    detected core genes (comma-separated); ``emt_state`` (:func:`emt_state`) is ``""`` for
+    non-candidates.
     """
     out = pd.DataFrame(index=fdr.index)
+    n = fdr.shape[0]
+    markers = [gene for group in core for gene in group]
+    detected = {g: c > 0 for g in markers if (c := gene_column(adata, g)) is not None}
+    out["ctc_core_markers"] = [
+        ",".join(g for g in detected if detected[g][i]) for i in range(n)
+    ] if detected else ""  # fmt: skip
     if CTC_SIGNATURE not in fdr.columns:
         out["ctc_candidate"] = False
+        out["ctc_class"] = ""
         out["ctc_confidence"] = 0.0
         out["ctc_fdr"] = np.nan
         out["emt_state"] = ""
         return out
     q = fdr[CTC_SIGNATURE].to_numpy(dtype=np.float64)
-    candidate = (q <= alpha) & ~leukocyte_evidence(adata, fdr, alpha, ptprc_max)
-    leuk = leukocyte_signatures(fdr.columns)
-    least_leukocyte_q = (
-        fdr[leuk].to_numpy(dtype=np.float64).min(axis=1) if leuk else np.ones(q.size)
-    )
+    k = core_groups_detected(adata, core)
+    epithelial = (q <= alpha) & (k >= 1)
+    leukocyte = leukocyte_evidence(adata, fdr, alpha, epithelial)
+    single = epithelial & ~leukocyte
+    cluster = epithelial & leukocyte & (k >= 2)
+    candidate = single | cluster
     out["ctc_candidate"] = candidate
-    out["ctc_confidence"] = np.where(
-        candidate, np.clip((1.0 - q) * least_leukocyte_q, 0.0, 1.0), 0.0
+    out["ctc_class"] = np.select([single, cluster], ["CTC", "CTC-leukocyte cluster"], "").astype(
+        str
     )
+    out["ctc_confidence"] = np.where(candidate, np.clip(1.0 - q, 0.0, 1.0), 0.0)
     out["ctc_fdr"] = q
     out["emt_state"] = np.where(candidate, emt_state(pvalues, fdr, alpha), "").astype(str)
     return out
@@ -130,7 +214,7 @@ def ctc_support(calls: pd.DataFrame, scored: bool, min_candidates: int = 3) -> s
         return f"not supported: {CTC_SIGNATURE} was not scored (see coverage.tsv)"
     n = int(calls["ctc_candidate"].sum())
     if n == 0:
-        return "not supported: no cell has a significant epithelial/CTC identity without leukocyte identity"
+        return "not supported: no cell has a significant epithelial/CTC identity with a core epithelial marker"
     if n < min_candidates:
         return f"not supported: only {n} candidate cell(s) (< {min_candidates}); compatible with false discoveries"
     return "supported"

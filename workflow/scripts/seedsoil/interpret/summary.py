@@ -15,7 +15,12 @@ from seedsoil.interpret.celltypes import (
     immune_labels,
     label_agreement,
 )
-from seedsoil.interpret.clusters import DOUBLET_LIKE, PARTNERS, partner_enrichment
+from seedsoil.interpret.clusters import (
+    DOUBLET_LIKE,
+    OTHER_LEUKOCYTE,
+    PARTNERS,
+    partner_enrichment,
+)
 from seedsoil.interpret.ctc import CTC_SIGNATURE, ctc_support
 
 NET_SIGNATURE = "NET_formation"
@@ -94,7 +99,7 @@ def summarise_interpretation(
         },
         "heterotypic": {
             f: int((calls["heterotypic_cluster"] == f).sum())
-            for f in (*PARTNERS.values(), DOUBLET_LIKE)
+            for f in (*PARTNERS.values(), OTHER_LEUKOCYTE, DOUBLET_LIKE)
         },
         "cell_type_source": source,
         "composition": _fractions(types),

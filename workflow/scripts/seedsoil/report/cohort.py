@@ -18,12 +18,15 @@ from scipy import stats
 
 from seedsoil.cellfile import BLOCK_CELLS
 from seedsoil.errors import InputError
+from seedsoil.names import MIXED_CONDITION, sample_condition
 from seedsoil.scoring.null import benjamini_hochberg
 
-#: Condition labels that mean "no condition given"; such samples join no comparison.
-NO_CONDITION = frozenset({"", "NA", "nan", "None"})
+#: Condition labels that mean "no condition given" or several (a sample spanning conditions,
+#: :func:`seedsoil.names.sample_condition`); such samples join no comparison.
+NO_CONDITION = frozenset({"", "NA", "nan", "None", MIXED_CONDITION})
 
 CONDITION_TEST_COLUMNS = [
+    "family",
     "statistic",
     "group_a",
     "group_b",
@@ -62,7 +65,9 @@ def summarise_sample(adata, scores: pd.DataFrame, calls=None, interpretation=Non
     row: dict = {
         "dataset": str(meta.get("dataset", "")),
         "sample": _first(adata.obs, "sample", ""),
-        "condition": _first(adata.obs, "condition", "NA"),
+        "condition": sample_condition(adata.obs["condition"])
+        if "condition" in adata.obs and len(adata.obs)
+        else "NA",
         "n_cells": int(adata.n_obs),
         "n_genes": int(adata.n_vars),
     }
@@ -87,7 +92,9 @@ def summarise_sample(adata, scores: pd.DataFrame, calls=None, interpretation=Non
     return row
 
 
-def condition_tests(summary: pd.DataFrame, *, condition: str = "condition") -> pd.DataFrame:
+def condition_tests(
+    summary: pd.DataFrame, *, condition: str = "condition", within: str | None = "dataset"
+) -> pd.DataFrame:
     """Compare every pair of conditions on every per-sample statistic of ``summary``.
 
     Statistics are the numeric columns named ``mean…``, ``frac…`` or ``composition:…``
@@ -98,27 +105,55 @@ def condition_tests(summary: pd.DataFrame, *, condition: str = "condition") -> p
     bounded scores or fractions need not be normal; it is robust to one outlying sample.
     Its price is power: with 3 vs 3 samples the smallest possible p-value is 0.1, which
     says honestly how little three samples can show. ``effect`` = median(a) − median(b).
-    Groups with fewer than 2 samples are not tested (p-value NaN). ``fdr`` is
-    Benjamini–Hochberg over all tested rows of the table.
+    Groups with fewer than 2 samples are not tested (p-value NaN).
+
+    Conditions are compared within each value of ``within`` (default: within each dataset,
+    so samples of different technologies and gene panels are never pooled; ``None`` pools the
+    cohort). ``family`` names the Benjamini–Hochberg family of each row: ``fdr`` is corrected
+    over the tested rows of the same family (one dataset's comparisons, or ``"cohort"``).
     """
     if condition not in summary:
         return pd.DataFrame(columns=CONDITION_TEST_COLUMNS)
-    labels = summary[condition].astype(str)
-    groups = sorted(set(labels) - NO_CONDITION)
+    if within is not None and within in summary:
+        families = summary[within].astype(str)
+    else:
+        families = pd.Series("cohort", index=summary.index)
     numeric = summary.select_dtypes(include=[np.number, "bool"]).columns
     statistics = [c for c in numeric if str(c).startswith(STATISTIC_PREFIXES)]
-    rows = []
-    for statistic in statistics:
-        values = summary[statistic].astype(float)
-        for group_a, group_b in itertools.combinations(groups, 2):
-            a = values[labels == group_a].dropna().to_numpy()
-            b = values[labels == group_b].dropna().to_numpy()
-            pvalue, test = _mann_whitney(a, b)
-            effect = float(np.median(a) - np.median(b)) if a.size and b.size else np.nan
-            rows.append([statistic, group_a, group_b, a.size, b.size, effect, pvalue, np.nan, test])
-    table = pd.DataFrame(rows, columns=CONDITION_TEST_COLUMNS)
-    table["fdr"] = bh_fdr_finite(table["pvalue"].to_numpy(float)) if len(table) else []
-    return table
+    tables = []
+    for family in sorted(set(families)):
+        part = summary[families == family]
+        labels = part[condition].astype(str)
+        groups = sorted(set(labels) - NO_CONDITION)
+        rows = []
+        for statistic in statistics:
+            values = part[statistic].astype(float)
+            for group_a, group_b in itertools.combinations(groups, 2):
+                a = values[labels == group_a].dropna().to_numpy()
+                b = values[labels == group_b].dropna().to_numpy()
+                pvalue, test = _mann_whitney(a, b)
+                effect = float(np.median(a) - np.median(b)) if a.size and b.size else np.nan
+                rows.append(
+                    [
+                        family,
+                        statistic,
+                        group_a,
+                        group_b,
+                        a.size,
+                        b.size,
+                        effect,
+                        pvalue,
+                        np.nan,
+                        test,
+                    ]
+                )
+        if rows:
+            table = pd.DataFrame(rows, columns=CONDITION_TEST_COLUMNS)
+            table["fdr"] = bh_fdr_finite(table["pvalue"].to_numpy(float))
+            tables.append(table)
+    if not tables:
+        return pd.DataFrame(columns=CONDITION_TEST_COLUMNS)
+    return pd.concat(tables, ignore_index=True)
 
 
 def bh_fdr_finite(pvalues) -> np.ndarray:

@@ -95,7 +95,7 @@ def _heatmap(summary) -> dict | None:
     )
     caption = (
         "Mean score per sample (columns) and signature (rows, grouped by theme), standardised "
-        "across samples for each signature (red = highest). Grey: constant across samples. "
+        "across samples for each signature (red = highest). Grey: constant across samples, or not scored in that sample. "
         "Samples of different datasets differ also by technology and gene coverage."
     )
     return {
@@ -113,7 +113,9 @@ def _conditions_section(tests, summary, condition) -> dict | None:
     n_significant = int((tests["fdr"] < FDR_LEVEL).sum())
     sentence = (
         f"Conditions: {', '.join(f'{g} ({counts[g]} samples)' for g in groups)}. "
-        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. "
+        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. Conditions are "
+        "compared within each dataset (never across technologies), and each FDR is "
+        "Benjamini–Hochberg over its dataset's comparisons (column family). "
         "Each sample contributes one value (its mean score or fraction); cells are never "
         "treated as replicates."
     )
@@ -127,14 +129,22 @@ def _conditions_section(tests, summary, condition) -> dict | None:
 def _ssgsea(ssgsea) -> dict | None:
     if ssgsea is None or ssgsea.empty:
         return None
-    frame = ssgsea.assign(row=ssgsea["sample"] + " · " + ssgsea["cell_type"])
+    # samples are keyed by dataset too: two datasets may both have a sample "P1"
+    frame = ssgsea.assign(
+        row=ssgsea["dataset"] + "/" + ssgsea["sample"] + " · " + ssgsea["cell_type"],
+        dataset_cell_type=ssgsea["dataset"] + " · " + ssgsea["cell_type"],
+    )
     per_row = frame["row"].nunique() <= MAX_SSGSEA_ROWS
-    key = "row" if per_row else "cell_type"
+    key = "row" if per_row else "dataset_cell_type"
     matrix = frame.pivot_table(index=key, columns="signature", values="nes", aggfunc="mean")
     themes = signature_themes(matrix.columns)
     matrix = matrix[order_by_theme(themes)]
     fig = plots.heatmap(matrix, cmap="RdBu_r", centre=0.0, colourbar="NES")
-    what = "sample · cell type pseudobulk" if per_row else "cell type (mean NES over samples)"
+    what = (
+        "dataset/sample · cell type pseudobulk"
+        if per_row
+        else "dataset · cell type (mean NES over the dataset's samples)"
+    )
     caption = (
         f"ssGSEA normalised enrichment score per {what} (rows) and signature (columns). NES is "
         "the enrichment score divided by the range of scores of its dataset's run: compare "

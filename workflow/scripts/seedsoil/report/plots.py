@@ -83,10 +83,15 @@ def _point_size(n: int) -> float:
     return float(np.clip(20_000 / max(n, 1), 0.8, 18))
 
 
-def qc_distributions(obs: pd.DataFrame, thresholds: dict[str, list[float]]) -> Figure:
-    """Histograms of ``n_counts``, ``n_genes`` and ``mito_fraction`` with threshold lines."""
+def qc_distributions(
+    obs: pd.DataFrame, thresholds: dict[str, list[float]], *, on_counts: bool = True
+) -> Figure:
+    """Histograms of ``n_counts``, ``n_genes`` and ``mito_fraction`` with threshold lines.
+
+    ``on_counts=False`` (metrics computed on ``expm1(X)`` of normalised input) titles the first
+    panel as the per-cell total of normalised values, not UMIs."""
     metrics = [
-        ("n_counts", "UMIs (counts) per cell"),
+        ("n_counts", "counts per cell" if on_counts else "total of normalised values per cell"),
         ("n_genes", "genes detected per cell"),
         ("mito_fraction", "mitochondrial fraction"),
     ]
@@ -127,7 +132,10 @@ def heatmap(
     """
     n_rows, n_cols = matrix.shape
     width = min(max_width, 4.2 + 0.34 * n_cols)
-    height = 1.8 + 0.22 * n_rows
+    # Rows get at least 1.2 in together and the 60°-rotated column labels (≈ 0.06 in per
+    # character at this font size) their own room, so few rows never shrink into a strip.
+    longest = max((len(label(c)) for c in matrix.columns), default=0)
+    height = 0.9 + max(0.22 * n_rows, 1.2) + 0.06 * longest
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()
     values = matrix.to_numpy(float)

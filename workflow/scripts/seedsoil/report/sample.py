@@ -69,11 +69,12 @@ def sample_context(
         "assignment": _assignment(calls, obs),
         "scores": _scores(scores, means, themes, signatures, headline, labels, order, colours),
         "embedding": _embedding_section(coords, labels, colours, scores, headline, meta),
-        "ctc": _ctc(calls, labels, order, coords, interpretation),
+        "ctc": _ctc(calls, labels, order, coords, interpretation, adata),
         "neutrophils": _neutrophils(scores, themes, labels, coords),
         "immune": _immune(interpretation),
         "clusters": _clusters(calls, labels),
         "communication": _communication(communication),
+        "empty_because": _absent_reasons(communication, interpretation),
         "interpretation": _interpretation_rows(interpretation),
         "methods": _methods(config, meta, fdr is not None, scores.attrs.get("scoring")),
     }
@@ -141,8 +142,13 @@ def _provenance(meta: dict) -> list[tuple[str, str]]:
         for key in ("publication", "accession", "licence", "url", "sha256")
     ]
     rows += [(str(k), str(v)) for k, v in provenance.items()]
-    rows += [(k, str(meta[k])) for k in ("source", "format", "counts_source") if k in meta]
-    return rows
+    rows += [
+        (k, str(meta[k]))
+        for k in ("description", "source", "format", "counts_source")
+        if meta.get(k) not in (None, "")
+    ]
+    # an empty record says "not recorded", not an empty cell
+    return [(k, v if v else "not recorded") for k, v in rows]
 
 
 def _flatten(qc: dict, prefix: str = "") -> dict:
@@ -157,10 +163,13 @@ def _flatten(qc: dict, prefix: str = "") -> dict:
 
 
 def _qc_thresholds(flat: dict) -> dict[str, list[float]]:
-    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column."""
+    """Numeric QC settings named min…/max… for counts, genes or mito, per obs column.
+
+    Only top-level settings are thresholds: nested entries such as ``failed.max_mito_fraction``
+    are counts of failed cells, not values on the metric's axis."""
     lines: dict[str, list[float]] = {}
     for key, value in flat.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not isinstance(value, int | float) or isinstance(value, bool) or "." in str(key):
             continue
         name = str(key).rsplit(".", 1)[-1].lower()
         if not name.startswith(("min", "max")):
@@ -190,7 +199,11 @@ def _qc(adata, qc: dict) -> dict:
         removed_table = table(frame)
     kept = int(adata.n_obs)
     sentence = f"{kept:,} cells passed quality control and are analysed in this report."
-    fig = plots.qc_distributions(adata.obs, _qc_thresholds(_flatten(qc)))
+    fig = plots.qc_distributions(
+        adata.obs,
+        _qc_thresholds(_flatten(qc)),
+        on_counts=qc.get("metrics_on", "counts") == "counts",
+    )
     caption = (
         "Distributions over the cells kept, after QC. Dashed red lines: QC thresholds recorded "
         "by the ingest step (when any)."
@@ -344,7 +357,7 @@ def _scores(scores, means, themes, signatures, headline, labels, order, colours)
         "Mean score per cell type (columns) and signature (rows, grouped by theme). Colour: the "
         "cell-type means of each signature standardised across cell types (red = highest in "
         "that type), so each row reads on its own scale; raw means are in the table below. "
-        "Grey: not defined (constant signature)."
+        "Grey: not defined (a signature constant across cell types, or not scored in this sample)."
     )
     distributions = []
     for theme, members in headline.items():
@@ -387,7 +400,43 @@ def _embedding_section(coords, labels, colours, scores, headline, meta) -> dict 
     return {"sentence": sentence, "by_type": by_type, "by_score": by_score}
 
 
-def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
+#: Genes of the CTC marker check: the epithelial core (called cells should detect them), CD45
+#: and the myeloid LYZ/S100A8 (contaminating blood cells of CTC enrichments; should stay uncalled).
+CTC_CHECK_GENES = ("EPCAM", "KRT8", "KRT18", "KRT19", "KRT7", "PTPRC", "LYZ", "S100A8")
+
+
+def _ctc_markers(adata, candidate: np.ndarray) -> dict | None:
+    """Fraction of candidates and of other cells detecting each of :data:`CTC_CHECK_GENES`,
+    read from ``adata.obsm["ctc_markers"]`` (a cells × genes DataFrame, as the report rule
+    reads them with ``seedsoil.cellfile.read_genes``) or else from ``adata.X``; None when no
+    gene is available or no cell is a candidate."""
+    from seedsoil.interpret.ctc import gene_column
+
+    if adata is None or not candidate.any():
+        return None
+    stored = adata.obsm.get("ctc_markers") if hasattr(adata, "obsm") else None
+    rows = []
+    for gene in CTC_CHECK_GENES:
+        if isinstance(stored, pd.DataFrame):
+            column = stored[gene].to_numpy(float) if gene in stored else None
+        else:
+            column = gene_column(adata, gene) if getattr(adata, "X", None) is not None else None
+        if column is None or column.shape[0] != candidate.size:
+            continue
+        detected = column > 0
+        rows.append(
+            {
+                "gene": gene,
+                f"CTC candidates (n={int(candidate.sum()):,})": detected[candidate].mean(),
+                f"other cells (n={int((~candidate).sum()):,})": (
+                    detected[~candidate].mean() if (~candidate).any() else np.nan
+                ),
+            }
+        )
+    return table(pd.DataFrame(rows)) if rows else None
+
+
+def _ctc(calls, labels, order, coords, interpretation, adata=None) -> dict | None:
     if calls is None or "ctc_candidate" not in calls:
         return None
     candidate = calls["ctc_candidate"].fillna(False).astype(bool).to_numpy()
@@ -396,9 +445,12 @@ def _ctc(calls, labels, order, coords, interpretation) -> dict | None:
         f"{n:,} of {len(candidate):,} cells ({n / max(len(candidate), 1):.1%}) are CTC candidates."
     )
     frame = pd.DataFrame({"cell type": labels.to_numpy()[candidate]})
+    if "ctc_class" in calls:
+        frame.insert(0, "class", calls["ctc_class"].fillna("").astype(str).to_numpy()[candidate])
     if "emt_state" in calls:
         frame["EMT state"] = calls["emt_state"].fillna("").astype(str).to_numpy()[candidate]
     result = {"sentence": sentence, "support": None, "table": None, "figures": []}
+    result["markers"] = _ctc_markers(adata, candidate)
     if interpretation and "ctc_support" in interpretation:
         result["support"] = str(interpretation["ctc_support"])
     if n:
@@ -453,6 +505,19 @@ def _neutrophils(scores, themes, labels, coords) -> dict | None:
         caption = f"Neutrophils (red) on the embedding.{note}"
         figures.append(figure(fig, caption, "neutrophil map"))
     return {"sentence": sentence, "table": table(rows), "figures": figures}
+
+
+def _absent_reasons(communication, interpretation) -> dict[str, str]:
+    """Why a panel is empty: its file was not given, or was computed and holds nothing."""
+    return {
+        "communication": "communication.tsv not given to the report"
+        if communication is None
+        else "communication.tsv has no rows: no cell type had interpretation.min_cells cells, or "
+        "no curated ligand–receptor pair had all its genes in the data (see interpretation.json)",
+        "immune": "interpretation.json not given to the report"
+        if interpretation is None
+        else "interpretation.json lists no immune cell type in this sample",
+    }
 
 
 def _immune(interpretation) -> dict | None:

@@ -1,11 +1,13 @@
 """Per-cell rank kernels shared by the rank-based methods (UCell, AUCell).
 
 Both methods need, in each cell, the rank of a few signature genes among the cell's
-values, never the full ranking. A UMI cell has ~1,800 non-zeros but only a few dozen
-distinct values, so a gene's rank follows from a table of the row's distinct values:
-how many non-zeros are greater than its value and how many equal it. The table is an
-open-addressing hash keyed on the value's bit pattern, filled in one pass over the row;
-only the distinct values are then sorted.
+values, never the full ranking. UCell sorts only the signature genes' distinct values (the
+levels) and counts, in one pass over the row, how many values lie above and at each level;
+its cost grows with the row's length, not with its number of distinct values (a
+full-length cell has thousands). AUCell groups the row's values by value in an
+open-addressing hash table keyed on the value's bit pattern, filled in one pass over the
+row, and sorts only the distinct values: cheap for UMI cells (a few dozen distinct values
+among ~1,800 non-zeros), costly for full-length ones.
 
 Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
 its own row alone with integer or exactly representable arithmetic, so results are
@@ -19,6 +21,8 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 CELLS_PER_BLOCK = 64
+EQUAL = np.int64(1) << 32  # level counters: values equal to the level in the high half
+ABOVE = EQUAL - 1  # ... values above exactly that many levels in the low half
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SHIFT = np.uint64(29)
 
@@ -117,6 +121,88 @@ def clear_groups(table_group, group_slot, n_groups):
         table_group[group_slot[g]] = -1
 
 
+@njit(cache=True, inline="always")
+def _count_below(levels, n_levels, value):
+    """Number of ``levels[:n_levels]`` (ascending, ``levels[n_levels]`` = +inf) strictly below ``value``.
+
+    A binary search whose steps depend only on ``n_levels``, each an arithmetic select, so
+    the processor never mispredicts which half holds ``value``.
+    """
+    base = 0
+    n = n_levels + 1
+    while n > 1:
+        half = n >> 1
+        base += half * (levels[base + half - 1] < value)
+        n -= half
+    return base
+
+
+@njit(cache=True)
+def sort_distinct(levels, n, sentinel):
+    """Sort ``levels[:n]``, keep each value once, put ``sentinel`` after them; return how many."""
+    levels[:n].sort()
+    n_levels = 1
+    for i in range(1, n):
+        if levels[i] != levels[n_levels - 1]:
+            levels[n_levels] = levels[i]
+            n_levels += 1
+    levels[n_levels] = sentinel
+    return n_levels
+
+
+@njit(cache=True)
+def key_level_counts(data, bits, lo, hi, levels, n_levels, first, counts, level_of):
+    """Count the row ``data[lo:hi]``'s values against the ascending distinct positive ``levels``.
+
+    Adds to ``counts[j]`` the number of values with exactly ``j`` levels below them plus
+    ``EQUAL`` times the number equal to level ``j`` (one counter, one memory update per
+    value); ``level_of[k - lo]`` is set to ``j`` for each value ``data[k]`` at or below the top level. Levels and values are compared as bit
+    patterns (``bits``), which are ordered like the values for positive numbers; the span
+    of the levels is cut into at most ``4 * n_levels`` equal buckets and ``first[b]`` is
+    the first level at or above bucket ``b``, so a value costs a shift and a step or two
+    whatever the number of levels. ``levels[n_levels]`` must exceed every key; ``first``
+    holds at least ``4 * n_levels`` entries.
+    """
+    lowest = levels[0]
+    highest = levels[n_levels - 1]
+    shift = 0
+    while ((highest - lowest) >> shift) >= 4 * n_levels:
+        shift += 1
+    j = 0
+    for bucket in range(((highest - lowest) >> shift) + 1):
+        edge = lowest + (bucket << shift)
+        while levels[j] < edge:
+            j += 1
+        first[bucket] = j
+    for k in range(lo, hi):
+        if not data[k] > 0:
+            continue
+        key = np.int64(bits[k])
+        if key < lowest:
+            continue
+        if key > highest:
+            counts[n_levels] += 1
+            continue
+        j = first[(key - lowest) >> shift]
+        while levels[j] < key:
+            j += 1
+        counts[j] += 1 + EQUAL * (levels[j] == key)
+        level_of[k - lo] = j
+
+
+@njit(cache=True)
+def value_level_counts(data, lo, hi, levels, n_levels, counts, level_of):
+    """:func:`key_level_counts` for float64 ``levels`` of any sign, each value placed by binary search."""
+    lowest = levels[0]
+    for k in range(lo, hi):
+        v = data[k]
+        if v < lowest or v == 0 or v != v:
+            continue
+        j = _count_below(levels, n_levels, v)
+        counts[j] += 1 + EQUAL * (levels[j] == v)
+        level_of[k - lo] = j
+
+
 @njit(parallel=True, cache=True)
 def ucell_rank_sums(
     indptr,
@@ -140,58 +226,67 @@ def ucell_rank_sums(
     belongs to the columns ``gene_cols[gene_col_ptr[u]:gene_col_ptr[u+1]]``. Each column
     starts at ``size * max_rank`` and only the cell's ranked signature genes adjust it.
     Sums of half-integers below 2**52 are exact in float64, so summation order is irrelevant.
+
+    Only the signature genes' distinct values (the levels: a few dozen to a few hundred per
+    cell) are sorted; one pass over the row (:func:`key_level_counts`) then counts the values
+    above and equal to each level, so the rest of the row is never sorted. ``bits`` is the
+    unsigned view of ``data`` (:func:`value_bits`); ``n_table // 2`` bounds the longest row.
     """
     n_cells = indptr.size - 1
     n_cols = col_ptr.size - 1
     out = np.empty((n_cells, n_cols))
     longest = n_table // 2
+    in_union = union_of_gene >= 0  # one byte a gene: stays in cache where union_of_gene may not
     n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
     for b in prange(n_blocks):
-        table_key = np.zeros(n_table, np.uint64)
-        table_group = np.full(n_table, -1, np.int64)
-        entry_k = np.empty(longest, np.int64)
-        entry_group = np.empty(longest, np.int64)
-        group_value = np.empty(longest, np.float64)
-        group_count = np.empty(longest, np.int64)
-        group_slot = np.empty(longest, np.int64)
-        group_greater = np.empty(longest, np.int64)
-        sig_entry = np.empty(longest, np.int64)
+        sig_k = np.empty(longest + 1, np.int64)
+        key_levels = np.empty(longest + 1, np.int64)
+        value_levels = np.empty(longest + 1, np.float64)
+        first = np.empty(4 * longest + 1, np.int64)
+        counts = np.zeros(longest + 1, np.int64)
+        n_equal = np.empty(longest, np.int64)
+        n_greater = np.empty(longest, np.int64)
+        level_of = np.empty(longest, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
-            m = 0
-            n_sig = 0
-            for k in range(indptr[cell], indptr[cell + 1]):
-                v = data[k]
-                if v == 0 or v != v:
-                    continue
-                if union_of_gene[indices[k]] >= 0:
-                    sig_entry[n_sig] = m
-                    n_sig += 1
-                entry_k[m] = k
-                m += 1
-            n_groups = group_values(
-                data,
-                bits,
-                entry_k,
-                m,
-                table_key,
-                table_group,
-                group_value,
-                group_count,
-                group_slot,
-                entry_group,
-            )
-            count_greater(group_value, group_count, n_groups, group_greater)
             for c in range(n_cols):
                 out[cell, c] = (col_ptr[c + 1] - col_ptr[c]) * np.float64(max_rank)
+            n_sig = 0
+            all_positive = True
+            for k in range(indptr[cell], indptr[cell + 1]):
+                # Written always, kept only when the entry is a signature gene: no branch to mispredict.
+                v = data[k]
+                sig_k[n_sig] = k
+                key_levels[n_sig] = np.int64(bits[k])
+                value_levels[n_sig] = v
+                is_sig = (v != 0) & (v == v) & in_union[indices[k]]
+                all_positive &= (v > 0) | ~is_sig
+                n_sig += is_sig
+            if n_sig == 0:
+                continue
+            # Bit patterns order positive values; any other sign needs float comparisons.
+            lo, hi = indptr[cell], indptr[cell + 1]
+            if all_positive:
+                n_levels = sort_distinct(key_levels, n_sig, np.iinfo(np.int64).max)
+                key_level_counts(data, bits, lo, hi, key_levels, n_levels, first, counts, level_of)
+            else:
+                n_levels = sort_distinct(value_levels, n_sig, np.inf)
+                value_level_counts(data, lo, hi, value_levels, n_levels, counts, level_of)
+            # A value with i levels below it is greater than levels 0 .. i-1.
+            greater = 0
+            for j in range(n_levels - 1, -1, -1):
+                greater += counts[j + 1] & ABOVE
+                n_equal[j] = counts[j] >> 32
+                counts[j + 1] = 0
+                n_greater[j] = greater
+            counts[0] = 0
             for i in range(n_sig):
-                e = sig_entry[i]
-                g = entry_group[e]
-                rank = group_greater[g] + 1 + tie_offset * (group_count[g] - 1)
+                k = sig_k[i]
+                j = level_of[k - lo]
+                rank = n_greater[j] + 1 + tie_offset * (n_equal[j] - 1)
                 if rank <= max_rank:
-                    u = union_of_gene[indices[entry_k[e]]]
-                    for j in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
-                        out[cell, gene_cols[j]] += rank - max_rank
-            clear_groups(table_group, group_slot, n_groups)
+                    u = union_of_gene[indices[k]]
+                    for g in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
+                        out[cell, gene_cols[g]] += rank - max_rank
     return out
 
 

@@ -118,11 +118,12 @@ def prepare(
     for gene_set, m in zip(gene_sets, members, strict=True):
         if m.size < tmin:  # decoupler drops such sets silently; here the NaN column is named
             log.warning(
-                "aucell: signature %r: only %d of its up genes are detected in the data, fewer "
-                "than tmin=%s: it gets NaN in every cell (lower tmin, or score with ucell)",
+                "aucell: signature %r: %d of its up genes are detected in the data, fewer than "
+                "tmin=%s: it gets NaN in every cell (%s)",
                 gene_set.name,
                 m.size,
                 tmin,
+                "none is non-zero in any cell" if m.size == 0 else "lower tmin, or use ucell",
             )
     members = [m if m.size >= tmin else m[:0] for m in members]
     union = np.unique(np.concatenate(members)) if members else np.empty(0, np.int64)
