@@ -84,6 +84,11 @@ MAX_MARKERS = 5
 SIBLING_CONTRASTS = ((("B",), ("MS4A1", "CD19"), ("plasma",), ("JCHAIN", "PRDM1", "SDC1"), True),)
 
 
+def contrast_genes() -> list[str]:
+    """Every gene of :data:`SIBLING_CONTRASTS`, in order (read from ``X`` for the assignment)."""
+    return list(dict.fromkeys(g for c in SIBLING_CONTRASTS for g in (*c[1], *c[3])))
+
+
 def robust_z(values: np.ndarray) -> np.ndarray:
     """Column-wise robust z-scores ``(x − median) / (1.4826 · MAD)`` (MAD scaled to the standard
     deviation of a normal); a column with MAD 0 uses its standard deviation, and a constant
@@ -283,9 +288,8 @@ def assign_cell_types(
     supported_call = supported[np.arange(n_cells), best]
     types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
     if expression is not None:
-        contrast_genes = [g for c in SIBLING_CONTRASTS for g in (*c[1], *c[3])]
         best = apply_sibling_contrasts(
-            best, posterior, types, _expression_columns(expression, contrast_genes), neighbours
+            best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
         )
     rows = np.arange(n_cells)
     confidence = posterior[rows, best]
