@@ -156,3 +156,54 @@ def test_ari_is_the_adjusted_rand_index_of_the_label_strings():
     keep = assigned != "unassigned"
     assert agreement["ari_all"] == adjusted_rand_score(labels, assigned)  # exact: same counts
     assert agreement["ari_assigned"] == adjusted_rand_score(labels[keep], assigned[keep])
+
+
+def _b_plasma_tables():
+    cells = ["c0"]
+    scores = pd.DataFrame([[0.3, 0.6]], index=cells, columns=["IMM_B", "IMM_plasma"])
+    pvalues = pd.DataFrame([[0.01, 0.01]], index=cells, columns=["IMM_B", "IMM_plasma"])
+    return scores, pvalues
+
+
+def test_a_plasma_call_with_ms4a1_and_no_plasma_genes_on_the_panel_falls_back_to_b():
+    scores, pvalues = _b_plasma_tables()
+    expression = _expression(["c0"], {"MS4A1": [1.5], "CD79A": [2.0]})
+    out = _assign(scores, pvalues, expression=expression)
+    assert out.loc["c0", "cell_type_assigned"] == "B"
+
+
+def test_a_plasma_call_stays_plasma_when_plasma_genes_outweigh_ms4a1():
+    scores, pvalues = _b_plasma_tables()
+    expression = _expression(["c0"], {"MS4A1": [0.0], "JCHAIN": [4.0]})
+    out = _assign(scores, pvalues, expression=expression)
+    assert out.loc["c0", "cell_type_assigned"] == "plasma"
+
+
+def test_neighbours_are_found_in_cell_type_space_not_by_state_programmes():
+    # 16 NK cells, 16 B cells sharing ten state programmes with the last cell, which leans NK.
+    # Its neighbours must be the NK cells (identity space); were the state programmes part of
+    # the embedding, the B cells would be its neighbours and outvote its own NK evidence.
+    rows = [[0.1, 0.5, 0.0]] * 16 + [[0.5, 0.1, 0.0]] * 16 + [[0.16, 0.25, 0.0]]
+    scores, pvalues = _tables(rows, [[0.01, 0.01, 0.9]] * 33)
+    for k in range(10):
+        scores[f"STATE_{k}"] = [0.0] * 16 + [10.0] * 17
+    assert _assign(scores, pvalues).loc["c32", "cell_type_assigned"] == "NK"
+
+
+def _t_cell_tables(p_cd8, p_cd4):
+    columns = ["IMM_CD8_cytotoxic", "IMM_CD4_T", "ID_fibroblast"]
+    scores = pd.DataFrame([[0.6, 0.4, 0.1]], index=["c0"], columns=columns)
+    pvalues = pd.DataFrame([[p_cd8, p_cd4, 0.9]], index=["c0"], columns=columns)
+    return scores, pvalues
+
+
+def test_an_unsupported_subtype_with_a_supported_sibling_gets_the_lineage():
+    scores, pvalues = _t_cell_tables(p_cd8=0.9, p_cd4=0.01)
+    row = _assign(scores, pvalues).loc["c0"]
+    assert row["cell_type_assigned"] == "T/NK cell"
+    assert row["assignment_confidence"] > 0.5  # CD8 + CD4 posterior, fibroblast far below
+
+
+def test_a_supported_subtype_is_called_as_such_not_as_its_lineage():
+    scores, pvalues = _t_cell_tables(p_cd8=0.01, p_cd4=0.01)
+    assert _assign(scores, pvalues).loc["c0", "cell_type_assigned"] == "CD8 T"

@@ -66,7 +66,7 @@ def test_results_from_the_needed_genes_equal_those_from_the_whole_file(tmp_path,
 
 
 def test_needed_genes_are_ptprc_core_epithelial_markers_pair_subunits_and_cell_type_markers():
-    from seedsoil.interpret.celltypes import shipped_markers
+    from seedsoil.interpret.celltypes import contrast_genes, shipped_markers
 
     pairs = pd.DataFrame(
         {
@@ -80,7 +80,8 @@ def test_needed_genes_are_ptprc_core_epithelial_markers_pair_subunits_and_cell_t
     markers = {g for genes in shipped_markers()[1].values() for g in genes}
     core = {"EPCAM", "KRT18", "KRT19", "KRT7", "KRT8"}
     pair_subunits = {"ITGA4", "ITGB1", "TGFB1", "TGFBR1", "TGFBR2", "VCAM1"}
-    assert genes_needed(pairs) == sorted({*pair_subunits, "PTPRC", *core, *markers})
+    expected = {*pair_subunits, "PTPRC", *core, *markers, *contrast_genes()}
+    assert genes_needed(pairs) == sorted(expected)
 
 
 def _written_table(tmp_path, n_cells=50):

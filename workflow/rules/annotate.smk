@@ -2,13 +2,6 @@
 # signature-based assignment. Runs only when config annotation.reference is set.
 
 
-def reference_labels_input(wildcards):
-    """The sample's reference labels when a reference is configured, else nothing."""
-    if not config.get("annotation", {}).get("reference"):
-        return []
-    return f"results/{wildcards.dataset}/{wildcards.sample}/reference_labels.parquet"
-
-
 rule annotate_reference:
     input:
         cells="results/{dataset}/{sample}/cells.h5ad",

@@ -60,7 +60,7 @@ def dataset_input(wildcards):
 
 
 def attempt_number(wildcards, attempt):
-    """The job's attempt (1, then 2, 3 on retries), as a resource the rule scripts read:
+    """The job's attempt (1, then 2, 3 on retries), as a resource read by the scripts:
     seedsoil.util.rule_logging ends a retry of an input error at once (retry only memory or
     transient failures)."""
     return attempt
@@ -254,3 +254,10 @@ def runtime_per_range(base_min, per_input_gb_min):
         return math.ceil((base_min + per_input_gb_min * share) * attempt)
 
     return runtime
+
+
+def reference_labels_input(wildcards):
+    """The sample's reference labels when a reference is configured, else nothing."""
+    if not config.get("annotation", {}).get("reference"):
+        return []
+    return f"results/{wildcards.dataset}/{wildcards.sample}/reference_labels.parquet"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from seedsoil.errors import InputError
-from seedsoil.interpret.celltypes import assign_cell_types, shipped_markers
+from seedsoil.interpret.celltypes import assign_cell_types, contrast_genes, shipped_markers
 from seedsoil.interpret.clusters import flag_heterotypic
 from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
 from seedsoil.interpret.ctc import EPITHELIAL_CORE, LEUKOCYTE_MARKER, call_ctc
@@ -52,13 +52,14 @@ def genes_needed(pairs: pd.DataFrame | str | Path | None = None) -> list[str]:
     the ligand/receptor subunits of ``pairs`` (a table, a path to a chapter-style table, or None
     for LIANA's consensus plus the chapter's pairs, :func:`communication_pairs`) and the core
     markers and alternates of the cell-type signatures (:func:`~.celltypes.shipped_markers`)
-    that gate and explain the assignment. Reading only these columns
+    that gate and explain the assignment, and the sibling-contrast genes
+    (:func:`~.celltypes.contrast_genes`). Reading only these columns
     (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
     pairs = _pairs(pairs)
     _, marker_genes = shipped_markers()
     markers = {g for genes in marker_genes.values() for g in genes}
     core = [gene for group in EPITHELIAL_CORE for gene in group]
-    return sorted({LEUKOCYTE_MARKER, *core, *pair_genes(pairs), *markers})
+    return sorted({LEUKOCYTE_MARKER, *core, *pair_genes(pairs), *markers, *contrast_genes()})
 
 
 def _pairs(pairs) -> pd.DataFrame:

@@ -45,10 +45,22 @@ CELL_TYPE_SIGNATURES: dict[str, str] = {
     "ID_glial": "glial",
 }
 
+#: Subtype → lineage-level type (CHETAH-style intermediate node). A cell whose own best subtype
+#: has no evidence while a sibling subtype of the same lineage does gets the lineage: its lineage
+#: programme is there, its subtype is not resolved on this panel.
+LINEAGE_TYPES: dict[str, str] = {
+    **dict.fromkeys(["CD8 T", "CD4 T", "Treg", "gammadelta T", "NK"], "T/NK cell"),
+    **dict.fromkeys(["B", "plasma"], "B lineage"),
+    **dict.fromkeys(
+        ["macrophage", "classical monocyte", "non-classical monocyte", "dendritic"],
+        "mononuclear phagocyte",
+    ),
+}
+
 #: Types that count as immune (haematopoietic) in immune-composition summaries.
 IMMUNE_TYPES: frozenset[str] = frozenset(
     t for s, t in CELL_TYPE_SIGNATURES.items() if s.startswith("IMM_")
-)
+) | frozenset(LINEAGE_TYPES.values())
 
 #: Columns :func:`assign_cell_types` returns, in order.
 ASSIGNMENT_COLUMNS = [
@@ -59,6 +71,22 @@ ASSIGNMENT_COLUMNS = [
 N_NEIGHBORS = 15
 #: Most markers listed per call in ``assignment_markers``.
 MAX_MARKERS = 5
+
+#: Sibling contrasts within a lineage: ``(types_a, genes_a, types_b, genes_b, b_needs_genes)``.
+#: Sibling types share most of their signature genes (B and plasma cells the immunoglobulin
+#: programme), so their scores barely separate them; a few genes do, by biology: the B-cell surface
+#: genes MS4A1/CD19, lost on plasma differentiation, vs the plasma-cell genes JCHAIN/PRDM1/SDC1
+#: (CD138; BCMA/TNFRSF17 is left out: memory B cells express it too). ``b_needs_genes``: side b
+#: is a differentiated state that needs its own genes, so on a panel without them a plasma call
+#: falls back to B where MS4A1/CD19 is detected. A CD8 (CD8A/CD8B) vs CD4 (CD4/CD40LG) contrast
+#: was tried and rejected: CD4 transcripts drop out in droplet data, and on Wu 2020 it moved 36
+#: instead of 17 of 86 CD4 T cells to CD8 T.
+SIBLING_CONTRASTS = ((("B",), ("MS4A1", "CD19"), ("plasma",), ("JCHAIN", "PRDM1", "SDC1"), True),)
+
+
+def contrast_genes() -> list[str]:
+    """Every gene of :data:`SIBLING_CONTRASTS`, in order (read from ``X`` for the assignment)."""
+    return list(dict.fromkeys(g for c in SIBLING_CONTRASTS for g in (*c[1], *c[3])))
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -172,8 +200,10 @@ def assign_cell_types(
     the p-values below):
 
     1. **Neighbourhood vote**: a kNN graph (``n_neighbors``, Euclidean) on the :func:`robust_z`
-       scores of *all* scored signatures (the sample's signature-space embedding, cells ×
-       signatures, already in memory; the graph holds cells × k indices); the evidence for type
+       scores of the candidate cell-type signatures ``T`` (the sample's identity-space embedding,
+       cells × types, already in memory; the graph holds cells × k indices — state signatures
+       such as CTC, EMT or cycling programmes are left out because they cut across types); the
+       evidence for type
        ``t`` is ``e[c, t] = (x[c, t] + mean_{n in N(c)} x[n, t]) / 2 / σ`` with ``x`` the raw
        score (comparable between signatures for rank-based scores such as UCell, each a
        normalised rank statistic in [0, 1]) and ``σ`` = :func:`evidence_scale`, so a sparse cell
@@ -188,7 +218,10 @@ def assign_cell_types(
        its marker groups, not by one gene it shares with a neighbour type.
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
-    4. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
+    4. **Lineage level**: when the p-value rule of step 5 rejects ``t*`` but accepts a sibling
+       of the same lineage (:data:`LINEAGE_TYPES`), the call is the lineage (e.g. ``"T/NK
+       cell"``) with confidence = the posterior summed over that lineage's types.
+    5. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
        ``t*`` (``pvalues``, else ``fdr``) averaged as ``(p_c + mean_{N(c)} p) / 2`` exceeds
        ``max_pvalue`` (0.5: the score does not beat even half of the expression-matched random
        signatures); or, when ``min_confidence`` > 0 (default 0: the confidence is reported, not
@@ -211,9 +244,9 @@ def assign_cell_types(
         out["assignment_markers"] = ""
         return out
     values = np.nan_to_num(scores[used].to_numpy(dtype=np.float64))
-    neighbours = neighbour_index(
-        robust_z(np.nan_to_num(scores.to_numpy(dtype=np.float64))), n_neighbors
-    )
+    # Neighbours in identity space only: state programmes (CTC, EMT, hypoxia, cycling) cut
+    # across cell types and would pull cells of different types together.
+    neighbours = neighbour_index(robust_z(values), n_neighbors)
     evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / evidence_scale(values)
 
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
@@ -250,19 +283,85 @@ def assign_cell_types(
 
     posterior = softmax(evidence)
     best = np.argmax(posterior, axis=1)
+    # Evidence (p-value) is judged on the score-based call: a sibling contrast only refines the
+    # subtype within a lineage whose programme the cell already carries.
+    supported_call = supported[np.arange(n_cells), best]
+    types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
+    if expression is not None:
+        best = apply_sibling_contrasts(
+            best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
+        )
     rows = np.arange(n_cells)
     confidence = posterior[rows, best]
+    lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
+    same_lineage = (lineage[best][:, None] == lineage[None, :]) & (lineage[best][:, None] != "")
+    lineage_only = ~supported_call & (supported & same_lineage).any(axis=1)
+    lineage_confidence = np.where(same_lineage, posterior, 0.0).sum(axis=1)
+    confidence = np.where(lineage_only, lineage_confidence, confidence)
     assigned = (
-        np.isfinite(evidence).any(axis=1) & supported[rows, best] & (confidence >= min_confidence)
+        np.isfinite(evidence).any(axis=1)
+        & (supported_call | lineage_only)
+        & (confidence >= min_confidence)
     )
-    types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
-    out["cell_type_assigned"] = np.where(assigned, types[best], UNASSIGNED).astype(str)
+    called = np.where(lineage_only, lineage[best], types[best])
+    out["cell_type_assigned"] = np.where(assigned, called, UNASSIGNED).astype(str)
     out["assignment_score"] = np.where(assigned, values[rows, best], np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(
         assigned, best, used, core_detected, marker_genes or {}, columns
     )
     return out
+
+
+def detection_support(
+    columns: Mapping[str, np.ndarray], genes: Sequence[str], neighbours: np.ndarray
+) -> np.ndarray:
+    """Per cell, ``(d_c + mean_{N(c)} d) / 2`` where ``d`` = 1 when any of ``genes`` is detected
+    (> 0) in the cell: the cell's and its neighbourhood's detection of a marker group."""
+    detected = np.zeros(len(next(iter(columns.values()))), dtype=np.float64)
+    for gene in genes:
+        detected = np.maximum(detected, (columns[gene] > 0).astype(np.float64))
+    return (detected + neighbourhood_mean(detected[:, None], neighbours)[:, 0]) / 2.0
+
+
+def apply_sibling_contrasts(
+    best: np.ndarray,
+    posterior: np.ndarray,
+    types: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    neighbours: np.ndarray,
+) -> np.ndarray:
+    """Resolve calls between sibling types by their discriminating genes (:data:`SIBLING_CONTRASTS`).
+
+    For each contrast whose two gene groups both have a gene in ``columns`` (or whose side a has
+    one and whose side b needs its own genes, which then count as undetected): a cell called one
+    side whose :func:`detection_support` of the other side's genes is strictly higher than of its
+    own side's genes is moved to the other side's type of highest posterior (among the types
+    present, with non-zero posterior). A contrast whose genes are missing from the panel changes
+    nothing. Returns the new column indices of the calls.
+    """
+    best = best.copy()
+    for types_a, genes_a, types_b, genes_b, b_needs_genes in SIBLING_CONTRASTS:
+        present_a = [g for g in genes_a if g in columns]
+        present_b = [g for g in genes_b if g in columns]
+        if not present_a or not (present_b or b_needs_genes):
+            continue
+        support_a = detection_support(columns, present_a, neighbours)
+        support_b = (
+            detection_support(columns, present_b, neighbours) if present_b else np.zeros(len(best))
+        )
+        for own, other, stronger in (
+            (types_a, types_b, support_b > support_a),
+            (types_b, types_a, support_a > support_b),
+        ):
+            targets = np.flatnonzero(np.isin(types, other))
+            if not targets.size:
+                continue
+            move = np.isin(types[best], own) & stronger
+            choice = targets[np.argmax(posterior[:, targets], axis=1)]
+            move &= posterior[np.arange(len(best)), choice] > 0
+            best = np.where(move, choice, best)
+    return best
 
 
 def _markers(assigned, best, used, core_detected, marker_genes, columns) -> list[str]:
