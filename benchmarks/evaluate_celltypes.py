@@ -46,7 +46,7 @@ ABLATION = {
     "neither": {"own_markers": False, "cluster_vote": False},
     "own markers (default)": {"own_markers": True, "cluster_vote": False},
     "cluster vote": {"own_markers": False, "cluster_vote": True},
-    "both": {"own_markers": True, "cluster_vote": True},
+    "own markers + cluster vote": {"own_markers": True, "cluster_vote": True},
 }
 
 #: Dataset label → assignment type (None: no signature covers the label).

@@ -221,8 +221,8 @@ def assign_cell_types(
     """Assign each cell a type from the evidence of every identity/immune signature.
 
     Definition, per sample, over the candidate signatures ``T`` of :data:`CELL_TYPE_SIGNATURES`
-    present in ``scores`` (``alpha`` is kept for the call signature; significance enters through
-    the p-values below):
+    present in ``scores`` (significance enters through the p-values below; ``alpha`` only in
+    step 3b):
 
     1. **Neighbourhood vote**: a kNN graph (``n_neighbors``, Euclidean) on the :func:`robust_z`
        scores of the candidate cell-type signatures ``T`` (the sample's identity-space embedding,
@@ -240,9 +240,17 @@ def assign_cell_types(
        at least half of those groups (rounded up) are detected — a gene of the group > 0 in ``c``,
        or in at least a third of its neighbours; otherwise ``e[c, t] = −inf`` (e.g. no neutrophil
        call without FCGR3B/CXCR2/… when the data hold them). A programme is identified by most of
-       its marker groups, not by one gene it shares with a neighbour type.
+       its marker groups, not by one gene it shares with a neighbour type. With ``own_markers``
+       (default) the cell itself must also detect at least one of the type's core genes on the
+       panel: neighbours can lend strength, not a type whose markers the cell lacks.
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
+       Then (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B vs plasma,
+       T vs NK, platelet vs endothelial) and (b) :func:`nucleated_over_anucleate`: a platelet
+       call yields to a tissue identity (:data:`TISSUE_IDENTITIES`) whose core rule the cell
+       meets, or whose core gene the cell detects with p ≤ ``alpha`` below the platelet p-value.
+       (c) With ``cluster_vote`` (default off: it lowered accuracy on pbmc68k and Wu 2020, see
+       ``docs/interpretation.md``), :func:`majority_vote` over :func:`over_cluster` (``seed``).
     4. **Lineage level**: when the p-value rule of step 5 rejects ``t*`` but accepts a sibling
        of the same lineage (:data:`LINEAGE_TYPES`), the call is the lineage (e.g. ``"T/NK
        cell"``) with confidence = the posterior summed over that lineage's types.
