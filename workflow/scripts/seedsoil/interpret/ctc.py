@@ -62,6 +62,19 @@ def core_marker_groups(signature=None) -> tuple[tuple[str, ...], ...]:
     return core or EPITHELIAL_CORE
 
 
+def library_core(paths, gmt=(), species: str = "human") -> tuple[tuple[str, ...], ...]:
+    """The core marker groups of ``CTC_epithelial_identity`` in the library at ``paths``/``gmt``
+    (the files the workflow scored), in ``species``' symbols; :data:`EPITHELIAL_CORE` when the
+    library has no such signature or it declares no ``core`` (GMT files cannot declare one)."""
+    from seedsoil.signatures import load_library, to_species
+
+    library = load_library(paths, gmt=gmt)
+    if CTC_SIGNATURE not in library:
+        return EPITHELIAL_CORE
+    signature = to_species({CTC_SIGNATURE: library[CTC_SIGNATURE]}, species)[CTC_SIGNATURE]
+    return core_marker_groups(signature)
+
+
 def gene_column(adata, gene: str) -> np.ndarray | None:
     """Dense float64 column of ``gene`` in ``adata.X`` (None when the gene is absent)."""
     if gene not in adata.var_names:
