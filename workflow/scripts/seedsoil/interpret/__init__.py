@@ -184,7 +184,7 @@ def interpret_sample(
                 marker_genes=marker_genes,
             ),
             ctc,
-            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"]),
+            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"], adata, core_markers),
         ],
         axis=1,
     )
