@@ -68,6 +68,19 @@ def test_significant_signature_without_any_core_marker_is_not_called():
     assert not calls["ctc_candidate"].any() and (calls["ctc_core_markers"] == "").all()
 
 
+def test_a_single_marker_group_with_any_ptprc_is_not_called():
+    # c1: EPCAM only and one PTPRC read, as a leukocyte with an ambient epithelial read shows;
+    # c2: EPCAM and KRT8 with the same read stays a CTC (PTPRC below the leukocyte level)
+    ptprc = np.zeros(40)
+    ptprc[1] = ptprc[2] = 0.5
+    krt8 = np.zeros(40)
+    krt8[2] = 1.0
+    adata, pvalues, fdr = _sample(ptprc=ptprc, krt8=krt8)
+    pvalues.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert calls.loc[["c0", "c1", "c2"], "ctc_class"].tolist() == ["CTC", "", "CTC"]
+
+
 def test_platelet_identity_is_not_a_leukocyte_feature():
     adata, pvalues, fdr = _sample()
     pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
@@ -92,7 +105,7 @@ def test_ptprc_below_the_samples_leukocyte_level_counts_as_ambient():
 def test_ptprc_is_ignored_without_enough_reference_leukocytes():
     ptprc = np.zeros(40)
     ptprc[1] = 3.0
-    adata, pvalues, fdr = _sample(ptprc=ptprc)
+    adata, pvalues, fdr = _sample(ptprc=ptprc, krt8=1.0)
     pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     assert call_ctc(adata, pvalues, fdr).loc["c1", "ctc_class"] == "CTC"
 

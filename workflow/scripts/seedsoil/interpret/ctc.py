@@ -19,7 +19,9 @@ candidates"):
   CTC–leukocyte cluster (heterotypic; partner in :mod:`.clusters`) rather than dropped. PTPRC
   below that level is compatible with ambient RNA and ignored. Because the leukocyte signal of a
   cluster could also be ambient epithelial RNA in a leukocyte, a cluster call needs two distinct
-  core marker groups (e.g. EPCAM *and* a keratin), which ambient reads rarely give one cell.
+  core marker groups (e.g. EPCAM *and* a keratin), which ambient reads rarely give one cell; and
+  a cell with a single marker group keeps CellSearch's CD45⁻ (no PTPRC detected at all), since a
+  leukocyte with one ambient keratin read looks exactly like it.
 
 Whether such a cell is *circulating* depends on where the sample came from (blood vs primary
 tumour); the call only says the cell has a CTC-like transcriptome.
@@ -201,7 +203,9 @@ def call_ctc(
 
     * *epithelial* = ``k ≥ 1`` and ``q ≤ alpha``;
     * *leukocyte features* = :func:`leukocyte_evidence` (a leukocyte programme, or PTPRC at the
-      sample's own leukocyte level; leukocyte programmes are read from ``fdr``);
+      sample's own leukocyte level; leukocyte programmes are read from ``fdr``) or, for a cell
+      with a single marker group (``k = 1``), any PTPRC detected: the relaxed CD45 rule is
+      granted only to cells whose epithelial evidence could be a whole tumour cell;
     * ``ctc_class`` = ``"CTC"`` when epithelial without leukocyte features;
       ``"CTC-leukocyte cluster"`` when epithelial with leukocyte features and ``k ≥ 2``;
       ``""`` otherwise (an epithelial-looking leukocyte with a single marker group is left out:
@@ -234,6 +238,9 @@ def call_ctc(
     q = marker_family_fdr(pvalues[CTC_SIGNATURE].to_numpy(dtype=np.float64), k >= 1)
     epithelial = (q <= alpha) & (k >= 1)
     leukocyte = leukocyte_evidence(adata, fdr, alpha, epithelial)
+    ptprc = gene_column(adata, LEUKOCYTE_MARKER)
+    if ptprc is not None:  # one marker group is weak evidence: CellSearch's CD45⁻ holds for it
+        leukocyte |= (k == 1) & (ptprc > 0)
     single = epithelial & ~leukocyte
     cluster = epithelial & leukocyte & (k >= 2)
     candidate = single | cluster
