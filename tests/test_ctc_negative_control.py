@@ -100,3 +100,26 @@ def test_the_shipped_ctc_signature_does_call_on_the_spike_in(samples, library, l
     called = calls["ctc_candidate"].to_numpy()
     truth = cells.obs["truth"].to_numpy()
     assert called.sum() > 0 and called[~truth].sum() == 0
+
+
+def test_a_ctc_alone_among_the_blood_is_called_as_in_a_crowd(samples, library, leukocyte_pvalues):
+    """Prevalence: each tumour cell the 40-cell spike-in calls is still called when it is the
+    only one among the 559 blood cells (0.2 %), from the same per-cell p-values. With BH over
+    every cell this failed: one CTC needed p ≤ 0.05 / 560."""
+    cells = samples["spike-in"]
+    signature = library[CTC_SIGNATURE]
+    core = core_marker_groups(signature)
+    ctc_p, _ = significance(cells, {CTC_SIGNATURE: signature}, n_null=1000, random_state=0)
+    pvalues = pd.concat([ctc_p, leukocyte_pvalues["spike-in"]], axis=1)
+
+    def called(rows):
+        p = pvalues.iloc[rows]
+        fdr = p.apply(lambda column: benjamini_hochberg(column.to_numpy()))
+        return call_ctc(cells[rows], p, fdr, core=core)["ctc_candidate"].to_numpy()
+
+    truth = cells.obs["truth"].to_numpy()
+    blood, tumour = np.flatnonzero(~truth), np.flatnonzero(truth)
+    in_crowd = tumour[called(np.arange(cells.n_obs))[tumour]]
+    assert in_crowd.size >= 20
+    alone = [called(np.r_[blood, t])[-1] for t in in_crowd]
+    assert all(alone)
