@@ -43,9 +43,9 @@ EMT_MESENCHYMAL = "EMT_mesenchymal"
 PLATELET_SIGNATURE = "IMM_platelet"
 LEUKOCYTE_MARKER = "PTPRC"
 #: Core epithelial marker groups used when the CTC signature declares no ``core`` (or none is
-#: given to :func:`call_ctc`): EpCAM and the
-#: simple-epithelial keratins that CellSearch's anti-CK antibodies detect (CK8/18/19) plus CK7.
-#: Any gene of a group represents it (keratins are interchangeable across carcinomas).
+#: given to :func:`call_ctc`): EpCAM and the simple-epithelial keratins that CellSearch's anti-CK
+#: antibodies detect (CK8/18/19) plus CK7. Any gene of a group represents it (keratins are
+#: interchangeable across carcinomas).
 EPITHELIAL_CORE = (("EPCAM",), ("KRT8", "KRT18", "KRT19", "KRT7"))
 #: Fewest of the sample's own leukocytes (with PTPRC detected) from which a PTPRC level is read;
 #: below it the median of a handful of cells is noise and PTPRC is not used.
