@@ -95,13 +95,16 @@ def test_an_endothelial_cell_with_endothelium_only_genes_stays_endothelial():
 # ------------------------------------------------------------------ platelet vs epithelial
 
 
-def _platelet_epithelial_cell(genes, p_epithelial):
+def _platelet_epithelial_cell(genes, p_epithelial, column="cell_type_assigned"):
     columns = ["IMM_platelet", "ID_epithelial_tumour", "ID_fibroblast"]
     scores, pvalues = _tables(columns, [[0.6, 0.4, 0.0]], [[0.2, p_epithelial, 0.9]])
     epithelial = [["EPCAM"], ["KRT8"], ["CDH1"], ["CLDN4"]]
     core = {"IMM_platelet": [["PPBP"], ["ITGA2B"]], "ID_epithelial_tumour": epithelial}
     expression = _expression(["c0"], {**genes, "CDH1": [0.0], "CLDN4": [0.0]})
-    return _assign(scores, pvalues, expression=expression, core_markers=core)["c0"]
+    out = assign_cell_types(
+        scores, pvalues, pvalues=pvalues, expression=expression, core_markers=core
+    )
+    return out.loc["c0", column]
 
 
 def test_a_platelet_call_with_the_epithelial_core_in_the_cell_is_epithelial():
@@ -114,6 +117,11 @@ def test_a_platelet_call_with_a_dominant_significant_epithelial_score_is_epithel
     # beats the random signatures (p 0.01 ≤ 0.05) more clearly than the platelet score (0.2).
     genes = {"PPBP": [2.0], "ITGA2B": [1.0], "EPCAM": [1.0], "KRT8": [0.0]}
     assert _platelet_epithelial_cell(genes, p_epithelial=0.01) == "epithelial/tumour"
+
+
+def test_an_identity_replacing_a_platelet_call_keeps_a_positive_confidence():
+    genes = {"PPBP": [2.0], "ITGA2B": [1.0], "EPCAM": [1.0], "KRT8": [0.0]}
+    assert _platelet_epithelial_cell(genes, p_epithelial=0.01, column="assignment_confidence") > 0
 
 
 def test_a_platelet_with_one_ambient_keratin_read_stays_a_platelet():

@@ -84,9 +84,9 @@ MAX_MARKERS = 5
 #: megakaryocytes and platelets carry VWF, EGFL7, ESAM and PECAM1 of the endothelial programme,
 #: so in blood an "endothelial" call is decided by the platelet glycoproteins/chemokines
 #: (ITGA2B, GP9, GP1BA/B, GP6, PPBP, PF4) vs endothelium-only genes (CDH5, KDR, TEK, CLDN5,
-#: EMCN, PLVAP, ROBO4, FLT1); endothelial needs its own genes. A CD8 (CD8A/CD8B) vs CD4 (CD4/CD40LG) contrast
-#: was tried and rejected: CD4 transcripts drop out in droplet data, and on Wu 2020 it moved 36
-#: instead of 17 of 86 CD4 T cells to CD8 T.
+#: EMCN, PLVAP, ROBO4, FLT1); endothelial needs its own genes. A CD8 (CD8A/CD8B) vs CD4
+#: (CD4/CD40LG) contrast was tried and rejected: CD4 transcripts drop out in droplet data, and on
+#: Wu 2020 it moved 36 instead of 17 of 86 CD4 T cells to CD8 T.
 SIBLING_CONTRASTS = (
     (("B",), ("MS4A1", "CD19"), ("plasma",), ("JCHAIN", "PRDM1", "SDC1"), True),
     (
@@ -248,7 +248,8 @@ def assign_cell_types(
        Then (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B vs plasma,
        T vs NK, platelet vs endothelial) and (b) :func:`nucleated_over_anucleate`: a platelet
        call yields to a tissue identity (:data:`TISSUE_IDENTITIES`) whose core rule the cell
-       meets, or whose core gene the cell detects with p ≤ ``alpha`` below the platelet p-value.
+       meets, or whose core gene the cell detects with p ≤ ``alpha`` below the platelet p-value
+       (confidence: at least the platelet call's posterior).
        (c) With ``cluster_vote`` (default off: it lowered accuracy on pbmc68k and Wu 2020, see
        ``docs/interpretation.md``), :func:`majority_vote` over :func:`over_cluster` (``seed``).
     4. **Lineage level**: when the p-value rule of step 5 rejects ``t*`` but accepts a sibling
@@ -336,9 +337,16 @@ def assign_cell_types(
     dominant = (
         own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
     )
-    best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
     rows = np.arange(n_cells)
-    confidence = posterior[rows, best]
+    replaced = best
+    best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
+    # An identity that replaced a platelet call keeps at least that call's posterior: its own is
+    # 0 when it met the dominance rule but not the core rule.
+    confidence = np.where(
+        best != replaced,
+        np.maximum(posterior[rows, best], posterior[rows, replaced]),
+        posterior[rows, best],
+    )
     lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
     same_lineage = (lineage[best][:, None] == lineage[None, :]) & (lineage[best][:, None] != "")
     lineage_only = ~supported_call & (supported & same_lineage).any(axis=1)
@@ -442,9 +450,8 @@ def nucleated_over_anucleate(best: np.ndarray, shown: np.ndarray, types: np.ndar
     it gets that identity, the one of highest posterior. ``shown`` (cells × types) is, in
     :func:`assign_cell_types`, the core rule met with a core gene in the cell, or a core gene in
     the cell with the identity's p-value ≤ ``alpha`` and below the platelet p-value (the
-    epithelial evidence dominates). A platelet
-    is an anucleate fragment: a cell carrying an epithelial programme is a nucleated cell with
-    platelet transcripts on it (adherent platelets of a CTC–platelet cluster, or ambient
+    epithelial evidence dominates). A platelet is an anucleate fragment: a cell carrying an
+    epithelial programme is a nucleated cell with platelet transcripts on it (adherent platelets of a CTC–platelet cluster, or ambient
     PPBP/PF4, among the most abundant transcripts of blood). The heterotypic cluster itself is
     reported by ``interpret/clusters.py``."""
     targets = np.flatnonzero(np.isin(types, TISSUE_IDENTITIES))
