@@ -50,12 +50,24 @@ def test_a_cell_whose_best_type_beats_no_random_signature_is_unassigned():
     assert np.isnan(row["assignment_score"]) and row["assignment_confidence"] == 0.0
 
 
-def test_a_sparse_cell_takes_the_type_its_neighbourhood_shows():
+def test_neighbour_averaged_evidence_gives_a_sparse_cell_its_neighbourhood_type():
     # 16 clear NK cells and one sparse cell: its own scores lean B by 0.01, but its
-    # neighbourhood is NK by 0.3, so the vote (own + neighbourhood mean) / 2 is NK.
+    # neighbourhood is NK by 0.3, so (own + neighbourhood mean) / 2 is NK.
     rows = [[0.1, 0.5, 0.0]] * 16 + [[0.16, 0.15, 0.0]]
     scores, pvalues = _tables(rows, [[0.01, 0.01, 0.9]] * 17)
-    assert _assign(scores, pvalues).loc["c16", "cell_type_assigned"] == "NK"
+    called = _assign(scores, pvalues, neighbour_evidence=True)
+    assert called.loc["c16", "cell_type_assigned"] == "NK"
+
+
+def test_by_default_a_minority_cell_keeps_its_own_best_type_among_neighbours_of_another():
+    # One B cell among 16 NK cells: its own B score leads by 0.3; the sample's majority does
+    # not rank the types for it (averaging with the NK neighbours would tie it at NK).
+    rows = [[0.1, 0.5, 0.0]] * 16 + [[0.5, 0.2, 0.0]]
+    scores, pvalues = _tables(rows, [[0.01, 0.01, 0.9]] * 17)
+    assert _assign(scores, pvalues).loc["c16", "cell_type_assigned"] == "B"
+    assert (
+        _assign(scores, pvalues, neighbour_evidence=True).loc["c16", "cell_type_assigned"] == "NK"
+    )
 
 
 def test_confidence_is_the_softmax_posterior_of_the_called_type():

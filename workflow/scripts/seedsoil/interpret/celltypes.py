@@ -2,9 +2,9 @@
 
 :func:`assign_cell_types` turns the identity (``ID_*``) and immune (``IMM_*``) signature scores of
 one sample into a type per cell, a posterior-like confidence and the marker genes that carried the
-call. Every cell with evidence gets a type; a cell stays ``"unassigned"`` only when no type has
-evidence (its best type is significant neither in the cell nor in its neighbourhood) or when two
-types are equally supported. The exact definition is in :func:`assign_cell_types` and
+call. Every cell with evidence gets a type; a cell stays ``"unassigned"`` only when no type is
+admissible (core markers) or its best type has no evidence (it does not beat half of the matched
+random signatures, in the cell and its neighbourhood, and no sibling of its lineage does). The exact definition is in :func:`assign_cell_types` and
 ``docs/interpretation.md``; the figures on labelled data are from
 ``benchmarks/evaluate_celltypes.py``.
 """
@@ -217,6 +217,7 @@ def assign_cell_types(
     own_markers: bool = True,
     cluster_vote: bool = False,
     seed: int = 0,
+    neighbour_evidence: bool = False,
 ) -> pd.DataFrame:
     """Assign each cell a type from the evidence of every identity/immune signature.
 
@@ -224,17 +225,20 @@ def assign_cell_types(
     present in ``scores`` (significance enters through the p-values below; ``alpha`` only in
     step 3b):
 
-    1. **Neighbourhood vote**: a kNN graph (``n_neighbors``, Euclidean) on the :func:`robust_z`
-       scores of the candidate cell-type signatures ``T`` (the sample's identity-space embedding,
-       cells × types, already in memory; the graph holds cells × k indices — state signatures
-       such as CTC, EMT or cycling programmes are left out because they cut across types); the
-       evidence for type
-       ``t`` is ``e[c, t] = (x[c, t] + mean_{n in N(c)} x[n, t]) / 2 / σ`` with ``x`` the raw
-       score (comparable between signatures for rank-based scores such as UCell, each a
-       normalised rank statistic in [0, 1]) and ``σ`` = :func:`evidence_scale`, so a sparse cell
-       borrows strength from similar cells. Raw scores rather than scores standardised per
-       signature: a sample made mostly of one type (a T-cell sample, a tumour) would otherwise
-       push that type's own cells below zero.
+    1. **Evidence and neighbourhood**: a kNN graph (``n_neighbors``, Euclidean) on the
+       :func:`robust_z` scores of the candidate cell-type signatures ``T`` (the sample's
+       identity-space embedding, cells × types, already in memory; the graph holds cells × k
+       indices — state signatures such as CTC, EMT or cycling programmes are left out because
+       they cut across types). The evidence for type ``t`` is the cell's own score,
+       ``e[c, t] = x[c, t] / σ``, with ``x`` the raw score (comparable between signatures for
+       rank-based scores such as UCell, each a normalised rank statistic in [0, 1]) and ``σ`` =
+       :func:`evidence_scale`. The neighbourhood lends strength where absence is weak evidence —
+       marker detection (step 2) and the p-value (step 5) — not to the ranking of types: averaged
+       scores ``(x[c, t] + mean_{n in N(c)} x[n, t]) / 2 / σ`` (``neighbour_evidence=True``, the
+       previous default) pull a cell of a minority subtype towards the sample's majority type,
+       and lowered accuracy on every labelled set (``docs/interpretation.md``). Raw scores rather
+       than scores standardised per signature: a sample made mostly of one type (a T-cell sample,
+       a tumour) would otherwise push that type's own cells below zero.
     2. **Core markers** (contract C1): for a type with core groups present in ``expression`` (a
        group is present when one of its genes is), the type is admissible for cell ``c`` only when
        at least half of those groups (rounded up) are detected — a gene of the group > 0 in ``c``,
@@ -281,7 +285,11 @@ def assign_cell_types(
     # Neighbours in identity space only: state programmes (CTC, EMT, hypoxia, cycling) cut
     # across cell types and would pull cells of different types together.
     neighbours = neighbour_index(robust_z(values), n_neighbors)
-    evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / evidence_scale(values)
+    scale = evidence_scale(values)
+    if neighbour_evidence:
+        evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / scale
+    else:
+        evidence = values / scale
 
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
     significance = np.nan_to_num(significance, nan=1.0)
