@@ -47,11 +47,15 @@ PANEL_FRACTION = 0.4
 ABLATION = {
     "neither": {"own_markers": False, "cluster_vote": False},
     "own markers (default)": {"own_markers": True, "cluster_vote": False},
-    "own markers, neighbour-averaged evidence (round 1)": {
+    "round 1 (neighbour-averaged evidence, no marker evidence)": {
         "own_markers": True,
-        "cluster_vote": False,
         "neighbour_evidence": True,
+        "marker_evidence": False,
     },
+    "own markers, no marker evidence": {"own_markers": True, "marker_evidence": False},
+    "own markers, core gate at lineage level": {"own_markers": True, "lineage_gate": True},
+    "own markers, no core gate": {"own_markers": True, "core_gate": False},
+    "own markers, no p-value rule": {"own_markers": True, "max_pvalue": 1.0},
     "cluster vote": {"own_markers": False, "cluster_vote": True},
     "own markers + cluster vote": {"own_markers": True, "cluster_vote": True},
 }
@@ -320,14 +324,16 @@ def identifiable_types(panel: ad.AnnData, library: dict, labels: pd.Series) -> l
     return sorted(covered & found)
 
 
-def assign(adata, library, tables, **options) -> pd.DataFrame:
+def assign(adata, library, tables, core_gate: bool = True, **options) -> pd.DataFrame:
+    """``assign_cell_types`` as the workflow calls it; ``core_gate=False`` drops the core markers
+    (no core gate, no own-marker rule) to measure what that step costs or gains."""
     scores, pvalues, fdr = tables
     return assign_cell_types(
         scores,
         fdr,
         pvalues=pvalues,
         expression=adata,
-        core_markers={n: getattr(s, "core", ()) for n, s in library.items()},
+        core_markers={n: getattr(s, "core", ()) for n, s in library.items()} if core_gate else {},
         marker_genes={n: s.up for n, s in library.items()},
         **options,
     )

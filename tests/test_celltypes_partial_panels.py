@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from seedsoil import signatures
-from seedsoil.interpret.celltypes import assign_cell_types, majority_vote, over_cluster
+from seedsoil.interpret.celltypes import (
+    assign_cell_types,
+    lineage_admissible,
+    majority_vote,
+    over_cluster,
+)
 from seedsoil.signatures import load_library
 
 
@@ -216,3 +221,63 @@ def test_mast_and_treg_keep_alternates_for_panels_without_tryptases_or_foxp3():
     assert {"HPGDS", "GATA2", "SIGLEC6", "RGS13", "SLC18A2"} <= set(library["IMM_mast"].alternates)
     treg = library["IMM_Treg"]
     assert "FOXP3" in treg.core[0] and len(treg.core) >= 3 and treg.alternates
+
+
+# ------------------------------------------------------------------ core gate at the lineage node
+
+
+def _gate_matrix():
+    # Cells × types: CD4 T, CD8 T, fibroblast. The one cell fails the CD4 T gate and the
+    # fibroblast gate and passes the CD8 T gate.
+    types = np.array(["CD4 T", "CD8 T", "fibroblast"], dtype=object)
+    return np.array([[True, False, True]]), types
+
+
+def test_lineage_gate_reopens_a_subtype_when_a_sibling_passes_its_gate():
+    blocked, types = _gate_matrix()
+    gated = np.array([True, True, True])
+    assert not lineage_admissible(blocked, gated, types)[0, 0]
+
+
+def test_lineage_gate_leaves_types_outside_a_lineage_blocked():
+    blocked, types = _gate_matrix()
+    assert lineage_admissible(blocked, np.array([True, True, True]), types)[0, 2]
+
+
+def test_lineage_gate_ignores_a_sibling_without_core_groups_on_the_panel():
+    blocked, types = _gate_matrix()
+    gated = np.array([True, False, True])  # CD8 T passes only because nothing gates it
+    assert lineage_admissible(blocked, gated, types)[0, 0]
+
+
+# ------------------------------------------------------------------ marker evidence
+
+
+def _weak_score_with_markers():
+    # One cell whose fibroblast score beats no random signature (p 0.9) but which detects two
+    # fibroblast core genes of the two groups on the panel.
+    columns = ["ID_fibroblast", "IMM_B"]
+    scores, pvalues = _tables(columns, [[0.4, 0.1]], [[0.9, 0.9]])
+    expression = _expression(["c0"], {"COL1A1": [2.0], "PDGFRB": [1.0], "MS4A1": [0.0]})
+    core = {"ID_fibroblast": [["COL1A1", "COL1A2"], ["PDGFRB", "PDGFRA"]], "IMM_B": [["MS4A1"]]}
+    return scores, pvalues, expression, core
+
+
+def test_a_cell_that_shows_its_types_core_markers_is_assigned_despite_a_weak_score():
+    scores, pvalues, expression, core = _weak_score_with_markers()
+    called = _assign(scores, pvalues, expression=expression, core_markers=core)
+    assert called["c0"] == "fibroblast"
+
+
+def test_without_marker_evidence_the_weak_score_leaves_the_cell_unassigned():
+    scores, pvalues, expression, core = _weak_score_with_markers()
+    called = _assign(
+        scores, pvalues, expression=expression, core_markers=core, marker_evidence=False
+    )
+    assert called["c0"] == "unassigned"
+
+
+def test_a_weak_score_without_the_core_markers_stays_unassigned():
+    scores, pvalues, expression, core = _weak_score_with_markers()
+    expression.X[:] = 0.0
+    assert _assign(scores, pvalues, expression=expression, core_markers=core)["c0"] == "unassigned"

@@ -218,6 +218,8 @@ def assign_cell_types(
     cluster_vote: bool = False,
     seed: int = 0,
     neighbour_evidence: bool = False,
+    lineage_gate: bool = False,
+    marker_evidence: bool = True,
 ) -> pd.DataFrame:
     """Assign each cell a type from the evidence of every identity/immune signature.
 
@@ -246,7 +248,10 @@ def assign_cell_types(
        call without FCGR3B/CXCR2/… when the data hold them). A programme is identified by most of
        its marker groups, not by one gene it shares with a neighbour type. With ``own_markers``
        (default) the cell itself must also detect at least one of the type's core genes on the
-       panel: neighbours can lend strength, not a type whose markers the cell lacks.
+       panel: neighbours can lend strength, not a type whose markers the cell lacks. With
+       ``lineage_gate`` (default off: evaluated, it gained on one Wu 2020 panel and lost on
+       two, reopening gamma-delta T and CD4 T for CD8 T cells; ``docs/interpretation.md``) the
+       gate is applied at the lineage node (:func:`lineage_admissible`).
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
        Then (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B vs plasma,
@@ -262,8 +267,12 @@ def assign_cell_types(
     5. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
        ``t*`` (``pvalues``, else ``fdr``) averaged as ``(p_c + mean_{N(c)} p) / 2`` exceeds
        ``max_pvalue`` (0.5: the score does not beat even half of the expression-matched random
-       signatures); or, when ``min_confidence`` > 0 (default 0: the confidence is reported, not
-       thresholded), when it is ambiguous — ``P[c, t*] < min_confidence``.
+       signatures), no sibling of its lineage passes (step 4) and, with ``marker_evidence``
+       (default), the cell does not itself show ``t*``'s core markers (core rule met with a core
+       gene detected in the cell: marker presence is the identity evidence a partial panel still
+       measures when the signature's score has too few genes to beat the null); or, when
+       ``min_confidence`` > 0 (default 0: the confidence is reported, not thresholded), when it
+       is ambiguous — ``P[c, t*] < min_confidence``.
 
     ``assignment_score`` = ``scores[c, t*]`` (NaN when unassigned). ``assignment_markers`` = up to
     :data:`MAX_MARKERS` genes that carried the call, highest expression first: the type's core
@@ -309,6 +318,8 @@ def assign_cell_types(
     core_detected = {}
     shown = np.zeros(evidence.shape, dtype=bool)  # core rule met, a core gene in the cell
     own = np.zeros(evidence.shape, dtype=bool)  # a core gene of the type detected in the cell
+    blocked = np.zeros(evidence.shape, dtype=bool)  # core rule (and own-marker rule) failed
+    gated = np.zeros(evidence.shape[1], dtype=bool)  # the type has core groups on the panel
     for k, signature in enumerate(used):
         groups = [[g for g in group if g in columns] for group in core_markers.get(signature, ())]
         groups = [group for group in groups if group]
@@ -329,15 +340,19 @@ def assign_cell_types(
             # The cell's own transcripts must show the type: neighbours alone cannot make a
             # plasma cell of a cell with no plasma gene when the panel measures them.
             inadmissible |= ~own[:, k]
-        evidence[inadmissible, k] = -np.inf
+        blocked[:, k] = inadmissible
+        gated[k] = True
         shown[:, k] = ~inadmissible & own[:, k]
+    types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
+    if lineage_gate:
+        blocked = lineage_admissible(blocked, gated, types)
+    evidence[blocked] = -np.inf
 
     posterior = softmax(evidence)
     best = np.argmax(posterior, axis=1)
     # Evidence (p-value) is judged on the score-based call: a sibling contrast only refines the
     # subtype within a lineage whose programme the cell already carries.
     supported_call = supported[np.arange(n_cells), best]
-    types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
     if expression is not None:
         best = apply_sibling_contrasts(
             best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
@@ -358,11 +373,14 @@ def assign_cell_types(
     lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
     same_lineage = (lineage[best][:, None] == lineage[None, :]) & (lineage[best][:, None] != "")
     lineage_only = ~supported_call & (supported & same_lineage).any(axis=1)
+    # Marker evidence: with no type of its lineage beating the matched null, a cell that itself
+    # detects the called type's core markers (core rule met) still shows the type.
+    marker_only = ~supported_call & ~lineage_only & shown[rows, best] if marker_evidence else False
     lineage_confidence = np.where(same_lineage, posterior, 0.0).sum(axis=1)
     confidence = np.where(lineage_only, lineage_confidence, confidence)
     assigned = (
         np.isfinite(evidence).any(axis=1)
-        & (supported_call | lineage_only)
+        & (supported_call | lineage_only | marker_only)
         & (confidence >= min_confidence)
     )
     called = np.where(assigned, np.where(lineage_only, lineage[best], types[best]), UNASSIGNED)
@@ -377,6 +395,22 @@ def assign_cell_types(
     out["assignment_markers"] = _markers(
         assigned, best, used, core_detected, marker_genes or {}, columns
     )
+    return out
+
+
+def lineage_admissible(blocked: np.ndarray, gated: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """The core-marker gate at the lineage node (CHETAH-style): a subtype of a lineage
+    (:data:`LINEAGE_TYPES`) blocked for a cell becomes admissible again when another subtype of
+    the same lineage with core groups on the panel (``gated``) passes its gate in that cell — the
+    cell shows the lineage's markers, and the subtype is left to the scores and the
+    :data:`SIBLING_CONTRASTS`. Types outside a lineage keep their own gate. Returns the new
+    ``blocked`` (cells × types)."""
+    lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
+    out = blocked.copy()
+    for name in set(lineage) - {""}:
+        members = np.flatnonzero(lineage == name)
+        passes = (~blocked[:, members] & gated[members]).any(axis=1)
+        out[:, members] &= ~passes[:, None]
     return out
 
 
