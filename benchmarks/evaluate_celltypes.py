@@ -9,9 +9,13 @@ Run from the repository root with the project environment (built-ins fetched int
 ``--ablation`` evaluates each data set also on another log scale (log2 TPM-like) and on partial
 panels — a random 40 % of its genes (seeds 0, 1, 2) and an expression-stratified 40 % (seed 0:
 the same share of every decile of mean expression), as a ~8,000-gene subset of a ~20,000-gene
-transcriptome — and each assignment step switched off and on (own-marker rule, cluster vote,
+transcriptome — and each assignment step switched (:data:`ABLATION`: own-marker rule, marker
+evidence, core gate, p-value rule, lineage-level gate, cluster vote, round 1's
 neighbour-averaged evidence), next to the plain-argmax baseline (:func:`plain_argmax`) and the
-covered types each panel can identify (:func:`identifiable_types`), printing one table, then the calls on the unlabelled sets (Hydro-Seq, celltypist_sample).
+covered types each panel can identify (:func:`identifiable_types`), printing one table, then
+the calls on the unlabelled sets (Hydro-Seq, celltypist_sample).
+
+The main run prints, per data set, the assignment, the plain argmax and CellTypist.
 
 The labels are hidden from the assignment: scores, p-values and the assignment see only the
 expression. Each data set's labels are then mapped to the assignment's type names by the explicit
