@@ -77,3 +77,14 @@ def test_a_header_without_rows_is_refused(workdir):
 def test_a_broken_pairs_table_is_refused(workdir):
     (workdir / "pairs.tsv").write_text("ligand\treceptor\n")
     assert "pairs.tsv: missing column(s)" in problems_of(config(), pairs=workdir / "pairs.tsv")
+
+
+def test_an_unknown_communication_resource_is_refused_naming_the_key_and_the_valid_names(workdir):
+    message = problems_of({**config(), "communication": {"resource": "cellphonedb_v5"}})
+    assert "communication.resource: unknown LIANA resource 'cellphonedb_v5'" in message
+    assert "consensus" in message and "cellphonedb," in message and "null" in message
+
+
+def test_a_shipped_or_null_communication_resource_is_accepted(workdir):
+    for resource in ("cellchatdb", None):
+        validate_run({**config(), "communication": {"resource": resource}}, REPO)

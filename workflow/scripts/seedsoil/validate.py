@@ -1,7 +1,7 @@
 """Everything a run reads besides the data, checked before any job starts.
 
 :func:`validate_run` loads the dataset sheet, every signature source (YAML files and folders,
-GMT files) and the communication pairs table, and raises one :class:`InputError` that lists
+GMT files), the communication pairs table and the LIANA resource name, and raises one :class:`InputError` that lists
 every problem found, so a user fixes them all at once instead of one per run. The Snakefile
 calls it while parsing (``workflow/rules/common.smk``); this module never imports Snakemake.
 """
@@ -107,8 +107,10 @@ def validate_run(
     Checked: the dataset sheet (:func:`seedsoil.sheet.sheet_problems`: columns, values, ids,
     local sources, built-in names, at least one row), every ``signatures.library`` and
     ``signatures.gmt`` entry (exists, relative to the working directory or the workflow
-    folder; each file reads and validates; no name defined twice) and the communication
-    ``pairs`` table (:func:`seedsoil.interpret.communication.load_pairs`). A path that exists
+    folder; each file reads and validates; no name defined twice), the communication
+    ``pairs`` table (:func:`seedsoil.interpret.communication.load_pairs`) and
+    ``communication.resource`` (a resource LIANA ships, or null;
+    :func:`seedsoil.interpret.resource.resource_problem`). A path that exists
     nowhere is reported as the user wrote it. Raises one :class:`InputError` listing every
     problem.
     """
@@ -143,6 +145,14 @@ def validate_run(
             load_pairs(pairs)
         except InputError as error:
             problems.append(str(error))
+
+    communication = config.get("communication") or {}
+    if communication.get("resource") is not None:
+        from .interpret.resource import resource_problem
+
+        problem = resource_problem(communication["resource"])
+        if problem:
+            problems.append(problem)
 
     if problems:
         raise InputError(
