@@ -1,13 +1,14 @@
 """Communication compared between conditions, samples as replicates (``communication_tests.tsv``).
 
-For each dataset, each interaction (sender, receiver, ligand, receptor) and each pair of
-conditions, the samples' magnitudes are compared by a two-sided Mann–Whitney U test (the
-cohort's test, :func:`seedsoil.report.cohort.condition_tests`). A sample's magnitude is its
+For each dataset (config ``cohort.compare_within: dataset``; ``null`` pools the cohort), each
+interaction (sender, receiver, ligand, receptor) and each pair of conditions, the samples'
+magnitudes are compared by a two-sided Mann–Whitney U test (the cohort's test, :func:`seedsoil.report.cohort.condition_tests`). A sample's magnitude is its
 ``score`` (CellPhoneDB's ligand–receptor mean) in its ``communication.tsv``; 0 when both types
 are in that table but the row is not (below the expression-proportion filter: the pair is not
 expressed there); missing when the sample lacks the sender or the receiver type, and that
 sample then does not join the comparison. Interactions tested in fewer than 2 samples of a
-dataset are not compared. FDR is Benjamini–Hochberg over every compared row of the table.
+dataset are not compared. FDR is Benjamini–Hochberg over the compared rows of one family
+(column ``family``: the dataset, or ``cohort`` when pooled), as in the cohort's other tests.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from seedsoil.report.cohort import NO_CONDITION, _mann_whitney, bh_fdr_finite
 
 KEYS = ["sender", "receiver", "ligand", "receptor"]
 COMMUNICATION_TEST_COLUMNS = [
-    "dataset", *KEYS, "chapter", "group_a", "group_b", "n_a", "n_b",
+    "family", *KEYS, "chapter", "group_a", "group_b", "n_a", "n_b",
     "median_a", "median_b", "effect", "pvalue", "fdr", "test",
 ]  # fmt: skip
 
@@ -49,22 +50,35 @@ def sample_magnitudes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def communication_condition_tests(
-    tables: Mapping[tuple[str, str], pd.DataFrame], conditions: Mapping[tuple[str, str], str]
+    tables: Mapping[tuple[str, str], pd.DataFrame],
+    conditions: Mapping[tuple[str, str], str],
+    *,
+    within: str | None = "dataset",
 ) -> pd.DataFrame:
-    """:data:`COMMUNICATION_TEST_COLUMNS` for every dataset with ≥ 2 conditions.
+    """:data:`COMMUNICATION_TEST_COLUMNS` for every family with ≥ 2 conditions.
 
     ``tables`` maps (dataset, sample) to the sample's ``communication.tsv``; ``conditions``
     maps (dataset, sample) to its condition (samples without one join no comparison).
-    ``effect`` = median(a) − median(b) of the magnitudes.
+    ``within="dataset"`` (config ``cohort.compare_within``) compares conditions among one
+    dataset's samples, ``None`` among all the cohort's (family ``"cohort"``); ``family`` names
+    the Benjamini–Hochberg family of each row's ``fdr``. ``effect`` = median(a) − median(b)
+    of the magnitudes.
     """
+
+    def family_of(dataset: str) -> str:
+        return dataset if within == "dataset" else "cohort"
+
     rows = []
-    for dataset in sorted({d for d, _ in tables}):
-        samples = {
-            s: t
-            for (d, s), t in tables.items()
-            if d == dataset and str(conditions.get((d, s), "NA")) not in NO_CONDITION
-        }
-        labels = pd.Series({s: str(conditions[(dataset, s)]) for s in samples})
+    for family in sorted({family_of(d) for d, _ in tables}):
+        keys = [
+            key
+            for key in tables
+            if family_of(key[0]) == family and str(conditions.get(key, "NA")) not in NO_CONDITION
+        ]
+        # a sample is named by its dataset too when datasets are pooled: names may repeat
+        name = {key: key[1] if within == "dataset" else "/".join(key) for key in keys}
+        samples = {name[key]: tables[key] for key in keys}
+        labels = pd.Series({name[key]: str(conditions[key]) for key in keys}, dtype=object)
         groups = sorted(set(labels))
         if len(groups) < 2:
             continue
@@ -72,6 +86,7 @@ def communication_condition_tests(
         if wide.empty:
             continue
         chapter = _chapter_flags(samples.values())
+        part = []
         for key, values in wide.iterrows():
             for group_a, group_b in itertools.combinations(groups, 2):
                 a = values[labels.index[labels == group_a]].dropna().to_numpy(float)
@@ -79,13 +94,16 @@ def communication_condition_tests(
                 pvalue, test = _mann_whitney(a, b)
                 median_a = float(np.median(a)) if a.size else np.nan
                 median_b = float(np.median(b)) if b.size else np.nan
-                rows.append(
-                    [dataset, *key, chapter.get(key, False), group_a, group_b, a.size, b.size,
+                part.append(
+                    [family, *key, chapter.get(key, False), group_a, group_b, a.size, b.size,
                      median_a, median_b, median_a - median_b, pvalue, np.nan, test]
                 )  # fmt: skip
-    table = pd.DataFrame(rows, columns=COMMUNICATION_TEST_COLUMNS)
-    table["fdr"] = bh_fdr_finite(table["pvalue"].to_numpy(float)) if len(table) else []
-    return table
+        part = pd.DataFrame(part, columns=COMMUNICATION_TEST_COLUMNS)
+        part["fdr"] = bh_fdr_finite(part["pvalue"].to_numpy(float))
+        rows.append(part)
+    if not rows:
+        return pd.DataFrame(columns=COMMUNICATION_TEST_COLUMNS)
+    return pd.concat(rows, ignore_index=True)
 
 
 def _chapter_flags(tables) -> dict:
