@@ -9,6 +9,7 @@ import pytest
 from seedsoil.report import write_cohort
 from seedsoil.report.cohort_communication import (
     COMMUNICATION_TEST_COLUMNS,
+    cell_types_tested,
     communication_condition_tests,
     sample_magnitudes,
 )
@@ -139,3 +140,21 @@ def test_a_config_without_a_cohort_section_compares_within_datasets():
     schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
     validate(config, str(schema))  # fills the schema's defaults, as the Snakefile does
     assert config["cohort"]["compare_within"] == "dataset"
+
+
+def test_a_sample_where_no_row_passed_the_filter_has_magnitude_zero_between_its_types():
+    tables, conditions = _cohort()
+    for i in range(3):
+        tables[("d", f"B{i}")] = _table({})  # blood: no ligand expressed, an empty table
+    summary = pd.DataFrame(
+        [
+            {"dataset": d, "sample": s, "n_cells": 100, "min_cells": 5,
+             "composition:tumour": 0.5, "composition:neutrophil": 0.5}
+            for d, s in tables
+        ]
+    )  # fmt: skip
+    tests = communication_condition_tests(tables, conditions, cell_types=cell_types_tested(summary))
+    row = tests[tests["ligand"] == "CXCL8"].iloc[0]
+    assert (row["n_a"], row["n_b"], row["median_a"]) == (3, 3, 0.0)
+    # without the types, an empty table says nothing about the sample: it is left out
+    assert communication_condition_tests(tables, conditions)["n_a"].eq(0).all()

@@ -28,9 +28,32 @@ COMMUNICATION_TEST_COLUMNS = [
 ]  # fmt: skip
 
 
-def sample_magnitudes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+def cell_types_tested(summary: pd.DataFrame) -> dict[tuple[str, str], set[str]]:
+    """(dataset, sample) → the cell types its communication test covered: those with at least
+    ``min_cells`` cells, from the summary's ``composition:<type>`` fractions × ``n_cells``
+    (the groups communication uses, :func:`seedsoil.interpret.summary.cell_types_used`)."""
+    columns = [c for c in summary.columns if str(c).startswith("composition:")]
+    if not columns or "n_cells" not in summary or "min_cells" not in summary:
+        return {}
+    types = {}
+    for _, row in summary.iterrows():
+        counts = row[columns].astype(float).fillna(0.0) * float(row["n_cells"])
+        present = counts.round() >= float(row["min_cells"])
+        names = {c.removeprefix("composition:") for c in counts.index[present]}
+        types[(str(row["dataset"]), str(row["sample"]))] = names - {"unassigned"}
+    return types
+
+
+def sample_magnitudes(
+    tables: Mapping[str, pd.DataFrame], cell_types: Mapping[str, set[str]] | None = None
+) -> pd.DataFrame:
     """Interactions × samples of one dataset: ``score``, 0 for an untested row between types the
-    sample has, NaN when it lacks the sender or receiver; rows tested in ≥ 2 samples."""
+    sample has, NaN when it lacks the sender or receiver; rows tested in ≥ 2 samples.
+
+    ``cell_types``: sample → the types its test covered (:func:`cell_types_tested`); a sample
+    not in it is taken to have the types its table names (none when no row passed the filter).
+    """
+    cell_types = cell_types or {}
     long = pd.concat(
         [t.assign(sample=s)[[*KEYS, "score", "sample"]] for s, t in tables.items() if len(t)],
         ignore_index=True,
@@ -40,7 +63,9 @@ def sample_magnitudes(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     wide = long.pivot_table(index=KEYS, columns="sample", values="score", aggfunc="first")
     wide = wide[wide.notna().sum(axis=1) >= 2]
     for sample, table in tables.items():
-        types = set(table["sender"]) | set(table["receiver"]) if len(table) else set()
+        types = cell_types.get(sample)
+        if types is None:
+            types = set(table["sender"]) | set(table["receiver"]) if len(table) else set()
         has_both = wide.index.get_level_values("sender").isin(types) & wide.index.get_level_values(
             "receiver"
         ).isin(types)
@@ -54,11 +79,14 @@ def communication_condition_tests(
     conditions: Mapping[tuple[str, str], str],
     *,
     within: str | None = "dataset",
+    cell_types: Mapping[tuple[str, str], set[str]] | None = None,
 ) -> pd.DataFrame:
     """:data:`COMMUNICATION_TEST_COLUMNS` for every family with ≥ 2 conditions.
 
     ``tables`` maps (dataset, sample) to the sample's ``communication.tsv``; ``conditions``
-    maps (dataset, sample) to its condition (samples without one join no comparison).
+    maps (dataset, sample) to its condition (samples without one join no comparison);
+    ``cell_types`` (dataset, sample) to the types its test covered (:func:`cell_types_tested`:
+    a sample where no row passed the expression filter still has magnitude 0 between them).
     ``within="dataset"`` (config ``cohort.compare_within``) compares conditions among one
     dataset's samples, ``None`` among all the cohort's (family ``"cohort"``); ``family`` names
     the Benjamini–Hochberg family of each row's ``fdr``. ``effect`` = median(a) − median(b)
@@ -82,7 +110,8 @@ def communication_condition_tests(
         groups = sorted(set(labels))
         if len(groups) < 2:
             continue
-        wide = sample_magnitudes(samples)
+        types = {name[key]: (cell_types or {})[key] for key in keys if key in (cell_types or {})}
+        wide = sample_magnitudes(samples, types)
         if wide.empty:
             continue
         chapter = _chapter_flags(samples.values())

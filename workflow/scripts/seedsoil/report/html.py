@@ -217,7 +217,10 @@ def write_cohort(
     cohort when None.
     """
     from seedsoil.report.cohort import condition_tests, pseudobulk_ssgsea, up_gene_sets
-    from seedsoil.report.cohort_communication import communication_condition_tests
+    from seedsoil.report.cohort_communication import (
+        cell_types_tested,
+        communication_condition_tests,
+    )
     from seedsoil.report.cohort_page import cohort_context
 
     out_dir = Path(out_dir)
@@ -233,7 +236,7 @@ def write_cohort(
     keys = zip(summary["dataset"].astype(str), summary["sample"].astype(str), strict=True)
     conditions = dict(zip(keys, labels.astype(str), strict=True))
     communication_tests = communication_condition_tests(
-        communication or {}, conditions, within=within
+        communication or {}, conditions, within=within, cell_types=cell_types_tested(summary)
     )
     for name, frame in (
         ("communication_tests.tsv", communication_tests),
