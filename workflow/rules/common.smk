@@ -15,7 +15,7 @@ from seedsoil.datasets import get_builtin
 from seedsoil.fetch import url_filename
 from seedsoil.scoring.chunked import n_chunks_for, needs_gene_stats
 from seedsoil.sheet import source_kind
-from seedsoil.validate import validate_run
+from seedsoil.validate import report_gaps, validate_run
 from seedsoil.errors import InputError
 from snakemake.exceptions import WorkflowError
 
@@ -27,6 +27,13 @@ try:
 except InputError as error:
     raise WorkflowError(str(error)) from None
 DATASETS = RUN_INPUTS.sheet
+
+# `snakemake --report` covers the datasets of the config it is given: warn when some have no
+# results (a run made with another --configfile), instead of a report without their samples.
+if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
+    REPORT_GAPS = report_gaps(DATASETS.index)
+    if REPORT_GAPS:
+        print(f"WARNING: snakemake --report: {REPORT_GAPS}", file=sys.stderr)
 
 
 wildcard_constraints:

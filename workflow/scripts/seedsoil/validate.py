@@ -165,3 +165,33 @@ def validate_run(
         gmt_paths=[str(p) for p in resolved["gmt"]],
         signature_files=[str(p) for p, _ in files],
     )
+
+
+def report_gaps(dataset_ids, results_dir: str | os.PathLike = "results") -> str | None:
+    """Why ``snakemake --report`` would leave samples out, or None.
+
+    The report lists the outputs of the datasets the config's sheet names; a dataset without
+    ``results/<id>/samples.tsv`` (its ingest checkpoint) has no sample in it, silently. That
+    happens when the run was made with another ``--configfile`` (the report then reads the
+    default config) or has not finished: the message names the missing datasets and, when
+    ``results_dir`` holds datasets the sheet does not name, those too.
+    """
+    results_dir = Path(results_dir)
+    dataset_ids = list(dataset_ids)
+    missing = [d for d in dataset_ids if not (results_dir / d / "samples.tsv").is_file()]
+    if not missing:
+        return None
+    message = (
+        f"no results for {len(missing)} of the {len(dataset_ids)} dataset(s) of this config's "
+        f"sheet ({', '.join(missing)}: {results_dir}/<id>/samples.tsv missing), so the report "
+        "leaves out their samples."
+    )
+    others = sorted(
+        p.parent.name for p in results_dir.glob("*/samples.tsv") if p.parent.name not in dataset_ids
+    )
+    if others:
+        return message + (
+            f" {results_dir}/ holds dataset(s) this config does not name ({', '.join(others)}): "
+            "pass the run's config with --configfile."
+        )
+    return message + " Run the workflow first, or pass the run's config with --configfile."
