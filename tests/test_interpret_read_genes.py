@@ -66,9 +66,7 @@ def test_results_from_the_needed_genes_equal_those_from_the_whole_file(tmp_path,
 
 
 @pytest.mark.parametrize("labelled", [True, False], ids=["labels", "assigned"])
-def test_pairs_genes_streamed_from_the_file_give_the_results_of_the_whole_file(
-    tmp_path, labelled
-):
+def test_pairs_genes_streamed_from_the_file_give_the_results_of_the_whole_file(tmp_path, labelled):
     # The workflow's path: X without the pairs' genes, communication reads them from the file.
     path = tmp_path / "cells.h5ad"
     scores, pvalues, fdr = _sample_file(path, labelled)
