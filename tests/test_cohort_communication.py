@@ -158,3 +158,18 @@ def test_a_sample_where_no_row_passed_the_filter_has_magnitude_zero_between_its_
     assert (row["n_a"], row["n_b"], row["median_a"]) == (3, 3, 0.0)
     # without the types, an empty table says nothing about the sample: it is left out
     assert communication_condition_tests(tables, conditions)["n_a"].eq(0).all()
+
+
+def test_one_sample_per_condition_is_listed_untested_and_the_page_says_what_is_needed(tmp_path):
+    tables, conditions = _cohort()
+    keep = [("d", "T0"), ("d", "B0")]
+    tables = {k: tables[k] for k in keep}
+    summary = pd.DataFrame(
+        [{"dataset": d, "sample": s, "condition": conditions[(d, s)], "n_cells": 100}
+         for d, s in keep]
+    )  # fmt: skip
+    write_cohort(tmp_path, summary=summary, sample_reports={}, communication=tables)
+    written = pd.read_csv(tmp_path / "communication_tests.tsv", sep="\t")
+    assert len(written) and written["pvalue"].isna().all()
+    page = (tmp_path / "index.html").read_text()
+    assert "needs two conditions with at least two samples each in one dataset" in page

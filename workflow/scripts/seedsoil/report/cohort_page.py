@@ -177,8 +177,8 @@ def _ssgsea(ssgsea) -> dict | None:
 
 def communication_section(tests, within="dataset") -> dict | None:
     """Interactions compared between conditions (``communication_tests.tsv``), strongest first."""
-    if tests is None or tests.empty:
-        return None
+    if tests is None or tests["pvalue"].notna().sum() == 0:
+        return None  # e.g. one sample per condition: rows listed in the file, none testable
     tested = tests[tests["pvalue"].notna()]
     shown = tested.sort_values(["pvalue", "chapter"], ascending=[True, False]).head(40)
     chapter = tested[tested["chapter"].astype(bool)].sort_values("pvalue").head(20)
