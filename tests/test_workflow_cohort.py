@@ -111,6 +111,16 @@ def test_cohort_report_shows_communication_differences_between_conditions(cohort
     assert "compared within each dataset" in page and "CXCR2" in page
 
 
+def test_sample_tables_carry_kernel_p_values_and_liana_ranks_from_the_streamed_genes(cohort_run):
+    # the interpret job reads the pairs' genes from cells.h5ad block by block; LIANA gets the
+    # grouped cells' rows (every sample here is below communication.max_cells)
+    table = pd.read_csv(cohort_run / "results" / "patients" / "P1" / "communication.tsv", sep="\t")
+    assert len(table) and table["pvalue"].between(0, 1).all()
+    assert table[["magnitude_rank", "specificity_rank", "lr_means"]].notna().all().all()
+    np.testing.assert_allclose(table["lr_means"], table["score"], rtol=1e-6)
+    assert table.loc[table["ligand"] == LIGAND, "chapter"].all()
+
+
 def _archived(report: Path) -> list[str]:
     with zipfile.ZipFile(report) as archive:
         return [Path(name).name for name in archive.namelist() if "/data/raw/" in name]
