@@ -234,11 +234,12 @@ def tables_mem_mb(wildcards, attempt):
 
 
 def interpret_mem_mb(wildcards, input, attempt):
-    """tables_mem_mb plus the ligand-receptor resource's genes held as CSR (8 B per stored
-    value): they hold <= 10 % of a cells.h5ad's stored values (5-7 % measured on three data
-    sets), ~0.12 x the file's MB, counted twice for read_genes' concatenation."""
+    """tables_mem_mb plus the marker genes held as CSR (8 B per stored value; the resource's
+    genes are streamed, seedsoil.interpret.communication): 0.6-4.4 % of a cells.h5ad's stored
+    values on the demo's five data sets (the resource's 5-15 %), so <= ~0.06 x the file's MB,
+    counted twice for read_genes' concatenation."""
     return tables_mem_mb(wildcards, attempt) + math.ceil(
-        0.25 * input_size_mb([input.cells]) * attempt
+        0.12 * input_size_mb([input.cells]) * attempt
     )
 
 
