@@ -50,7 +50,7 @@ lock:
 	.lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 	rm -rf .lock-venv
 
-## test-faults: runs killed (SIGKILL) in every heavy rule resume to a clean run's tables; --cores 1 = 2 (~4 min)
+## test-faults: runs killed (SIGKILL) in every heavy rule resume to a clean run's tables; a rerun on 1 core = 2 (~3 min)
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults tests/test_faults_resume.py
 

@@ -4,6 +4,13 @@ Run from the repository root with the project environment (built-ins fetched int
 ``resources/downloads/builtin``, e.g. by ``make demo`` or ``seedsoil.datasets.fetch_builtin``)::
 
     .venv/bin/python benchmarks/evaluate_celltypes.py [--n-null 1000] [--cache DIR]
+    .venv/bin/python benchmarks/evaluate_celltypes.py --ablation [--n-null 200] [--cache DIR]
+
+``--ablation`` evaluates each data set also on another log scale (log2 TPM-like) and on partial
+panels — a random 40 % of its genes (seeds 0, 1, 2) and an expression-stratified 40 % (seed 0:
+the same share of every decile of mean expression), as a ~8,000-gene subset of a ~20,000-gene
+transcriptome — and each assignment step switched off and on (own-marker rule, cluster vote),
+printing one table, then the calls on the unlabelled sets (Hydro-Seq, celltypist_sample).
 
 The labels are hidden from the assignment: scores, p-values and the assignment see only the
 expression. Each data set's labels are then mapped to the assignment's type names by the explicit
@@ -28,11 +35,20 @@ from sklearn.metrics import f1_score
 
 from seedsoil.interpret.celltypes import UNASSIGNED, assign_cell_types
 from seedsoil.scoring import score, significance
-from seedsoil.signatures import load_library
+from seedsoil.signatures import DEFAULT_MIN_COVERAGE, coverage, load_library
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = ROOT / "resources" / "downloads" / "builtin"
-MIN_GENES = 3
+LIBRARY = ROOT / "resources" / "signatures"
+#: Share of genes kept by a partial-panel variant (~8,000 of ~20,000 protein-coding genes).
+PANEL_FRACTION = 0.4
+#: Assignment steps switched by the ablation (keyword arguments of ``assign_cell_types``).
+ABLATION = {
+    "neither": {"own_markers": False, "cluster_vote": False},
+    "own markers (default)": {"own_markers": True, "cluster_vote": False},
+    "cluster vote": {"own_markers": False, "cluster_vote": True},
+    "own markers + cluster vote": {"own_markers": True, "cluster_vote": True},
+}
 
 #: Dataset label → assignment type (None: no signature covers the label).
 PBMC_TYPES = {
@@ -122,10 +138,52 @@ def load(name: str) -> tuple[ad.AnnData, pd.Series]:
     return adata, labels
 
 
-def signatures_for(adata: ad.AnnData) -> dict:
-    library = load_library(sorted((ROOT / "resources" / "signatures").glob("*.yaml")))
-    genes = set(adata.var_names)
-    return {n: s for n, s in library.items() if sum(g in genes for g in s.genes) >= MIN_GENES}
+def signatures_for(adata: ad.AnnData, directory: Path = LIBRARY) -> dict:
+    """The signatures of ``directory`` (default: the shipped library) the workflow would score
+    on this panel (coverage ≥ ``min_coverage`` or the core rule,
+    ``seedsoil.signatures.coverage``)."""
+    library = load_library(sorted(Path(directory).glob("*.yaml")))
+    table = coverage(library, adata.var_names, DEFAULT_MIN_COVERAGE).set_index("signature")
+    return {n: s for n, s in library.items() if table.loc[n, "scored"]}
+
+
+def panel_subset(adata: ad.AnnData, seed: int, stratified: bool) -> ad.AnnData:
+    """:data:`PANEL_FRACTION` of the genes, drawn at random (``seed``) — uniformly, or the same
+    share from each decile of mean expression (``stratified``)."""
+    rng = np.random.default_rng(seed)
+    n_genes = adata.n_vars
+    if not stratified:
+        keep = rng.choice(n_genes, size=round(PANEL_FRACTION * n_genes), replace=False)
+    else:
+        mean = np.asarray(adata.X.mean(axis=0)).ravel()
+        decile = pd.qcut(pd.Series(mean).rank(method="first"), 10, labels=False).to_numpy()
+        keep = np.concatenate(
+            [
+                rng.choice(idx, size=round(PANEL_FRACTION * idx.size), replace=False)
+                for idx in (np.flatnonzero(decile == d) for d in range(10))
+            ]
+        )
+    return adata[:, np.sort(keep)].copy()
+
+
+def log2_tpm_like(adata: ad.AnnData) -> ad.AnnData:
+    """The same cells on another log scale, ``log2(100 · (e^x − 1) + 1)`` = log2(TPM-like + 1)
+    from ``x`` = ln(1 + counts per 10,000), as published references often ship."""
+    out = adata.copy()
+    out.X = sp.csr_matrix(out.X, dtype=np.float32, copy=True)
+    out.X.data = np.log2(np.expm1(out.X.data) * 100.0 + 1.0).astype(np.float32)
+    return out
+
+
+def variants(name: str, adata: ad.AnnData) -> dict[str, ad.AnnData]:
+    """The full data set on two log scales and its partial panels (pbmc68k is already a
+    765-gene panel)."""
+    out = {"full": adata, "full, log2 TPM-like": log2_tpm_like(adata)}
+    if name != "pbmc68k_reduced":
+        for seed in (0, 1, 2):
+            out[f"random 40% s{seed}"] = panel_subset(adata, seed, stratified=False)
+        out["stratified 40% s0"] = panel_subset(adata, 0, stratified=True)
+    return out
 
 
 def scored(name: str, adata: ad.AnnData, library: dict, n_null: int, cache: Path | None):
@@ -143,6 +201,65 @@ def scored(name: str, adata: ad.AnnData, library: dict, n_null: int, cache: Path
         for table, file in zip(tables, files, strict=True):
             table.to_parquet(file)
     return tables
+
+
+EPITHELIAL_GENES = ["EPCAM", "KRT8", "KRT18", "KRT19", "CDH1"]
+
+
+def detected(adata: ad.AnnData, genes, cells) -> np.ndarray:
+    """Per cell of ``cells``: any of ``genes`` (those in the panel) > 0."""
+    genes = [g for g in genes if g in adata.var_names]
+    if not genes:
+        return np.zeros(len(cells), dtype=bool)
+    return np.asarray((adata[cells, genes].X > 0).sum(axis=1)).ravel() > 0
+
+
+def load_unlabelled(name: str) -> ad.AnnData:
+    """Log-normalised unlabelled sets for sanity checks: the targeted-panel Hydro-Seq sample
+    (``resources/data``) and CellTypist's immune sample (559 cells, UMI counts)."""
+    if name == "hydroseq_ctc_enriched":
+        adata = ad.read_h5ad(ROOT / "resources" / "data" / "hydroseq_ctc_enriched_1100.h5ad")
+    else:
+        table = pd.read_csv(BUILTIN / name / "sample_cell_by_gene.csv", index_col=0)
+        adata = ad.AnnData(sp.csr_matrix(table.to_numpy(dtype=np.float32)))
+        adata.obs_names, adata.var_names = table.index.astype(str), table.columns.astype(str)
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    return adata
+
+
+def sanity(n_null: int, cache: Path | None, directory: Path = LIBRARY) -> pd.DataFrame:
+    """Calls per type on the unlabelled sets, per :data:`ABLATION` setting, with two checks on
+    the calls: plasma calls without any plasma core gene detected in the cell, and platelet calls
+    whose cell detects an epithelial core gene (EPCAM, KRT8/18/19, CDH1)."""
+    rows = []
+    for name in ("hydroseq_ctc_enriched", "celltypist_sample"):
+        adata = load_unlabelled(name)
+        library = signatures_for(adata, directory)
+        tables = scored(name, adata, library, n_null, cache)
+
+        shipped = load_library(sorted(Path(directory).glob("*.yaml")))
+        plasma_core = [g for grp in shipped["IMM_plasma"].core for g in grp]
+        for setting, options in ABLATION.items():
+            calls = assign(adata, library, tables, **options)["cell_type_assigned"]
+            plasma = calls.index[calls == "plasma"]
+            platelet = calls.index[calls == "platelet"]
+            counts = calls.value_counts()
+            rows.append(
+                {
+                    "data set": name,
+                    "assignment": setting,
+                    "plasma without plasma core gene": int(
+                        (~detected(adata, plasma_core, plasma)).sum()
+                    ),
+                    "platelet with epithelial gene": int(
+                        detected(adata, EPITHELIAL_GENES, platelet).sum()
+                    ),
+                    "calls": ", ".join(f"{t} {n}" for t, n in counts.items()),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def metrics(labels: pd.Series, predicted: pd.Series) -> dict:
@@ -165,7 +282,7 @@ def metrics(labels: pd.Series, predicted: pd.Series) -> dict:
     }
 
 
-def assign(adata, library, tables) -> pd.DataFrame:
+def assign(adata, library, tables, **options) -> pd.DataFrame:
     scores, pvalues, fdr = tables
     return assign_cell_types(
         scores,
@@ -174,7 +291,32 @@ def assign(adata, library, tables) -> pd.DataFrame:
         expression=adata,
         core_markers={n: getattr(s, "core", ()) for n, s in library.items()},
         marker_genes={n: s.up for n, s in library.items()},
+        **options,
     )
+
+
+def ablation(data: dict, n_null: int, cache: Path | None, directory: Path = LIBRARY):
+    """Accuracy, macro-F1 and unassigned fraction per data set, panel variant and
+    :data:`ABLATION` setting."""
+    rows = []
+    for name, (adata, labels) in data.items():
+        for variant, panel in variants(name, adata).items():
+            library = signatures_for(panel, directory)
+            tag = f"{name}_{variant.replace(' ', '_').replace('%', 'pct').replace(',', '')}"
+            tables = scored(tag, panel, library, n_null, cache)
+            for setting, options in ABLATION.items():
+                calls = assign(panel, library, tables, **options)["cell_type_assigned"]
+                result = metrics(labels, calls)
+                rows.append(
+                    {
+                        "data set": name,
+                        "panel": variant,
+                        "genes": panel.n_vars,
+                        "assignment": setting,
+                        **{k: result[k] for k in ("accuracy", "macro_f1", "unassigned")},
+                    }
+                )
+    return pd.DataFrame(rows)
 
 
 def celltypist_predictions(train: tuple[ad.AnnData, pd.Series], test: ad.AnnData) -> pd.Series:
@@ -193,13 +335,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-null", type=int, default=1000)
     parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--ablation", action="store_true", help="panel variants × steps")
+    parser.add_argument(
+        "--library", type=Path, default=LIBRARY, help="signature YAML directory (default shipped)"
+    )
     args = parser.parse_args(argv)
     names = ["pbmc68k_reduced", "wu2020_200", "oligodendroglioma"]
     data = {name: load(name) for name in names}
+    if args.ablation:
+        table = ablation(data, args.n_null, args.cache, args.library)
+        print(table.to_markdown(index=False, floatfmt=".3f"))
+        print(sanity(args.n_null, args.cache, args.library).to_markdown(index=False))
+        return
     rows = []
     for name in names:
         adata, labels = data[name]
-        library = signatures_for(adata)
+        library = signatures_for(adata, args.library)
         calls = assign(adata, library, scored(name, adata, library, args.n_null, args.cache))
         row = {
             "data set": name,

@@ -3,6 +3,7 @@
 # so that the workflow can be run through snakemake-executor-plugin-slurm for testing.
 #
 # Usage: scripts/slurm_up.sh            (as root, on Debian/Ubuntu)
+#        scripts/slurm_up.sh --install-only   (only the packages: CI fetches them while tests run)
 #
 # - Installs slurmctld, slurmd, slurm-client and munge with apt-get when they are missing.
 # - Starts only the daemons that are not already running, and records the PID of each one it
@@ -51,6 +52,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
 fi
+[[ ${1:-} == --install-only ]] && exit 0
 
 controller_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 # Checked before starting anything, so that a refusal leaves nothing behind.

@@ -19,7 +19,7 @@ SIGNATURES = [
 
 def _sample(n_cells=40, ptprc=None, epcam=1.0, krt8=0.0):
     """AnnData with genes PTPRC, EPCAM and KRT8 (PTPRC zero, EPCAM detected, KRT8 not, unless
-    given) and neutral p/FDR tables."""
+    given as a value or one per cell) and neutral p/FDR tables."""
     cells = [f"c{i}" for i in range(n_cells)]
     x = np.zeros((n_cells, 3), dtype=np.float32)
     x[:, 1] = epcam
@@ -37,14 +37,14 @@ def _sample(n_cells=40, ptprc=None, epcam=1.0, krt8=0.0):
 
 def test_planted_ctc_cells_are_exactly_the_candidates():
     adata, pvalues, fdr = _sample()
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     calls = call_ctc(adata, pvalues, fdr)
     assert calls.index[calls["ctc_candidate"]].tolist() == [f"c{i}" for i in range(5)]
 
 
 def test_epithelial_cell_with_a_leukocyte_programme_is_a_cluster_not_a_single_ctc():
     adata, pvalues, fdr = _sample(krt8=1.0)
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     fdr.loc["c0", "IMM_CD4_T"] = 0.01
     calls = call_ctc(adata, pvalues, fdr)
     assert (
@@ -55,7 +55,7 @@ def test_epithelial_cell_with_a_leukocyte_programme_is_a_cluster_not_a_single_ct
 
 def test_leukocyte_with_a_single_epithelial_marker_group_is_not_called():
     adata, pvalues, fdr = _sample()  # EPCAM only: one core group, as ambient RNA would give
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     fdr.loc["c0", "IMM_CD4_T"] = 0.01
     calls = call_ctc(adata, pvalues, fdr)
     assert not calls.loc["c0", "ctc_candidate"] and calls["ctc_candidate"].sum() == 4
@@ -63,14 +63,27 @@ def test_leukocyte_with_a_single_epithelial_marker_group_is_not_called():
 
 def test_significant_signature_without_any_core_marker_is_not_called():
     adata, pvalues, fdr = _sample(epcam=0.0)
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     calls = call_ctc(adata, pvalues, fdr)
     assert not calls["ctc_candidate"].any() and (calls["ctc_core_markers"] == "").all()
 
 
+def test_a_single_marker_group_with_any_ptprc_is_not_called():
+    # c1: EPCAM only and one PTPRC read, as a leukocyte with an ambient epithelial read shows;
+    # c2: EPCAM and KRT8 with the same read stays a CTC (PTPRC below the leukocyte level)
+    ptprc = np.zeros(40)
+    ptprc[1] = ptprc[2] = 0.5
+    krt8 = np.zeros(40)
+    krt8[2] = 1.0
+    adata, pvalues, fdr = _sample(ptprc=ptprc, krt8=krt8)
+    pvalues.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr)
+    assert calls.loc[["c0", "c1", "c2"], "ctc_class"].tolist() == ["CTC", "", "CTC"]
+
+
 def test_platelet_identity_is_not_a_leukocyte_feature():
     adata, pvalues, fdr = _sample()
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     fdr.loc["c0", "IMM_platelet"] = 0.01
     assert call_ctc(adata, pvalues, fdr).loc["c0", "ctc_class"] == "CTC"
 
@@ -82,7 +95,7 @@ def test_ptprc_below_the_samples_leukocyte_level_counts_as_ambient():
     ptprc[10:] = 2.0
     ptprc[1], ptprc[2] = 0.3, 2.5
     adata, pvalues, fdr = _sample(ptprc=ptprc, krt8=1.0)
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     fdr.iloc[10:, fdr.columns.get_loc("IMM_CD4_T")] = 0.001
     calls = call_ctc(adata, pvalues, fdr)
     assert calls.loc["c1", "ctc_class"] == "CTC"
@@ -92,19 +105,47 @@ def test_ptprc_below_the_samples_leukocyte_level_counts_as_ambient():
 def test_ptprc_is_ignored_without_enough_reference_leukocytes():
     ptprc = np.zeros(40)
     ptprc[1] = 3.0
-    adata, pvalues, fdr = _sample(ptprc=ptprc)
-    fdr.iloc[:5, 0] = 0.001
+    adata, pvalues, fdr = _sample(ptprc=ptprc, krt8=1.0)
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     assert call_ctc(adata, pvalues, fdr).loc["c1", "ctc_class"] == "CTC"
 
 
-def test_confidence_is_one_minus_fdr_for_calls_and_zero_off_calls():
+def test_confidence_is_one_minus_the_marker_family_fdr_for_calls_and_zero_off_calls():
+    # 40 marker-positive cells: BH q of c0 = 0.0005 · 40 / 1 = 0.02, of c1 = 0.001 · 40 / 2 = 0.02
     adata, pvalues, fdr = _sample()
-    fdr.loc["c0", "CTC_epithelial_identity"] = 0.001
-    fdr.loc["c1", "CTC_epithelial_identity"] = 0.04
+    pvalues.loc["c0", "CTC_epithelial_identity"] = 0.0005
+    pvalues.loc["c1", "CTC_epithelial_identity"] = 0.001
     confidence = call_ctc(adata, pvalues, fdr)["ctc_confidence"]
     assert (confidence.iloc[2:] == 0).all()
-    assert confidence["c0"] == pytest.approx(0.999, abs=1e-12)
-    assert confidence["c1"] == pytest.approx(0.96, abs=1e-12)
+    assert confidence["c0"] == pytest.approx(0.98, abs=1e-12)
+    assert confidence["c1"] == pytest.approx(0.98, abs=1e-12)
+
+
+def test_marker_negative_cells_do_not_dilute_the_fdr_of_a_rare_ctc():
+    # one EPCAM+ KRT8+ cell among 2,000 marker-negative blood cells: with BH over every cell
+    # its p-value 0.01 would need to be ≤ 0.05 / 2,000; over the marker-positive family it is
+    # the only test
+    marker = np.zeros(2000)
+    marker[0] = 1.0
+    adata, pvalues, fdr = _sample(n_cells=2000, epcam=marker, krt8=marker)
+    pvalues.loc["c0", "CTC_epithelial_identity"] = 0.01
+    calls = call_ctc(adata, pvalues, fdr)
+    assert calls.index[calls["ctc_candidate"]].tolist() == ["c0"]
+    assert calls.loc["c0", "ctc_fdr"] == pytest.approx(0.01, abs=1e-12)
+    assert (calls["ctc_fdr"].iloc[1:] == 1.0).all()
+
+
+def test_the_signatures_declared_core_replaces_the_built_in_markers():
+    # a custom CTC signature whose only core marker is KRT8: EPCAM-only cells are not candidates
+    krt8 = np.zeros(40)
+    krt8[0] = 1.0
+    adata, pvalues, fdr = _sample(krt8=krt8)
+    pvalues.iloc[:5, 0] = 0.001
+    calls = call_ctc(adata, pvalues, fdr, core=(("KRT8",),))
+    assert calls.index[calls["ctc_candidate"]].tolist() == ["c0"]
+    assert (
+        calls.loc["c1", "ctc_core_markers"] == "" and calls.loc["c0", "ctc_core_markers"] == "KRT8"
+    )
 
 
 def test_emt_state_follows_the_null_tails_of_the_bidirectional_score():
@@ -124,7 +165,7 @@ def test_emt_state_falls_back_to_the_one_sided_programmes():
 
 def test_emt_state_is_empty_for_non_candidates():
     adata, pvalues, fdr = _sample()
-    fdr.iloc[:2, 0] = 0.001
+    pvalues.iloc[:2, 0] = fdr.iloc[:2, 0] = 0.001
     pvalues["EMT_bidirectional"] = 0.01
     states = call_ctc(adata, pvalues, fdr)["emt_state"]
     assert (
@@ -136,7 +177,7 @@ def test_pure_immune_sample_is_not_supported():
     ptprc = np.full(40, 1.5)  # every cell a CD45+ leukocyte
     adata, pvalues, fdr = _sample(ptprc=ptprc)
     fdr["IMM_CD4_T"] = 0.001
-    fdr.iloc[:3, 0] = 0.01  # chance epithelial hits among leukocytes
+    pvalues.iloc[:3, 0] = fdr.iloc[:3, 0] = 0.01  # chance epithelial hits among leukocytes
     calls = call_ctc(adata, pvalues, fdr)
     assert calls["ctc_candidate"].sum() == 0
     assert ctc_support(calls, scored=True).startswith("not supported")
@@ -144,7 +185,7 @@ def test_pure_immune_sample_is_not_supported():
 
 def test_support_verdicts():
     adata, pvalues, fdr = _sample()
-    fdr.iloc[:5, 0] = 0.001
+    pvalues.iloc[:5, 0] = fdr.iloc[:5, 0] = 0.001
     calls = call_ctc(adata, pvalues, fdr)
     assert ctc_support(calls, scored=True) == "supported"
     assert ctc_support(calls.iloc[3:], scored=True).startswith("not supported: only 2")
@@ -170,7 +211,8 @@ def test_interpret_sample_returns_the_documented_tables_and_a_json_ready_summary
     adata.obs["cell_type"] = "unlabelled"
     adata.obs["n_counts"] = rng.integers(1000, 2000, n)
     adata.obs["n_genes"] = rng.integers(500, 900, n)
-    fdr.iloc[:10, SIGNATURES.index("CTC_epithelial_identity")] = 0.001
+    ctc = SIGNATURES.index("CTC_epithelial_identity")
+    pvalues.iloc[:10, ctc] = fdr.iloc[:10, ctc] = 0.001
     fdr.iloc[10:, SIGNATURES.index("IMM_CD4_T")] = 0.001
     scores = pd.DataFrame(rng.random(fdr.shape), index=fdr.index, columns=fdr.columns)
     # The assignment weighs scores and p-values: the CD4 T cells score high for IMM_CD4_T with

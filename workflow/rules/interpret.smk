@@ -9,6 +9,7 @@ rule interpret:
         fdr="results/{dataset}/{sample}/fdr.parquet",
         pairs=COMMUNICATION_PAIRS,
         reference_labels=reference_labels_input,
+        library=LIBRARY_INPUTS,
     output:
         # Parquet: not in `snakemake --report`, whose viewer cannot show it (report.html does)
         calls="results/{dataset}/{sample}/calls.parquet",
@@ -41,6 +42,8 @@ rule interpret:
         interpretation=config["interpretation"],
         communication=config["communication"],
         species=lambda wildcards: dataset_row(wildcards).get("species") or "human",
+        library=SIGNATURE_PATHS,  # the CTC signature's core markers (seedsoil.interpret.ctc)
+        gmt=GMT_PATHS,
     script:
         "../scripts/interpret.py"
 

@@ -10,6 +10,7 @@ from seedsoil.interpret import (
     load_pairs,
     read_cell_table,
 )
+from seedsoil.interpret.ctc import library_core
 from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
@@ -18,9 +19,13 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
     pairs = communication_pairs(
         load_pairs(snakemake.input.pairs), communication["resource"], snakemake.params.species
     )
+    # the epithelial markers of the CTC call: the scored library's own CTC signature core
+    ctc_core = library_core(
+        snakemake.params.library, snakemake.params.gmt, snakemake.params.species
+    )
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
-    adata = read_genes(snakemake.input.cells, genes_needed(pairs, communication=False))
+    adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
     tables = (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
     calls, communication, summary = interpret_sample(
         adata,
@@ -37,6 +42,7 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
             if snakemake.input.get("reference_labels")
             else None
         ),
+        ctc_core=ctc_core,
         expression=snakemake.input.cells,
     )
     with atomic_path(snakemake.output.calls) as path:

@@ -47,10 +47,11 @@ CALL_COLUMNS = [
 
 
 def genes_needed(
-    pairs: pd.DataFrame | str | Path | None = None, *, communication: bool = True
+    pairs: pd.DataFrame | str | Path | None = None, ctc_core=None, *, communication: bool = True
 ) -> list[str]:
     """Every gene :func:`interpret_sample` reads from ``X``: PTPRC and the core epithelial
-    markers (the leukocyte and epithelial evidence of :func:`~seedsoil.interpret.ctc.call_ctc`),
+    markers ``ctc_core`` (default the built-in ones; the leukocyte and epithelial evidence of
+    :func:`~seedsoil.interpret.ctc.call_ctc`),
     the ligand/receptor subunits of ``pairs`` (a table, a path to a chapter-style table, or None
     for LIANA's consensus plus the chapter's pairs, :func:`communication_pairs`) and the core
     markers and alternates of the cell-type signatures (:func:`~.celltypes.shipped_markers`)
@@ -62,7 +63,7 @@ def genes_needed(
     pairs = _pairs(pairs) if communication else pd.DataFrame(columns=["ligand", "receptor"])
     _, marker_genes = shipped_markers()
     markers = {g for genes in marker_genes.values() for g in genes}
-    core = [gene for group in EPITHELIAL_CORE for gene in group]
+    core = [gene for group in ctc_core or EPITHELIAL_CORE for gene in group]
     return sorted({LEUKOCYTE_MARKER, *core, *pair_genes(pairs), *markers, *contrast_genes()})
 
 
@@ -144,6 +145,7 @@ def interpret_sample(
     expr_prop: float = EXPR_PROP,
     max_cells: int = MAX_CELLS,
     reference_labels: pd.DataFrame | None = None,
+    ctc_core=None,
     expression=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Interpret one sample.
@@ -159,9 +161,11 @@ def interpret_sample(
     :func:`~seedsoil.interpret.liana_methods.sample_communication`. ``reference_labels`` is the
     table of :func:`seedsoil.interpret.reference.annotate_with_reference`
     (``cell_type_reference``, ``reference_confidence``) or None (columns ``""`` and NaN).
+    ``ctc_core`` are the CTC signature's core marker groups
+    (:func:`~seedsoil.interpret.ctc.library_core`; None: the built-in EPCAM/keratin groups).
     ``expression``: the sample's ``cells.h5ad`` when ``X`` lacks the pairs' genes
-    (``read_genes(path, genes_needed(pairs, communication=False))``): communication then reads
-    them from the file block by block, so its memory does not grow with the cells.
+    (``read_genes(path, genes_needed(pairs, ctc_core, communication=False))``): communication
+    then reads them from the file block by block, so its memory does not grow with the cells.
 
     Returns ``(calls, communication, summary)``: ``calls`` indexed by cell with
     :data:`CALL_COLUMNS`; ``communication`` with
@@ -175,7 +179,7 @@ def interpret_sample(
     pairs = _pairs(pairs)
     core_markers, marker_genes = shipped_markers()
 
-    ctc = call_ctc(adata, pvalues, fdr, alpha)
+    ctc = call_ctc(adata, pvalues, fdr, alpha, core=ctc_core)
     calls = pd.concat(
         [
             assign_cell_types(
@@ -188,7 +192,7 @@ def interpret_sample(
                 marker_genes=marker_genes,
             ),
             ctc,
-            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"]),
+            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"], adata, core_markers),
         ],
         axis=1,
     )

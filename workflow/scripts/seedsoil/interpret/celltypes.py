@@ -78,10 +78,32 @@ MAX_MARKERS = 5
 #: genes MS4A1/CD19, lost on plasma differentiation, vs the plasma-cell genes JCHAIN/PRDM1/SDC1
 #: (CD138; BCMA/TNFRSF17 is left out: memory B cells express it too). ``b_needs_genes``: side b
 #: is a differentiated state that needs its own genes, so on a panel without them a plasma call
-#: falls back to B where MS4A1/CD19 is detected. A CD8 (CD8A/CD8B) vs CD4 (CD4/CD40LG) contrast
-#: was tried and rejected: CD4 transcripts drop out in droplet data, and on Wu 2020 it moved 36
-#: instead of 17 of 86 CD4 T cells to CD8 T.
-SIBLING_CONTRASTS = ((("B",), ("MS4A1", "CD19"), ("plasma",), ("JCHAIN", "PRDM1", "SDC1"), True),)
+#: falls back to B where MS4A1/CD19 is detected. T cells vs NK cells: the CD3 complex, which NK
+#: cells lack, vs the NK receptors KLRF1/NCR1/SH2D1B and CD56/CD16 (NCAM1/FCGR3A): the
+#: cytotoxic programme both share cannot tell them apart. Platelets vs endothelial cells:
+#: megakaryocytes and platelets carry VWF, EGFL7, ESAM and PECAM1 of the endothelial programme,
+#: so in blood an "endothelial" call is decided by the platelet glycoproteins/chemokines
+#: (ITGA2B, GP9, GP1BA/B, GP6, PPBP, PF4) vs endothelium-only genes (CDH5, KDR, TEK, CLDN5,
+#: EMCN, PLVAP, ROBO4, FLT1); endothelial needs its own genes. A CD8 (CD8A/CD8B) vs CD4
+#: (CD4/CD40LG) contrast was tried and rejected: CD4 transcripts drop out in droplet data, and on
+#: Wu 2020 it moved 36 instead of 17 of 86 CD4 T cells to CD8 T.
+SIBLING_CONTRASTS = (
+    (("B",), ("MS4A1", "CD19"), ("plasma",), ("JCHAIN", "PRDM1", "SDC1"), True),
+    (
+        ("CD8 T", "CD4 T", "Treg", "gammadelta T"),
+        ("CD3E", "CD3D", "CD3G"),
+        ("NK",),
+        ("KLRF1", "NCR1", "SH2D1B", "NCAM1", "FCGR3A"),
+        False,
+    ),
+    (
+        ("platelet",),
+        ("ITGA2B", "GP9", "GP1BA", "GP1BB", "GP6", "PPBP", "PF4"),
+        ("endothelial",),
+        ("CDH5", "KDR", "TEK", "CLDN5", "EMCN", "PLVAP", "ROBO4", "FLT1"),
+        True,
+    ),
+)
 
 
 def contrast_genes() -> list[str]:
@@ -192,12 +214,15 @@ def assign_cell_types(
     n_neighbors: int = N_NEIGHBORS,
     min_confidence: float = 0.0,
     max_pvalue: float = 0.5,
+    own_markers: bool = True,
+    cluster_vote: bool = False,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Assign each cell a type from the evidence of every identity/immune signature.
 
     Definition, per sample, over the candidate signatures ``T`` of :data:`CELL_TYPE_SIGNATURES`
-    present in ``scores`` (``alpha`` is kept for the call signature; significance enters through
-    the p-values below):
+    present in ``scores`` (significance enters through the p-values below; ``alpha`` only in
+    step 3b):
 
     1. **Neighbourhood vote**: a kNN graph (``n_neighbors``, Euclidean) on the :func:`robust_z`
        scores of the candidate cell-type signatures ``T`` (the sample's identity-space embedding,
@@ -215,9 +240,18 @@ def assign_cell_types(
        at least half of those groups (rounded up) are detected — a gene of the group > 0 in ``c``,
        or in at least a third of its neighbours; otherwise ``e[c, t] = −inf`` (e.g. no neutrophil
        call without FCGR3B/CXCR2/… when the data hold them). A programme is identified by most of
-       its marker groups, not by one gene it shares with a neighbour type.
+       its marker groups, not by one gene it shares with a neighbour type. With ``own_markers``
+       (default) the cell itself must also detect at least one of the type's core genes on the
+       panel: neighbours can lend strength, not a type whose markers the cell lacks.
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
+       Then (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B vs plasma,
+       T vs NK, platelet vs endothelial) and (b) :func:`nucleated_over_anucleate`: a platelet
+       call yields to a tissue identity (:data:`TISSUE_IDENTITIES`) whose core rule the cell
+       meets, or whose core gene the cell detects with p ≤ ``alpha`` below the platelet p-value
+       (confidence: at least the platelet call's posterior).
+       (c) With ``cluster_vote`` (default off: it lowered accuracy on pbmc68k and Wu 2020, see
+       ``docs/interpretation.md``), :func:`majority_vote` over :func:`over_cluster` (``seed``).
     4. **Lineage level**: when the p-value rule of step 5 rejects ``t*`` but accepts a sibling
        of the same lineage (:data:`LINEAGE_TYPES`), the call is the lineage (e.g. ``"T/NK
        cell"``) with confidence = the posterior summed over that lineage's types.
@@ -265,6 +299,8 @@ def assign_cell_types(
         else {}
     )
     core_detected = {}
+    shown = np.zeros(evidence.shape, dtype=bool)  # core rule met, a core gene in the cell
+    own = np.zeros(evidence.shape, dtype=bool)  # a core gene of the type detected in the cell
     for k, signature in enumerate(used):
         groups = [[g for g in group if g in columns] for group in core_markers.get(signature, ())]
         groups = [group for group in groups if group]
@@ -279,7 +315,14 @@ def assign_cell_types(
             near = neighbourhood_mean(detected[:, None].astype(np.float64), neighbours)[:, 0]
             supported_groups += detected | (near >= 1 / 3)
         needed = -(-len(groups) // 2)  # at least half of the panel's core groups
-        evidence[supported_groups < needed, k] = -np.inf
+        inadmissible = supported_groups < needed
+        own[:, k] = np.any([columns[g] > 0 for g in core_detected[signature]], axis=0)
+        if own_markers:
+            # The cell's own transcripts must show the type: neighbours alone cannot make a
+            # plasma cell of a cell with no plasma gene when the panel measures them.
+            inadmissible |= ~own[:, k]
+        evidence[inadmissible, k] = -np.inf
+        shown[:, k] = ~inadmissible & own[:, k]
 
     posterior = softmax(evidence)
     best = np.argmax(posterior, axis=1)
@@ -291,8 +334,19 @@ def assign_cell_types(
         best = apply_sibling_contrasts(
             best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
         )
+    dominant = (
+        own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
+    )
     rows = np.arange(n_cells)
-    confidence = posterior[rows, best]
+    replaced = best
+    best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
+    # An identity that replaced a platelet call keeps at least that call's posterior: its own is
+    # 0 when it met the dominance rule but not the core rule.
+    confidence = np.where(
+        best != replaced,
+        np.maximum(posterior[rows, best], posterior[rows, replaced]),
+        posterior[rows, best],
+    )
     lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
     same_lineage = (lineage[best][:, None] == lineage[None, :]) & (lineage[best][:, None] != "")
     lineage_only = ~supported_call & (supported & same_lineage).any(axis=1)
@@ -303,14 +357,110 @@ def assign_cell_types(
         & (supported_call | lineage_only)
         & (confidence >= min_confidence)
     )
-    called = np.where(lineage_only, lineage[best], types[best])
-    out["cell_type_assigned"] = np.where(assigned, called, UNASSIGNED).astype(str)
+    called = np.where(assigned, np.where(lineage_only, lineage[best], types[best]), UNASSIGNED)
+    if cluster_vote:
+        clusters = over_cluster(neighbours, seed=seed)
+        called, best, confidence, assigned = majority_vote(
+            clusters, called, best, confidence, posterior, types, lineage
+        )
+    out["cell_type_assigned"] = called.astype(str)
     out["assignment_score"] = np.where(assigned, values[rows, best], np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(
         assigned, best, used, core_detected, marker_genes or {}, columns
     )
     return out
+
+
+def over_cluster(neighbours: np.ndarray, resolution: float | None = None, seed: int = 0):
+    """Leiden over-clustering (Traag et al. 2019; ``leidenalg`` RBConfiguration partition,
+    seeded) of the undirected, unweighted kNN graph given by ``neighbours`` (cells × k).
+
+    ``resolution`` defaults as CellTypist's majority voting (Domínguez Conde et al. 2022)
+    chooses it from the number of cells: 5 below 5,000 cells, 10 below 20,000, 15 below 40,000,
+    20 below 100,000, 25 below 200,000, else 30 — many small clusters, each a group of cells
+    alike in identity space. Returns an integer cluster per cell (all 0 without neighbours)."""
+    n_cells = neighbours.shape[0]
+    if neighbours.shape[1] == 0:
+        return np.zeros(n_cells, dtype=np.int64)
+    import igraph
+    import leidenalg
+
+    if resolution is None:
+        steps = [(5_000, 5.0), (20_000, 10.0), (40_000, 15.0), (100_000, 20.0), (200_000, 25.0)]
+        resolution = next((r for limit, r in steps if n_cells < limit), 30.0)
+    edges = np.column_stack(
+        [np.repeat(np.arange(n_cells), neighbours.shape[1]), neighbours.ravel()]
+    )
+    graph = igraph.Graph(n=n_cells, edges=edges.tolist(), directed=False).simplify()
+    partition = leidenalg.find_partition(
+        graph, leidenalg.RBConfigurationVertexPartition, resolution_parameter=resolution, seed=seed
+    )
+    return np.asarray(partition.membership, dtype=np.int64)
+
+
+def majority_vote(clusters, called, best, confidence, posterior, types, lineage):
+    """Cluster-level majority vote over :func:`over_cluster` clusters (CellTypist's majority
+    voting, restricted by the cell's own evidence).
+
+    In a cluster where one assigned label holds more than half of the cells, every other cell
+    takes that label when the label is admissible for it (the type's posterior, or for a lineage
+    label the posterior summed over its subtypes, is > 0 — i.e. the core-marker rule holds in
+    the cell); ``confidence`` becomes that posterior. A cluster without a majority, and cells for
+    which the majority type is inadmissible, keep their own call; no cell is made unassigned by
+    the vote. Returns ``(called, best, confidence, assigned)``."""
+    called, best, confidence = called.copy(), best.copy(), confidence.copy()
+    for cluster in np.unique(clusters):
+        cells = np.flatnonzero(clusters == cluster)
+        labels, counts = np.unique(called[cells], return_counts=True)
+        top = np.argmax(counts)
+        label = labels[top]
+        if label == UNASSIGNED or counts[top] * 2 <= len(cells):
+            continue
+        members = np.flatnonzero((types == label) | (lineage == label))
+        mass = posterior[np.ix_(cells, members)]
+        total = mass.sum(axis=1)
+        move = (called[cells] != label) & (total > 0)
+        moved = cells[move]
+        called[moved] = label
+        best[moved] = members[np.argmax(mass[move], axis=1)]
+        confidence[moved] = total[move] if label in set(lineage) else mass[move].max(axis=1)
+    return called, best, confidence, called != UNASSIGNED
+
+
+#: Anucleate types: a call of one yields to an admissible nucleated tissue identity.
+ANUCLEATE_TYPES = ("platelet",)
+#: Nucleated identities that outrank an anucleate call when admissible in the cell.
+#: Endothelial and pericyte identities are left out: their core includes genes megakaryocytes
+#: and platelets carry (VWF, PECAM1, ESAM; see :data:`SIBLING_CONTRASTS`).
+TISSUE_IDENTITIES = ("epithelial/tumour", "fibroblast")
+
+
+def anucleate_pvalue(significance: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """Per cell (column vector), the smallest p-value over the :data:`ANUCLEATE_TYPES` present
+    (1 when none is)."""
+    columns = np.flatnonzero(np.isin(types, ANUCLEATE_TYPES))
+    if not columns.size:
+        return np.ones((significance.shape[0], 1))
+    return significance[:, columns].min(axis=1, keepdims=True)
+
+
+def nucleated_over_anucleate(best: np.ndarray, shown: np.ndarray, types: np.ndarray, posterior):
+    """A cell called platelet while a tissue identity (:data:`TISSUE_IDENTITIES`) is shown in
+    it gets that identity, the one of highest posterior. ``shown`` (cells × types) is, in
+    :func:`assign_cell_types`, the core rule met with a core gene in the cell, or a core gene in
+    the cell with the identity's p-value ≤ ``alpha`` and below the platelet p-value (the
+    epithelial evidence dominates). A platelet is an anucleate fragment: a cell carrying an
+    epithelial programme is a nucleated cell with platelet transcripts on it (adherent platelets of a CTC–platelet cluster, or ambient
+    PPBP/PF4, among the most abundant transcripts of blood). The heterotypic cluster itself is
+    reported by ``interpret/clusters.py``."""
+    targets = np.flatnonzero(np.isin(types, TISSUE_IDENTITIES))
+    if not targets.size:
+        return best
+    weight = np.where(shown[:, targets], posterior[:, targets], -1.0)
+    choice = targets[np.argmax(weight, axis=1)]
+    move = np.isin(types[best], ANUCLEATE_TYPES) & shown[np.arange(len(best)), choice]
+    return np.where(move, choice, best)
 
 
 def detection_support(

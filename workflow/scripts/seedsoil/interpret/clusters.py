@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from seedsoil.interpret.ctc import leukocyte_signatures
+from seedsoil.interpret.ctc import core_groups_detected, leukocyte_signatures
 
 TUMOUR_SIGNATURES = ("CTC_epithelial_identity", "ID_epithelial_tumour")
 PARTNERS = {"IMM_neutrophil": "CTC-neutrophil", "IMM_platelet": "CTC-platelet"}
@@ -29,6 +29,14 @@ DOUBLET_LIKE = "doublet-like"
 #: A CTC–leukocyte cluster of :func:`seedsoil.interpret.ctc.call_ctc` whose only leukocyte
 #: feature is PTPRC at leukocyte level: a leukocyte partner of unknown type.
 OTHER_LEUKOCYTE = "CTC-leukocyte"
+#: Partners also recognised by their own core markers when their programme cannot be tested
+#: (a targeted panel carries 5 of the 15 platelet genes: ITGA2B, GP1BA, ITGB3, SELP, CD36 on
+#: Hydro-Seq's). Platelets only: anucleate, so they are not leukocyte evidence for the CTC call
+#: (:func:`seedsoil.interpret.ctc.call_ctc`) and a CTC carrying them stays ``"CTC"``.
+MARKER_PARTNERS = {"IMM_platelet": "CTC-platelet"}
+#: Distinct core marker groups of the partner a tumour barcode must detect: two platelet
+#: glycoproteins (e.g. CD41/ITGA2B *and* CD42b/GP1BA), as the CTC call asks of a cluster.
+MIN_PARTNER_GROUPS = 2
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
@@ -68,6 +76,8 @@ def flag_heterotypic(
     fdr: pd.DataFrame,
     alpha: float = 0.05,
     ctc_class: pd.Series | None = None,
+    expression=None,
+    partner_core: dict | None = None,
 ) -> pd.DataFrame:
     """Flag possible heterotypic CTC clusters.
 
@@ -76,8 +86,11 @@ def flag_heterotypic(
     Tumour and ``IMM_neutrophil`` significant → ``"CTC-neutrophil"``; tumour and ``IMM_platelet``
     → ``"CTC-platelet"`` (both → the partner with the smaller FDR); tumour and only other leukocyte
     programmes → ``"doublet-like"``; a ``"CTC-leukocyte cluster"`` of ``ctc_class`` with none of
-    these (its leukocyte feature is PTPRC alone) → ``"CTC-leukocyte"``; otherwise ``""``.
-    ``size_z`` is :func:`size_z`.
+    these (its leukocyte feature is PTPRC alone) → ``"CTC-leukocyte"``; a tumour barcode still
+    unlabelled that detects at least :data:`MIN_PARTNER_GROUPS` distinct core marker groups of a
+    :data:`MARKER_PARTNERS` signature (``partner_core[signature]``, read from ``expression``,
+    an AnnData; skipped when either is None) → that partner (``"CTC-platelet"``: platelets
+    attached to the CTC, or their ambient RNA); otherwise ``""``. ``size_z`` is :func:`size_z`.
 
     Returns a DataFrame indexed like ``fdr`` with ``heterotypic_cluster`` and ``size_z``.
     """
@@ -99,6 +112,12 @@ def flag_heterotypic(
     others = [s for s in leukocyte_signatures(fdr.columns) if s not in PARTNERS]
     label[tumour & (label == "") & _significant(fdr, others, alpha)] = DOUBLET_LIKE
     label[cluster & (label == "")] = OTHER_LEUKOCYTE
+    if expression is not None and partner_core:
+        for signature, name in MARKER_PARTNERS.items():
+            groups = partner_core.get(signature) or ()
+            if len(groups) >= MIN_PARTNER_GROUPS:
+                detected = core_groups_detected(expression, groups) >= MIN_PARTNER_GROUPS
+                label[tumour & (label == "") & detected] = name
     out = pd.DataFrame(index=fdr.index)
     out["heterotypic_cluster"] = label.astype(str)
     out["size_z"] = size_z(obs.reindex(fdr.index))

@@ -2,19 +2,26 @@
 
 A CTC candidate is the transcriptomic counterpart of the CellSearch definition of a circulating
 tumour cell (EpCAM⁺ cytokeratin⁺ CD45⁻; Kwan et al. 2018, Aceto et al. 2014 use the same logic
-for enriched CTCs), with two changes that real CTC data force (docs/interpretation.md, "CTC
+for enriched CTCs), with three changes that real CTC data force (docs/interpretation.md, "CTC
 candidates"):
 
-* **Epithelial evidence is two-fold**: the ``CTC_epithelial_identity`` programme is significant
-  (FDR ≤ ``alpha`` against expression-matched random signatures) *and* at least one core
-  epithelial marker (EPCAM or a simple-epithelial keratin; the signature's declared ``core``
-  when it has one) is detected in the cell — the "EpCAM⁺ or CK⁺" a biologist checks first.
+* **The candidates are the marker-positive events**: like CellSearch, which judges only the
+  EpCAM-captured, CK-stained events, the test family is the cells that detect at least one of
+  the CTC signature's declared ``core`` marker groups (EPCAM, a simple-epithelial keratin,
+  E-cadherin, a claudin in the shipped library; :data:`EPITHELIAL_CORE` when the signature
+  declares none). Benjamini–Hochberg runs over those cells only, not over every blood cell: a
+  cell that detects no epithelial marker cannot be a CTC candidate, and counting it in the
+  family only made the threshold fall with the number of blood cells (rare CTCs were lost).
+* **Epithelial evidence is two-fold**: within that family the ``CTC_epithelial_identity``
+  programme is significant (FDR ≤ ``alpha`` against expression-matched random signatures).
 * **Leukocyte evidence classifies, it does not veto**: an epithelial cell that also carries a
   leukocyte programme, or PTPRC (CD45) at the level of the sample's *own* leukocytes, is called a
   CTC–leukocyte cluster (heterotypic; partner in :mod:`.clusters`) rather than dropped. PTPRC
   below that level is compatible with ambient RNA and ignored. Because the leukocyte signal of a
   cluster could also be ambient epithelial RNA in a leukocyte, a cluster call needs two distinct
-  core marker groups (e.g. EPCAM *and* a keratin), which ambient reads rarely give one cell.
+  core marker groups (e.g. EPCAM *and* a keratin), which ambient reads rarely give one cell; and
+  a cell with a single marker group keeps CellSearch's CD45⁻ (no PTPRC detected at all), since a
+  leukocyte with one ambient keratin read looks exactly like it.
 
 Whether such a cell is *circulating* depends on where the sample came from (blood vs primary
 tumour); the call only says the cell has a CTC-like transcriptome.
@@ -25,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from seedsoil.scoring.null import benjamini_hochberg
+
 CTC_SIGNATURE = "CTC_epithelial_identity"
 EMT_SIGNATURE = "EMT_bidirectional"
 EMT_EPITHELIAL = "EMT_epithelial"
@@ -33,9 +42,10 @@ EMT_MESENCHYMAL = "EMT_mesenchymal"
 #: leukocytes, and the partner of CTC–platelet clusters rather than a leukocyte feature).
 PLATELET_SIGNATURE = "IMM_platelet"
 LEUKOCYTE_MARKER = "PTPRC"
-#: Core epithelial marker groups used when the CTC signature declares no ``core``: EpCAM and the
-#: simple-epithelial keratins that CellSearch's anti-CK antibodies detect (CK8/18/19) plus CK7.
-#: Any gene of a group represents it (keratins are interchangeable across carcinomas).
+#: Core epithelial marker groups used when the CTC signature declares no ``core`` (or none is
+#: given to :func:`call_ctc`): EpCAM and the simple-epithelial keratins that CellSearch's anti-CK
+#: antibodies detect (CK8/18/19) plus CK7. Any gene of a group represents it (keratins are
+#: interchangeable across carcinomas).
 EPITHELIAL_CORE = (("EPCAM",), ("KRT8", "KRT18", "KRT19", "KRT7"))
 #: Fewest of the sample's own leukocytes (with PTPRC detected) from which a PTPRC level is read;
 #: below it the median of a handful of cells is noise and PTPRC is not used.
@@ -48,10 +58,23 @@ def leukocyte_signatures(columns) -> list[str]:
 
 
 def core_marker_groups(signature=None) -> tuple[tuple[str, ...], ...]:
-    """Core epithelial marker groups: ``signature.core`` (contract C1) when declared, else
-    :data:`EPITHELIAL_CORE`."""
+    """Core epithelial marker groups of the CTC signature: its declared ``core`` (contract C1;
+    a user's own CTC signature brings its own markers), else :data:`EPITHELIAL_CORE`."""
     core = tuple(tuple(group) for group in getattr(signature, "core", ()) or ())
     return core or EPITHELIAL_CORE
+
+
+def library_core(paths, gmt=(), species: str = "human") -> tuple[tuple[str, ...], ...]:
+    """The core marker groups of ``CTC_epithelial_identity`` in the library at ``paths``/``gmt``
+    (the files the workflow scored), in ``species``' symbols; :data:`EPITHELIAL_CORE` when the
+    library has no such signature or it declares no ``core`` (GMT files cannot declare one)."""
+    from seedsoil.signatures import load_library, to_species
+
+    library = load_library(paths, gmt=gmt)
+    if CTC_SIGNATURE not in library:
+        return EPITHELIAL_CORE
+    signature = to_species({CTC_SIGNATURE: library[CTC_SIGNATURE]}, species)[CTC_SIGNATURE]
+    return core_marker_groups(signature)
 
 
 def gene_column(adata, gene: str) -> np.ndarray | None:
@@ -144,21 +167,45 @@ def emt_state(pvalues: pd.DataFrame, fdr: pd.DataFrame, alpha: float = 0.05) -> 
     return np.full(n, "", dtype=object)
 
 
+def marker_family_fdr(pvalues: np.ndarray, family: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg FDR computed over the cells of ``family`` only; 1 elsewhere.
+
+    The family is the marker-positive events (:func:`call_ctc`); a cell outside it is not
+    tested. Filtering before BH keeps FDR control when, for a cell that is not epithelial, the
+    filter is independent of its p-value (Bourgon, Gentleman & Huber 2010, PNAS 107:9546): true
+    for random gene sets in place of the signature (per-cell matched nulls), approximately for
+    the signature itself, whose core genes are part of it — what guards that case is the marker
+    rule's biology (blood cells do not detect EPCAM or keratins) and the negative controls in
+    ``tests/test_ctc_negative_control.py``. NaN p-values stay NaN.
+    """
+    q = np.ones(pvalues.shape[0], dtype=np.float64)
+    q[np.isnan(pvalues)] = np.nan
+    tested = family & ~np.isnan(pvalues)
+    if tested.any():
+        q[tested] = benjamini_hochberg(pvalues[tested])
+    return q
+
+
 def call_ctc(
     adata,
     pvalues: pd.DataFrame,
     fdr: pd.DataFrame,
     alpha: float = 0.05,
-    core: tuple[tuple[str, ...], ...] = EPITHELIAL_CORE,
+    core: tuple[tuple[str, ...], ...] | None = None,
 ) -> pd.DataFrame:
     """Call CTC candidates and CTC–leukocyte clusters.
 
-    Definition, per cell (``q`` = FDR of ``CTC_epithelial_identity``, ``k`` = number of ``core``
-    marker groups detected, :func:`core_groups_detected`):
+    Definition, per cell (``k`` = number of ``core`` marker groups detected,
+    :func:`core_groups_detected`; ``core`` = the CTC signature's declared core groups,
+    :func:`core_marker_groups`, default :data:`EPITHELIAL_CORE`; ``q`` = the FDR of
+    ``CTC_epithelial_identity`` by :func:`marker_family_fdr` over the marker-positive cells
+    ``k ≥ 1``, from its per-cell ``pvalues``):
 
-    * *epithelial* = ``q ≤ alpha`` and ``k ≥ 1``;
+    * *epithelial* = ``k ≥ 1`` and ``q ≤ alpha``;
     * *leukocyte features* = :func:`leukocyte_evidence` (a leukocyte programme, or PTPRC at the
-      sample's own leukocyte level);
+      sample's own leukocyte level; leukocyte programmes are read from ``fdr``) or, for a cell
+      with a single marker group (``k = 1``), any PTPRC detected: the relaxed CD45 rule is
+      granted only to cells whose epithelial evidence could be a whole tumour cell;
     * ``ctc_class`` = ``"CTC"`` when epithelial without leukocyte features;
       ``"CTC-leukocyte cluster"`` when epithelial with leukocyte features and ``k ≥ 2``;
       ``""`` otherwise (an epithelial-looking leukocyte with a single marker group is left out:
@@ -168,10 +215,11 @@ def call_ctc(
     ``ctc_confidence`` = ``1 − q`` for candidates, 0 otherwise: under Benjamini–Hochberg, the
     expected fraction of true epithelial cells among all calls at least as significant as this
     one, so it reads the same way in every sample (a precision, not a per-cell posterior).
-    ``ctc_fdr`` is ``q`` (NaN when the signature was not scored); ``ctc_core_markers`` the
-    detected core genes (comma-separated); ``emt_state`` (:func:`emt_state`) is ``""`` for
-    non-candidates.
+    ``ctc_fdr`` is ``q`` (1 for marker-negative cells, NaN when the signature was not scored);
+    ``ctc_core_markers`` the detected core genes (comma-separated); ``emt_state``
+    (:func:`emt_state`) is ``""`` for non-candidates.
     """
+    core = tuple(tuple(group) for group in core) if core else EPITHELIAL_CORE
     out = pd.DataFrame(index=fdr.index)
     n = fdr.shape[0]
     markers = [gene for group in core for gene in group]
@@ -179,17 +227,20 @@ def call_ctc(
     out["ctc_core_markers"] = [
         ",".join(g for g in detected if detected[g][i]) for i in range(n)
     ] if detected else ""  # fmt: skip
-    if CTC_SIGNATURE not in fdr.columns:
+    if CTC_SIGNATURE not in fdr.columns or CTC_SIGNATURE not in pvalues.columns:
         out["ctc_candidate"] = False
         out["ctc_class"] = ""
         out["ctc_confidence"] = 0.0
         out["ctc_fdr"] = np.nan
         out["emt_state"] = ""
         return out
-    q = fdr[CTC_SIGNATURE].to_numpy(dtype=np.float64)
     k = core_groups_detected(adata, core)
+    q = marker_family_fdr(pvalues[CTC_SIGNATURE].to_numpy(dtype=np.float64), k >= 1)
     epithelial = (q <= alpha) & (k >= 1)
     leukocyte = leukocyte_evidence(adata, fdr, alpha, epithelial)
+    ptprc = gene_column(adata, LEUKOCYTE_MARKER)
+    if ptprc is not None:  # one marker group is weak evidence: CellSearch's CD45⁻ holds for it
+        leukocyte |= (k == 1) & (ptprc > 0)
     single = epithelial & ~leukocyte
     cluster = epithelial & leukocyte & (k >= 2)
     candidate = single | cluster
