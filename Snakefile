@@ -7,6 +7,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# Without conda on the host: `--software-deployment-method conda apptainer` runs every job in
+# this image and builds envs/seedsoil.yaml with conda inside it (Snakemake's convention); the
+# image of ./Dockerfile runs the whole workflow instead (README). Ignored on the conda path.
+container: "docker://condaforge/miniforge3:24.11.3-0"
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -104,3 +104,16 @@ def test_workflow_catalog_file_is_valid():
     assert catalog["usage"]["software-stack-deployment"]["conda"] is True
     assert catalog["usage"]["mandatory-flags"]["flags"]
     assert catalog["usage"]["report"] is True
+
+
+def test_snakefile_container_is_a_pinned_conda_image_the_catalog_declares():
+    import re
+
+    images = re.findall(r'^container:\s*"([^"]+)"', (REPO / "Snakefile").read_text(), re.M)
+    assert len(images) == 1
+    name, _, tag = images[0].removeprefix("docker://").partition(":")
+    # jobs build envs/seedsoil.yaml inside it (--software-deployment-method conda apptainer)
+    assert images[0].startswith("docker://") and ("conda" in name or "miniforge" in name)
+    assert tag and tag != "latest"
+    catalog = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert catalog["usage"]["software-stack-deployment"]["apptainer+conda"] is True

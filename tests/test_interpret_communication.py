@@ -262,25 +262,35 @@ def test_atlas_subsample_keeps_each_types_share_and_scores_from_every_cell():
     assert not np.array_equal(whole["pvalue"].to_numpy(), sub["pvalue"].to_numpy())
 
 
-def test_results_are_the_same_whether_x_is_used_as_is_or_copied():
-    # X of only the pairs' genes, every cell grouped: the kernel uses X itself; with 20 more
-    # genes than needed it copies the needed columns. Same cells, same draws: same table.
+def test_results_are_the_same_from_x_or_streamed_from_the_cells_file(tmp_path, monkeypatch):
+    # The workflow streams the pairs' genes from cells.h5ad (20 genes more than needed there);
+    # in memory, X holds only them. Same cells, same draws: same table, in one block or many.
     adata, groups = _sample()
     pairs = PAIRS.iloc[:2].reset_index(drop=True)
     needed = communication.pair_genes(pairs)
     only = adata[:, needed].copy()
     only.X = sp.csr_matrix(only.X)
-    only.X.sum_duplicates()  # canonical, as read_genes writes it
     filler = ad.AnnData(
         sp.random(90, 20, density=0.5, format="csr", random_state=1, dtype=np.float32),
         obs=adata.obs,
         var=pd.DataFrame(index=[f"F{i}" for i in range(20)]),
     )
-    wider = ad.concat([only, filler], axis=1, merge="same")
-    used = communication._expression(only, np.arange(90), needed)[0]
-    assert np.shares_memory(used.data, only.X.data)
-    copied = communication._expression(wider, np.arange(90), needed)[0]
-    assert not np.shares_memory(copied.data, wider.X.data)
-    as_is, _ = score_communication(only, groups, pairs, n_perm=60)
-    copied, _ = score_communication(wider, groups, pairs, n_perm=60)
-    pd.testing.assert_frame_equal(as_is, copied, check_exact=True)
+    ad.concat([filler, only], axis=1, merge="same").write_h5ad(tmp_path / "cells.h5ad")
+    annotations = ad.AnnData(obs=adata.obs)
+    options = {"n_perm": 60, "max_cells": 60}  # permutations on a subsample spanning blocks
+    in_memory, _ = score_communication(only, groups, pairs, **options)
+    path = tmp_path / "cells.h5ad"
+    streamed, _ = score_communication(annotations, groups, pairs, expression=path, **options)
+    pd.testing.assert_frame_equal(in_memory, streamed, check_exact=True)
+    monkeypatch.setattr(communication, "BLOCK_CELLS", 7)
+    blocks, _ = score_communication(annotations, groups, pairs, expression=path, **options)
+    # sums of 7-cell blocks added up: the same to rounding; the permutations use the same rows
+    pd.testing.assert_frame_equal(in_memory, blocks, check_exact=False, rtol=1e-12)
+    np.testing.assert_array_equal(in_memory["pvalue"], blocks["pvalue"])
+
+
+def test_a_cells_file_of_other_cells_is_refused(tmp_path):
+    adata, groups = _sample()
+    adata[:10].copy().write_h5ad(tmp_path / "cells.h5ad")
+    with pytest.raises(InputError, match="cells differ from the interpreted cells"):
+        score_communication(adata, groups, PAIRS, n_perm=10, expression=tmp_path / "cells.h5ad")

@@ -65,6 +65,21 @@ def test_results_from_the_needed_genes_equal_those_from_the_whole_file(tmp_path,
     }
 
 
+@pytest.mark.parametrize("labelled", [True, False], ids=["labels", "assigned"])
+def test_pairs_genes_streamed_from_the_file_give_the_results_of_the_whole_file(tmp_path, labelled):
+    # The workflow's path: X without the pairs' genes, communication reads them from the file.
+    path = tmp_path / "cells.h5ad"
+    scores, pvalues, fdr = _sample_file(path, labelled)
+    pairs = load_pairs()
+    options = {"pairs": pairs, "n_perm": 50, "random_state": 2}
+    full = interpret_sample(ad.read_h5ad(path), scores, pvalues, fdr, **options)
+    markers_only = read_genes(path, genes_needed(pairs, communication=False))
+    streamed = interpret_sample(markers_only, scores, pvalues, fdr, expression=path, **options)
+    pd.testing.assert_frame_equal(streamed[0], full[0])
+    pd.testing.assert_frame_equal(streamed[1], full[1], check_exact=True)
+    assert streamed[2] == full[2]
+
+
 def test_needed_genes_are_ptprc_core_epithelial_markers_pair_subunits_and_cell_type_markers():
     from seedsoil.interpret.celltypes import contrast_genes, shipped_markers
 

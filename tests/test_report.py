@@ -319,3 +319,7 @@ def test_sheet_description_and_local_path_are_not_shown_as_publication_and_url()
     row = {"source": "data/x.h5ad", "description": "my tumour cohort"}
     provenance = dataset_provenance(row, "does-not-exist")
     assert provenance["publication"] == "" and provenance["url"] == ""
+
+
+def test_heatmap_caption_says_grey_also_means_not_scored(full_html):
+    assert "Grey: not defined (a signature constant across cell types, or not scored" in full_html

@@ -605,3 +605,13 @@ def test_skipped_signatures_make_one_warning_line_per_sample(library, caplog):
     n_skipped = int((~table["scored"]).sum())
     assert n_skipped > 1 and len(warnings) == 1
     assert warnings[0].getMessage().startswith(f"{n_skipped} of {len(table)} signatures not scored")
+
+
+def test_coverage_warns_once_per_sample_listing_every_skipped_signature(library, caplog):
+    present = ["PTPRC", "MS4A1", "CD19"]
+    with caplog.at_level(logging.WARNING, logger="seedsoil.signatures"):
+        table = signatures.coverage(library, present, min_coverage=0.5)
+    skipped = table.loc[~table["scored"], "signature"]
+    assert len(skipped) > 1
+    assert len(caplog.records) == 1  # one terminal line, not one per signature
+    assert all(name in caplog.records[0].getMessage() for name in skipped)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from seedsoil.errors import InputError
-from seedsoil.validate import validate_run
+from seedsoil.validate import report_gaps, validate_run
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "id\tsource\tformat\n"
@@ -77,3 +77,23 @@ def test_a_header_without_rows_is_refused(workdir):
 def test_a_broken_pairs_table_is_refused(workdir):
     (workdir / "pairs.tsv").write_text("ligand\treceptor\n")
     assert "pairs.tsv: missing column(s)" in problems_of(config(), pairs=workdir / "pairs.tsv")
+
+
+def test_an_unknown_communication_resource_is_refused_naming_the_key_and_the_valid_names(workdir):
+    message = problems_of({**config(), "communication": {"resource": "cellphonedb_v5"}})
+    assert "communication.resource: unknown LIANA resource 'cellphonedb_v5'" in message
+    assert "consensus" in message and "cellphonedb," in message and "null" in message
+
+
+def test_a_shipped_or_null_communication_resource_is_accepted(workdir):
+    for resource in ("cellchatdb", None):
+        validate_run({**config(), "communication": {"resource": resource}}, REPO)
+
+
+def test_report_gaps_name_datasets_without_results_and_results_of_other_datasets(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "samples.tsv").write_text("sample\tn_cells\n")
+    message = report_gaps(["pbmc68k", "wu2020"], tmp_path)
+    assert "no results for 2 of the 2 dataset(s)" in message and "pbmc68k, wu2020" in message
+    assert "does not name (mine)" in message and "--configfile" in message
+    assert report_gaps(["mine"], tmp_path) is None

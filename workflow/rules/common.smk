@@ -15,7 +15,7 @@ from seedsoil.datasets import get_builtin
 from seedsoil.fetch import url_filename
 from seedsoil.scoring.chunked import n_chunks_for, needs_gene_stats
 from seedsoil.sheet import source_kind
-from seedsoil.validate import validate_run
+from seedsoil.validate import report_gaps, validate_run
 from seedsoil.errors import InputError
 from snakemake.exceptions import WorkflowError
 
@@ -27,6 +27,13 @@ try:
 except InputError as error:
     raise WorkflowError(str(error)) from None
 DATASETS = RUN_INPUTS.sheet
+
+# `snakemake --report` covers the datasets of the config it is given: warn when some have no
+# results (a run made with another --configfile), instead of a report without their samples.
+if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
+    REPORT_GAPS = report_gaps(DATASETS.index)
+    if REPORT_GAPS:
+        print(f"WARNING: snakemake --report: {REPORT_GAPS}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -227,11 +234,12 @@ def tables_mem_mb(wildcards, attempt):
 
 
 def interpret_mem_mb(wildcards, input, attempt):
-    """tables_mem_mb plus the ligand-receptor resource's genes held as CSR (8 B per stored
-    value): they hold <= 10 % of a cells.h5ad's stored values (5-7 % measured on three data
-    sets), ~0.12 x the file's MB, counted twice for read_genes' concatenation."""
+    """tables_mem_mb plus the marker genes held as CSR (8 B per stored value; the resource's
+    genes are streamed, seedsoil.interpret.communication): 0.6-4.4 % of a cells.h5ad's stored
+    values on the demo's five data sets (the resource's 5-15 %), so <= ~0.06 x the file's MB,
+    counted twice for read_genes' concatenation."""
     return tables_mem_mb(wildcards, attempt) + math.ceil(
-        0.25 * input_size_mb([input.cells]) * attempt
+        0.12 * input_size_mb([input.cells]) * attempt
     )
 
 

@@ -28,4 +28,5 @@ with rule_logging(snakemake.log[0]):
         config=snakemake.params.config,
         versions={"signature library": library_version(library)},
         seed=snakemake.params.config["scoring"]["random_state"],
+        within=snakemake.params.config["cohort"]["compare_within"],
     )

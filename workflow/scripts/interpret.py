@@ -24,7 +24,8 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         snakemake.params.library, snakemake.params.gmt, snakemake.params.species
     )
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
-    adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core))
+    # The pairs' genes (a tenth of the values) are streamed from the file by communication.
+    adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
     tables = (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
     calls, communication, summary = interpret_sample(
         adata,
@@ -42,6 +43,7 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
             else None
         ),
         ctc_core=ctc_core,
+        expression=snakemake.input.cells,
     )
     with atomic_path(snakemake.output.calls) as path:
         write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})

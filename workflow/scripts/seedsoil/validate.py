@@ -1,7 +1,7 @@
 """Everything a run reads besides the data, checked before any job starts.
 
 :func:`validate_run` loads the dataset sheet, every signature source (YAML files and folders,
-GMT files) and the communication pairs table, and raises one :class:`InputError` that lists
+GMT files), the communication pairs table and the LIANA resource name, and raises one :class:`InputError` that lists
 every problem found, so a user fixes them all at once instead of one per run. The Snakefile
 calls it while parsing (``workflow/rules/common.smk``); this module never imports Snakemake.
 """
@@ -107,8 +107,10 @@ def validate_run(
     Checked: the dataset sheet (:func:`seedsoil.sheet.sheet_problems`: columns, values, ids,
     local sources, built-in names, at least one row), every ``signatures.library`` and
     ``signatures.gmt`` entry (exists, relative to the working directory or the workflow
-    folder; each file reads and validates; no name defined twice) and the communication
-    ``pairs`` table (:func:`seedsoil.interpret.communication.load_pairs`). A path that exists
+    folder; each file reads and validates; no name defined twice), the communication
+    ``pairs`` table (:func:`seedsoil.interpret.communication.load_pairs`) and
+    ``communication.resource`` (a resource LIANA ships, or null;
+    :func:`seedsoil.interpret.resource.resource_problem`). A path that exists
     nowhere is reported as the user wrote it. Raises one :class:`InputError` listing every
     problem.
     """
@@ -144,6 +146,14 @@ def validate_run(
         except InputError as error:
             problems.append(str(error))
 
+    communication = config.get("communication") or {}
+    if communication.get("resource") is not None:
+        from .interpret.resource import resource_problem
+
+        problem = resource_problem(communication["resource"])
+        if problem:
+            problems.append(problem)
+
     if problems:
         raise InputError(
             f"{len(problems)} problem(s) in the config, sheet or signature files; nothing was run. "
@@ -155,3 +165,33 @@ def validate_run(
         gmt_paths=[str(p) for p in resolved["gmt"]],
         signature_files=[str(p) for p, _ in files],
     )
+
+
+def report_gaps(dataset_ids, results_dir: str | os.PathLike = "results") -> str | None:
+    """Why ``snakemake --report`` would leave samples out, or None.
+
+    The report lists the outputs of the datasets the config's sheet names; a dataset without
+    ``results/<id>/samples.tsv`` (its ingest checkpoint) has no sample in it, silently. That
+    happens when the run was made with another ``--configfile`` (the report then reads the
+    default config) or has not finished: the message names the missing datasets and, when
+    ``results_dir`` holds datasets the sheet does not name, those too.
+    """
+    results_dir = Path(results_dir)
+    dataset_ids = list(dataset_ids)
+    missing = [d for d in dataset_ids if not (results_dir / d / "samples.tsv").is_file()]
+    if not missing:
+        return None
+    message = (
+        f"no results for {len(missing)} of the {len(dataset_ids)} dataset(s) of this config's "
+        f"sheet ({', '.join(missing)}: {results_dir}/<id>/samples.tsv missing), so the report "
+        "leaves out their samples."
+    )
+    others = sorted(
+        p.parent.name for p in results_dir.glob("*/samples.tsv") if p.parent.name not in dataset_ids
+    )
+    if others:
+        return message + (
+            f" {results_dir}/ holds dataset(s) this config does not name ({', '.join(others)}): "
+            "pass the run's config with --configfile."
+        )
+    return message + " Run the workflow first, or pass the run's config with --configfile."

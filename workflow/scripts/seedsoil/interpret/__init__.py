@@ -46,7 +46,9 @@ CALL_COLUMNS = [
 ]  # fmt: skip
 
 
-def genes_needed(pairs: pd.DataFrame | str | Path | None = None, ctc_core=None) -> list[str]:
+def genes_needed(
+    pairs: pd.DataFrame | str | Path | None = None, ctc_core=None, *, communication: bool = True
+) -> list[str]:
     """Every gene :func:`interpret_sample` reads from ``X``: PTPRC and the core epithelial
     markers ``ctc_core`` (default the built-in ones; the leukocyte and epithelial evidence of
     :func:`~seedsoil.interpret.ctc.call_ctc`),
@@ -55,8 +57,10 @@ def genes_needed(pairs: pd.DataFrame | str | Path | None = None, ctc_core=None) 
     markers and alternates of the cell-type signatures (:func:`~.celltypes.shipped_markers`)
     that gate and explain the assignment, and the sibling-contrast genes
     (:func:`~.celltypes.contrast_genes`). Reading only these columns
-    (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix."""
-    pairs = _pairs(pairs)
+    (:func:`seedsoil.cellfile.read_genes`) gives the same interpretation as the whole matrix.
+    ``communication=False`` leaves the pairs' genes out: :func:`interpret_sample` then reads
+    them from the cells file itself (its ``expression``)."""
+    pairs = _pairs(pairs) if communication else pd.DataFrame(columns=["ligand", "receptor"])
     _, marker_genes = shipped_markers()
     markers = {g for genes in marker_genes.values() for g in genes}
     core = [gene for group in ctc_core or EPITHELIAL_CORE for gene in group]
@@ -142,6 +146,7 @@ def interpret_sample(
     max_cells: int = MAX_CELLS,
     reference_labels: pd.DataFrame | None = None,
     ctc_core=None,
+    expression=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Interpret one sample.
 
@@ -158,6 +163,9 @@ def interpret_sample(
     (``cell_type_reference``, ``reference_confidence``) or None (columns ``""`` and NaN).
     ``ctc_core`` are the CTC signature's core marker groups
     (:func:`~seedsoil.interpret.ctc.library_core`; None: the built-in EPCAM/keratin groups).
+    ``expression``: the sample's ``cells.h5ad`` when ``X`` lacks the pairs' genes
+    (``read_genes(path, genes_needed(pairs, ctc_core, communication=False))``): communication
+    then reads them from the file block by block, so its memory does not grow with the cells.
 
     Returns ``(calls, communication, summary)``: ``calls`` indexed by cell with
     :data:`CALL_COLUMNS`; ``communication`` with
@@ -199,7 +207,7 @@ def interpret_sample(
     groups, _ = cell_types_used(calls, adata)
     communication, skipped = sample_communication(
         adata, groups, pairs, n_perm=n_perm, random_state=random_state, min_cells=min_cells,
-        expr_prop=expr_prop, max_cells=max_cells,
+        expr_prop=expr_prop, max_cells=max_cells, expression=expression,
     )  # fmt: skip
     summary = summarise_interpretation(
         calls, communication, scores, adata, fdr=fdr, alpha=alpha, skipped=skipped

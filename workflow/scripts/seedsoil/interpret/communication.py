@@ -38,6 +38,13 @@ Group sums are accumulated in float64 over each group's cells in cell order (a n
 visits only stored values, :func:`group_sums`), so results are bit-identical across runs, batch
 sizes and thread counts; a permutation costs one ``Generator.permutation`` plus one pass over
 the stored values of the needed genes.
+
+The means and detection fractions over every cell are summed block by block
+(:data:`BLOCK_CELLS` cells, for in-memory and on-disk input alike), from ``adata.X`` or
+streamed from the sample's ``cells.h5ad`` (``expression``, the workflow's path); only the rows
+of the cells the permutations use are kept. At atlas size the job therefore holds the
+permutation subsample, not every cell's resource genes (docs/cluster.md, "Atlas-size
+datasets").
 """
 
 from __future__ import annotations
@@ -70,6 +77,11 @@ MAX_CELLS = 50_000
 #: groups × genes sums, or permutations × rows × subunits): bounds memory; results do not
 #: depend on it.
 BATCH_ENTRIES = 16_000_000
+#: Cells per block read for the group means and detection fractions (seedsoil.cellfile's). A
+#: block is read with all its genes (~1,600 values per droplet cell, 8 bytes each); 5,000-cell
+#: blocks did not lower the peak at 1,000,000 cells (docs/cluster.md). The sums do not depend
+#: on it beyond float rounding.
+BLOCK_CELLS = 20_000
 
 
 def default_pairs_path() -> Path:
@@ -140,30 +152,43 @@ def group_sums(indptr, indices, data, rows, codes, n_groups, n_genes):
     return out.transpose(2, 1, 0)
 
 
-def _expression(adata, cells: np.ndarray, genes: list[str]) -> tuple[sp.csr_matrix, dict]:
-    """CSR of ``cells`` × genes from ``adata.X`` and each of ``genes``' column in it.
+def _gene_blocks(source, genes: list[str], block_cells: int | None = None):
+    """CSR blocks of every cell of ``source`` (a :class:`~seedsoil.scoring._input.MatrixSource`),
+    in order, holding the columns of ``genes`` in that order: float, summed duplicates."""
+    columns = source.var_names.get_indexer(genes)
+    for block in source.chunks(block_cells or BLOCK_CELLS, check_finite=False):
+        block = block[:, columns]
+        dtype = block.dtype if block.dtype in (np.float32, np.float64) else np.float64
+        block = sp.csr_matrix(block, dtype=dtype)
+        block.sum_duplicates()
+        yield block
 
-    When ``X`` is already canonical float CSR of mostly the needed genes and every cell is used
-    (an atlas read with :func:`seedsoil.cellfile.read_genes`, every cell labelled), ``X`` itself
-    is returned: no copy of the largest array of the job. Otherwise a float copy of ``cells`` × ``genes`` with
-    summed duplicates (float32 stays float32: the kernel sums in float64, the cast is exact).
+
+def _stream_statistics(blocks, codes, n_groups, n_genes, keep):
+    """Per group and gene the sum of values and the number of cells with a value > 0, summed
+    block by block in cell order, and the CSR of the cells at sorted positions ``keep``.
+
+    ``codes``: group of every cell of the blocks, -1 for cells left out.
     """
-    matrix = adata.X
-    usable_as_is = (
-        (sp.isspmatrix_csr(matrix) or isinstance(matrix, sp.csr_array))
-        and matrix.dtype in (np.float32, np.float64)
-        and matrix.has_canonical_format
-        and cells.size == adata.n_obs
-        and 2 * len(genes) >= adata.n_vars  # mostly needed genes: every permutation visits all
-    )
-    if usable_as_is:
-        return matrix, {g: int(adata.var_names.get_loc(g)) for g in genes}
-    columns = adata.var_names.get_indexer(genes)
-    matrix = matrix[:, columns] if sp.issparse(matrix) else np.asarray(matrix)[:, columns]
-    dtype = matrix.dtype if matrix.dtype in (np.float32, np.float64) else np.float64
-    matrix = sp.csr_matrix(matrix[cells], dtype=dtype)
-    matrix.sum_duplicates()
-    return matrix, {g: k for k, g in enumerate(genes)}
+    sums = np.zeros((1, n_groups, n_genes))
+    detected = np.zeros((1, n_groups, n_genes))
+    kept, start = [], 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        block_codes = codes[start:stop]
+        rows = np.flatnonzero((np.diff(block.indptr) > 0) & (block_codes >= 0)).astype(np.int64)
+        labels = np.maximum(block_codes, 0)[:, None]  # rows left out are never visited
+        sums += group_sums(block.indptr, block.indices, block.data, rows, labels, n_groups, n_genes)
+        positive = (block.data > 0).astype(np.float64)
+        detected += group_sums(
+            block.indptr, block.indices, positive, rows, labels, n_groups, n_genes
+        )
+        lo, hi = np.searchsorted(keep, [start, stop])
+        if hi > lo:
+            kept.append(block[keep[lo:hi] - start])
+        start = stop
+    matrix = sp.vstack(kept, format="csr") if kept else sp.csr_matrix((0, n_genes))
+    return sums, detected, matrix
 
 
 def lr_mean(ligand: np.ndarray, receptor: np.ndarray) -> np.ndarray:
@@ -227,6 +252,7 @@ def score_communication(
     min_cells: int = 5,
     expr_prop: float = EXPR_PROP,
     max_cells: int = MAX_CELLS,
+    expression=None,
 ) -> tuple[pd.DataFrame, dict]:
     """Test every pair for every sender → receiver cell-type combination of one sample.
 
@@ -237,6 +263,11 @@ def score_communication(
     ``expr_prop`` filter are left out of the table (and of the FDR). Results are bit-identical
     across runs, batch sizes and thread counts. ``adata.X`` may hold only the genes of
     ``pairs`` (:func:`seedsoil.cellfile.read_genes`).
+
+    ``expression``: where the values come from, when not ``adata.X``: a ``cells.h5ad`` path
+    (or anything :func:`seedsoil.scoring._input.open_source` reads) holding ``adata``'s cells in
+    the same order. It is read in blocks of :data:`BLOCK_CELLS` cells (as ``adata.X`` is):
+    only the permutation subsample's rows are held, so memory does not grow with the cells.
 
     Returns (table with :data:`OUTPUT_COLUMNS` then the other columns of ``pairs``, skipped).
     """
@@ -250,7 +281,15 @@ def score_communication(
         "pairs": [],
         "cell_types": {str(t): int(n) for t, n in counts.items() if n < min_cells},
     }
-    genes = set(adata.var_names)
+    from seedsoil.scoring._input import open_source
+
+    source = open_source(adata if expression is None else expression)
+    if expression is not None and not source.obs_names.equals(adata.obs_names):
+        raise InputError(
+            f"{source.label}: its cells differ from the interpreted cells; give the same "
+            "cells.h5ad the annotations were read from"
+        )
+    genes = set(source.var_names)
     usable = []
     for i, (ligand, receptor) in enumerate(zip(pairs["ligand"], pairs["receptor"], strict=True)):
         missing = [g for g in subunits(ligand) + subunits(receptor) if g not in genes]
@@ -265,24 +304,24 @@ def score_communication(
         return pd.DataFrame(columns=columns), skipped
     pairs = pairs.iloc[usable].reset_index(drop=True)
 
-    cells = np.flatnonzero(labels.isin(kept_types).to_numpy())
     n_groups = len(kept_types)
     # Codes as small as the type count allows: a permutation draws the same for any dtype.
-    codes = pd.Categorical(labels.iloc[cells], categories=kept_types).codes.astype(
-        np.min_scalar_type(n_groups - 1)
-    )
+    all_codes = pd.Categorical(labels, categories=kept_types).codes.astype(np.int64)
+    cells = np.flatnonzero(all_codes >= 0)
+    codes = all_codes[cells].astype(np.min_scalar_type(n_groups - 1))
+    tested = permutation_cells(codes, max_cells, min_cells, random_state)
+    if tested.size < codes.size:
+        log.info("communication: permutations on %d of %d cells", tested.size, codes.size)
     needed = pair_genes(pairs)
-    expression, position = _expression(adata, cells, needed)
-    nonempty = np.flatnonzero(np.diff(expression.indptr)).astype(np.int64)
-    n_genes = expression.shape[1]
+    position = {g: k for k, g in enumerate(needed)}
+    n_genes = len(needed)
+    blocks = _gene_blocks(source, needed)
+    sums, detected, sub = _stream_statistics(blocks, all_codes, n_groups, n_genes, cells[tested])
     lig = _subunit_index(pairs["ligand"], position)
     rec = _subunit_index(pairs["receptor"], position)
     sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    csr = (expression.indptr, expression.indices, expression.data, nonempty)
-    means = group_sums(*csr, codes[:, None], n_groups, n_genes) / sizes[None, :, None]
-    detected = (expression.indptr, expression.indices, (expression.data > 0).astype(np.float64))
-    props = group_sums(*detected, nonempty, codes[:, None], n_groups, n_genes)
-    props = props / sizes[None, :, None]
+    means = sums / sizes[None, :, None]
+    props = detected / sizes[None, :, None]
 
     sender, receiver, pair = (
         a.ravel()
@@ -299,16 +338,7 @@ def score_communication(
     if not keep.any():
         return pd.DataFrame(columns=columns), skipped
 
-    tested = permutation_cells(codes, max_cells, min_cells, random_state)
-    if tested.size < codes.size:
-        log.info("communication: permutations on %d of %d cells", tested.size, codes.size)
-        sub = expression[tested]
-        csr = (
-            sub.indptr,
-            sub.indices,
-            sub.data,
-            np.flatnonzero(np.diff(sub.indptr)).astype(np.int64),
-        )
+    csr = (sub.indptr, sub.indices, sub.data, np.flatnonzero(np.diff(sub.indptr)).astype(np.int64))
     rows = (sender, receiver, lig[pair], rec[pair])
     exceed = _exceedances(csr, codes[tested], n_groups, n_genes, rows, n_perm, random_state)
     pvalue = (1.0 + exceed) / (1.0 + n_perm)

@@ -115,17 +115,27 @@ def sample_communication(
     min_cells: int,
     expr_prop: float,
     max_cells: int,
+    expression=None,
 ) -> tuple[pd.DataFrame, dict]:
     """One sample's ``communication.tsv``: the kernel's scores and p-values
     (:func:`~seedsoil.interpret.communication.score_communication`) joined with LIANA's ranks
     (:func:`liana_ranks`) when the sample has at most ``max_cells`` grouped cells; above it
     (atlas size) the LIANA columns are empty and ``skipped["liana"]`` says why.
+
+    ``expression``: the ``cells.h5ad`` to read the pairs' genes from, block by block, when
+    ``adata.X`` lacks them (the workflow's path); LIANA then gets the grouped cells' rows only.
     """
     from seedsoil.interpret.communication import score_communication
 
     options = {"n_perm": n_perm, "random_state": random_state, "min_cells": min_cells}
     table, skipped = score_communication(
-        adata, groups, pairs, expr_prop=expr_prop, max_cells=max_cells, **options
+        adata,
+        groups,
+        pairs,
+        expr_prop=expr_prop,
+        max_cells=max_cells,
+        expression=expression,
+        **options,
     )
     grouped = int((groups.notna() & (groups != "unassigned")).sum())
     if grouped > max_cells or table.empty:
@@ -133,6 +143,31 @@ def sample_communication(
         if grouped > max_cells:
             skipped["liana"] = f"{grouped} cells > communication.max_cells ({max_cells})"
     else:
+        if expression is not None:
+            adata = grouped_cells(adata, groups, pairs, expression)
         ranks = liana_ranks(adata, groups, pairs, expr_prop=expr_prop, **options)
     table = table.merge(ranks, on=KEYS, how="left", validate="one_to_one")
     return table, skipped
+
+
+def grouped_cells(adata, groups: pd.Series, pairs: pd.DataFrame, expression) -> ad.AnnData:
+    """The cells of ``adata`` with a group (not NaN/"unassigned") × the genes of ``pairs`` that
+    ``expression`` (a ``cells.h5ad`` of ``adata``'s cells) has, read block by block."""
+    from seedsoil.interpret.communication import _gene_blocks, pair_genes
+    from seedsoil.scoring._input import open_source
+
+    source = open_source(expression)
+    genes = [g for g in pair_genes(pairs) if g in source.var_names]
+    labels = groups.reindex(adata.obs_names)
+    keep = np.flatnonzero((labels.notna() & (labels != "unassigned")).to_numpy())
+    rows, start = [], 0
+    for block in _gene_blocks(source, genes):
+        stop = start + block.shape[0]
+        lo, hi = np.searchsorted(keep, [start, stop])
+        rows.append(block[keep[lo:hi] - start])
+        start = stop
+    return ad.AnnData(
+        X=sp.vstack(rows, format="csr"),
+        obs=pd.DataFrame(index=adata.obs_names[keep]),
+        var=pd.DataFrame(index=genes),
+    )

@@ -17,6 +17,9 @@ P-selectin SELP–SELPLG, …). Complexes are written ``A+B`` throughout (LIANA 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pandas as pd
 
 from seedsoil.errors import InputError
@@ -27,10 +30,34 @@ DEFAULT_RESOURCE = "consensus"
 PAIRS_COLUMNS = ("ligand", "receptor", "theme", "description", "references", "chapter")
 
 
-def _resource_names() -> list[str]:
-    from liana.resource import show_resources
+def resource_names() -> list[str]:
+    """Names of the resources in LIANA's shipped ``omni_resource.csv`` (its ``resource`` column,
+    what ``liana.resource.show_resources()`` lists), sorted.
 
-    return list(show_resources())
+    Read from the file without importing ``liana`` (seconds): the Snakefile checks
+    ``communication.resource`` with it while parsing (:func:`seedsoil.validate.validate_run`).
+    """
+    spec = importlib.util.find_spec("liana")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            "communication.resource: the liana package is not installed; install the "
+            "environment (make .venv/.installed, envs/seedsoil.yaml) or set it to null"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "resource" / "omni_resource.csv"
+    return sorted(pd.read_csv(path, usecols=["resource"])["resource"].unique())
+
+
+def resource_problem(name: str | None) -> str | None:
+    """Why ``communication.resource`` = ``name`` cannot be used (naming the valid ones), or None."""
+    if name is None:
+        return None
+    known = resource_names()
+    if name in known:
+        return None
+    return (
+        f"config communication.resource: unknown LIANA resource {name!r}; use one of "
+        f"{', '.join(known)}, or null to test the chapter's pairs only"
+    )
 
 
 def liana_pairs(name: str = DEFAULT_RESOURCE, species: str = "human") -> pd.DataFrame:
@@ -41,11 +68,9 @@ def liana_pairs(name: str = DEFAULT_RESOURCE, species: str = "human") -> pd.Data
     """
     from liana.resource import select_resource
 
-    known = _resource_names()
-    if name not in known:
-        raise InputError(
-            f"communication.resource: unknown LIANA resource {name!r}; use one of {', '.join(known)}"
-        )
+    problem = resource_problem(name)
+    if problem:
+        raise InputError(problem)
     if species == "mouse" and name == DEFAULT_RESOURCE:
         name = "mouseconsensus"
     table = select_resource(name)[["ligand", "receptor"]]

@@ -23,7 +23,14 @@ TOC = [
 
 
 def cohort_context(
-    summary, sample_reports, tests, ssgsea, *, condition="condition", communication_tests=None
+    summary,
+    sample_reports,
+    tests,
+    ssgsea,
+    *,
+    condition="condition",
+    within="dataset",
+    communication_tests=None,
 ) -> dict:
     """Everything the cohort template shows (strings are escaped by the template)."""
     context = {
@@ -36,10 +43,10 @@ def cohort_context(
         ],
         "samples": _samples(summary, sample_reports, condition),
         "heatmap": _heatmap(summary),
-        "conditions": _conditions_section(tests, summary, condition),
+        "conditions": _conditions_section(tests, summary, condition, within),
         "ssgsea": _ssgsea(ssgsea),
     }
-    context["communication"] = communication_section(communication_tests)
+    context["communication"] = communication_section(communication_tests, within)
     context["toc"] = [(i, name, context.get(i, True) is not None) for i, name in TOC]
     return context
 
@@ -104,7 +111,21 @@ def _heatmap(summary) -> dict | None:
     }
 
 
-def _conditions_section(tests, summary, condition) -> dict | None:
+def _families_sentence(within) -> str:
+    """Which samples a comparison uses and which FDR family it belongs to (cohort.compare_within)."""
+    if within == "dataset":
+        return (
+            "Conditions are compared within each dataset (never across technologies), and each "
+            "FDR is Benjamini–Hochberg over its dataset's comparisons (column family)."
+        )
+    return (
+        "Conditions are compared across every dataset of the cohort (config "
+        "cohort.compare_within: null), and every FDR is Benjamini–Hochberg over all the "
+        "comparisons (family cohort): differences may come from technology or gene panel."
+    )
+
+
+def _conditions_section(tests, summary, condition, within="dataset") -> dict | None:
     groups = _conditions(summary, condition)
     if len(groups) < 2 or tests.empty:
         return None
@@ -113,11 +134,9 @@ def _conditions_section(tests, summary, condition) -> dict | None:
     n_significant = int((tests["fdr"] < FDR_LEVEL).sum())
     sentence = (
         f"Conditions: {', '.join(f'{g} ({counts[g]} samples)' for g in groups)}. "
-        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. Conditions are "
-        "compared within each dataset (never across technologies), and each FDR is "
-        "Benjamini–Hochberg over its dataset's comparisons (column family). "
-        "Each sample contributes one value (its mean score or fraction); cells are never "
-        "treated as replicates."
+        f"{len(tests)} comparisons, {n_significant} with FDR < {FDR_LEVEL}. "
+        f"{_families_sentence(within)} Each sample contributes one value (its mean score or "
+        "fraction); cells are never treated as replicates."
     )
     return {
         "sentence": sentence,
@@ -156,21 +175,22 @@ def _ssgsea(ssgsea) -> dict | None:
     }
 
 
-def communication_section(tests) -> dict | None:
+def communication_section(tests, within="dataset") -> dict | None:
     """Interactions compared between conditions (``communication_tests.tsv``), strongest first."""
-    if tests is None or tests.empty:
-        return None
+    if tests is None or tests["pvalue"].notna().sum() == 0:
+        return None  # e.g. one sample per condition: rows listed in the file, none testable
     tested = tests[tests["pvalue"].notna()]
     shown = tested.sort_values(["pvalue", "chapter"], ascending=[True, False]).head(40)
     chapter = tested[tested["chapter"].astype(bool)].sort_values("pvalue").head(20)
     n_significant = int((tests["fdr"] < FDR_LEVEL).sum())
     sentence = (
         f"{len(tested):,} interaction × condition-pair comparisons in "
-        f"{tests['dataset'].nunique()} dataset(s), {n_significant} with FDR < {FDR_LEVEL}. "
+        f"{tests['family'].nunique()} FDR famil{'y' if tests['family'].nunique() == 1 else 'ies'}"
+        f", {n_significant} with FDR < {FDR_LEVEL}. {_families_sentence(within)} "
         "Each sample contributes one magnitude per interaction (CellPhoneDB's ligand–receptor "
         "mean; 0 where the pair is below the expression filter); samples are the replicates."
     )
-    columns = ["dataset", "sender", "receiver", "ligand", "receptor", "group_a", "group_b",
+    columns = ["family", "sender", "receiver", "ligand", "receptor", "group_a", "group_b",
                "n_a", "n_b", "effect", "pvalue", "fdr"]  # fmt: skip
     return {
         "sentence": sentence,

@@ -198,6 +198,7 @@ def write_cohort(
     config: dict | None = None,
     versions: dict[str, str] | None = None,
     condition: str = "condition",
+    within: str | None = "dataset",
     seed: int = 0,
     min_size: int = 3,
     min_cells: int = 10,
@@ -211,15 +212,20 @@ def write_cohort(
     ``library`` gives the signatures' up genes (see :func:`up_gene_sets`); without either,
     ``ssgsea.tsv`` has its header only and the page says "not computed". ``communication``
     maps (dataset, sample) to its ``communication.tsv`` (see
-    :func:`~seedsoil.report.cohort_communication.communication_condition_tests`).
+    :func:`~seedsoil.report.cohort_communication.communication_condition_tests`). ``within``
+    (config ``cohort.compare_within``): conditions compared within each dataset, or across the
+    cohort when None.
     """
     from seedsoil.report.cohort import condition_tests, pseudobulk_ssgsea, up_gene_sets
-    from seedsoil.report.cohort_communication import communication_condition_tests
+    from seedsoil.report.cohort_communication import (
+        cell_types_tested,
+        communication_condition_tests,
+    )
     from seedsoil.report.cohort_page import cohort_context
 
     out_dir = Path(out_dir)
     summary = summary.sort_values(["dataset", "sample"], ignore_index=True)
-    tests = condition_tests(summary, condition=condition)
+    tests = condition_tests(summary, condition=condition, within=within)
     gene_sets = up_gene_sets(library)
     ssgsea = None
     if pseudobulk and gene_sets:
@@ -229,7 +235,9 @@ def write_cohort(
     labels = summary[condition] if condition in summary else pd.Series("NA", index=summary.index)
     keys = zip(summary["dataset"].astype(str), summary["sample"].astype(str), strict=True)
     conditions = dict(zip(keys, labels.astype(str), strict=True))
-    communication_tests = communication_condition_tests(communication or {}, conditions)
+    communication_tests = communication_condition_tests(
+        communication or {}, conditions, within=within, cell_types=cell_types_tested(summary)
+    )
     for name, frame in (
         ("communication_tests.tsv", communication_tests),
         ("summary.tsv", summary),
@@ -240,7 +248,7 @@ def write_cohort(
             frame.to_csv(tmp, sep="\t", index=False)
             _readable(tmp)
     context = cohort_context(
-        summary, sample_reports, tests, ssgsea, condition=condition,
+        summary, sample_reports, tests, ssgsea, condition=condition, within=within,
         communication_tests=communication_tests,
     )  # fmt: skip
     context["config_text"] = config_text(config)

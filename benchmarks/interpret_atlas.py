@@ -1,0 +1,195 @@
+"""The interpret job at atlas size: peak memory and time of the workflow's interpretation of one
+sample of a million cells with LIANA's consensus resource (the fast kernel path).
+
+Writes, once, ``cells.h5ad`` as ``split_sample`` writes it (log-normalised CSR ``X``, LZF; the
+AnnData convention's ``obs``; 8 cell-type labels drawn at random) from :mod:`seedsoil.synthetic`,
+with every gene the interpretation reads (``genes_needed``: the consensus resource's and the
+chapter's pair genes and the markers, 1,997) at random positions among filler genes, plus ``scores``/``pvalues``/``fdr.parquet`` of the library's
+signatures (uniform random values: the calls' cost, not their content, matters here). Then a
+fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers,
+the three tables, ``interpret_sample`` with the pairs' genes streamed from the file — and prints
+its wall time and peak RSS (``VmHWM``); ``--step communication`` measures the
+communication step alone (the annotations and ``sample_communication`` with the genes streamed).
+
+    python benchmarks/interpret_atlas.py --cells 1000000 --genes 4000 --nnz-per-cell 314 \\
+        --workdir /scratch/interp [--step communication]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+
+CELL_TYPES = ["T cell", "B cell", "NK cell", "monocyte", "neutrophil", "platelet",
+              "epithelial", "fibroblast"]  # fmt: skip
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (``VmHWM``): unlike ``getrusage``'s ``ru_maxrss``,
+    which keeps the high-water mark of the process before ``exec`` (here the parent that wrote
+    the data), it counts only this program."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def write_sample(folder: Path, n_cells: int, n_genes: int, nnz_per_cell: int, seed: int) -> dict:
+    """``cells.h5ad`` and the three score tables; returns what was written."""
+    from seedsoil.interpret import communication_pairs, genes_needed, load_pairs
+    from seedsoil.signatures import load_library
+    from seedsoil.synthetic import cell_names, write_umi_h5ad
+
+    needed = genes_needed(communication_pairs(load_pairs()))
+    library = load_library([REPO / "resources" / "signatures"])
+    rng = np.random.default_rng(seed)
+    names = [f"FILLER{i:05d}" for i in range(n_genes)]
+    for position, gene in zip(rng.choice(n_genes, len(needed), replace=False), needed, strict=True):
+        names[position] = gene
+    labels = rng.integers(len(CELL_TYPES), size=n_cells)
+    cells = cell_names(n_cells)
+    obs = pd.DataFrame(
+        {
+            "sample": "atlas",
+            "cell_type": pd.Categorical.from_codes(labels, CELL_TYPES),
+            "condition": "NA",
+            "n_counts": rng.integers(1000, 20000, n_cells).astype(np.float32),
+            "n_genes": rng.integers(500, 4000, n_cells).astype(np.int32),
+            "mito_fraction": rng.random(n_cells).astype(np.float32) * 0.1,
+            "qc_pass": True,
+            "qc_reason": "",
+        },
+        index=cells,
+    )
+    start = time.perf_counter()
+    stored = write_umi_h5ad(
+        folder / "cells.h5ad", n_cells, n_genes, nnz_per_cell, seed,
+        var_names=names, obs=obs, compression="lzf",
+    )  # fmt: skip
+    for name, power in (("scores", 1), ("pvalues", 1), ("fdr", 4)):
+        table = pd.DataFrame(
+            rng.random((n_cells, len(library))) ** power, index=cells, columns=list(library)
+        )
+        table.index.name = "cell"
+        table.to_parquet(folder / f"{name}.parquet")
+    return {
+        "cells": n_cells,
+        "genes": n_genes,
+        "stored_values": stored,
+        "needed_genes": len(needed),
+        "signatures": len(library),
+        "written_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def run_job(folder: Path, n_perm: int, threads: int) -> dict:
+    """What workflow/scripts/interpret.py does, in this process; wall time and peak RSS."""
+    import logging
+
+    from seedsoil.cellfile import read_genes
+    from seedsoil.interpret import (
+        communication_pairs,
+        genes_needed,
+        interpret_sample,
+        load_pairs,
+        read_cell_table,
+    )
+    from seedsoil.util import numba_threads
+
+    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
+    start = time.perf_counter()
+    with numba_threads(threads):
+        pairs = communication_pairs(load_pairs(), "consensus", "human")
+        cells = folder / "cells.h5ad"
+        adata = read_genes(cells, genes_needed(pairs, communication=False))
+        tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names) for n in
+                  ("scores", "pvalues", "fdr")]  # fmt: skip
+        read_s = time.perf_counter() - start
+        calls, table, summary = interpret_sample(
+            adata, *tables, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
+            expr_prop=0.1, max_cells=50_000, expression=cells,
+        )  # fmt: skip
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "read_s": round(read_s, 1),
+        "max_rss_mb": peak_rss_mb(),
+        "genes_in_memory": int(adata.n_vars),
+        "communication_rows": len(table),
+        "liana": summary["communication_skipped"].get("liana", "run"),
+    }
+
+
+def run_communication(folder: Path, n_perm: int, threads: int) -> dict:
+    """The communication step alone, as interpret_sample runs it on a labelled sample: the
+    annotations, then the pairs' genes streamed from the file; wall time and peak RSS."""
+    import logging
+
+    from seedsoil.cellfile import read_annotations
+    from seedsoil.interpret import communication_pairs, load_pairs
+    from seedsoil.interpret.liana_methods import sample_communication
+    from seedsoil.util import numba_threads
+
+    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
+    start = time.perf_counter()
+    with numba_threads(threads):
+        pairs = communication_pairs(load_pairs(), "consensus", "human")
+        cells = folder / "cells.h5ad"
+        adata = read_annotations(cells)
+        table, skipped = sample_communication(
+            adata, adata.obs["cell_type"].astype(str), pairs, n_perm=n_perm, random_state=0,
+            min_cells=5, expr_prop=0.1, max_cells=50_000, expression=cells,
+        )  # fmt: skip
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "max_rss_mb": peak_rss_mb(),
+        "communication_rows": len(table),
+        "liana": skipped.get("liana", "run"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=1_000_000)
+    parser.add_argument("--genes", type=int, default=20_000)
+    parser.add_argument("--nnz-per-cell", type=int, default=1570)  # benchmarks/atlas.py's matrix
+    parser.add_argument("--n-perm", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument(
+        "--step", choices=["interpret", "communication"], default="interpret",
+        help="the whole interpret job, or its communication step alone",
+    )  # fmt: skip
+    parser.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:  # the measured process
+        run = run_job if args.step == "interpret" else run_communication
+        print(json.dumps(run(args.workdir, args.n_perm, args.threads)))
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    written = args.workdir / "written.json"
+    if not written.exists():
+        info = write_sample(args.workdir, args.cells, args.genes, args.nnz_per_cell, args.seed)
+        written.write_text(json.dumps(info))
+    print(written.read_text())
+    command = [sys.executable, __file__, "--job", "--workdir", str(args.workdir),
+               "--n-perm", str(args.n_perm), "--threads", str(args.threads),
+               "--step", args.step]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    sys.stderr.write(result.stderr[-4000:])
+    print(result.stdout)
+
+
+if __name__ == "__main__":
+    main()
