@@ -393,7 +393,9 @@ EPITHELIAL_PROGRAMMES = (
 )  # fmt: skip
 
 
-def rank_transplant(donor: np.ndarray, genes: np.ndarray, recipient: np.ndarray) -> np.ndarray:
+def rank_transplant(
+    donor: np.ndarray, genes: np.ndarray, recipient: np.ndarray, scale: float = 1.0
+) -> np.ndarray:
     """Values of a donor cell's ``genes`` on a recipient cell's scale, by rank-matching.
 
     ``donor``: the donor cell's values over its whole panel; ``genes``: indices into it;
@@ -403,7 +405,8 @@ def rank_transplant(donor: np.ndarray, genes: np.ndarray, recipient: np.ndarray)
     values (``numpy.quantile``, ``method="inverted_cdf"``: always one of the recipient's own
     values). The donor's integer counts thus become real full-length values of the recipient,
     keeping where each gene stands in its own cell (EPCAM among the top of a Hydro-Seq cell's
-    reads lands among the top of the Smart-seq2 cell's TPM)."""
+    reads lands among the top of the Smart-seq2 cell's TPM). ``scale < 1`` uses quantile
+    ``scale q`` instead: a dimmer programme (``--dim``)."""
     detected = np.sort(donor[donor > 0])
     pool = np.sort(recipient[recipient > 0])
     out = np.zeros(genes.size)
@@ -413,7 +416,7 @@ def rank_transplant(donor: np.ndarray, genes: np.ndarray, recipient: np.ndarray)
         return out
     below = np.searchsorted(detected, values[hit], side="left")
     tied = np.searchsorted(detected, values[hit], side="right") - below
-    q = (below + 0.5 * tied) / detected.size
+    q = scale * (below + 0.5 * tied) / detected.size
     out[hit] = np.quantile(pool, q, method="inverted_cdf")
     return out
 
@@ -452,7 +455,9 @@ def hydroseq_blood(hydro: ad.AnnData) -> np.ndarray:
     return np.flatnonzero(myeloid & ~epcam)
 
 
-def full_length_cells(oligo: ad.AnnData, hydro: ad.AnnData, library, rng) -> ad.AnnData:
+def full_length_cells(
+    oligo: ad.AnnData, hydro: ad.AnnData, library, rng, scale: float = 1.0
+) -> ad.AnnData:
     """The full-length arm's cells (module docstring): every malignant Smart-seq2 cell with a
     transplanted epithelial programme, a third of them sharing the well with a leukocyte, and
     :data:`FL_REPLICATES` shallower draws of each microglia/macrophage; TPM-like values
@@ -470,11 +475,11 @@ def full_length_cells(oligo: ad.AnnData, hydro: ad.AnnData, library, rng) -> ad.
     leukocytes = np.flatnonzero(labels == FL_LEUKOCYTES)
     values = dense_rows(oligo)
 
-    def transplanted(cell: int, donors: np.ndarray) -> np.ndarray:
+    def transplanted(cell: int, donors: np.ndarray, q: float = 1.0) -> np.ndarray:
         donor = np.asarray(hydro_counts[rng.choice(donors)].todense(), np.float64).ravel()
-        return np.r_[values[cell], rank_transplant(donor, donor_genes, values[cell])]
+        return np.r_[values[cell], rank_transplant(donor, donor_genes, values[cell], q)]
 
-    tumour = np.vstack([transplanted(c, epithelial) for c in malignant])
+    tumour = np.vstack([transplanted(c, epithelial, scale) for c in malignant])
     leuk = np.vstack([transplanted(c, blood) for c in leukocytes])
     tumour_detected = np.median((tumour > 0).sum(axis=1))
     keep = tumour_detected / FL_DEPTH_RATIO / np.median((leuk > 0).sum(axis=1))
@@ -507,14 +512,14 @@ def full_length_cells(oligo: ad.AnnData, hydro: ad.AnnData, library, rng) -> ad.
     return ad.AnnData(sp.csr_matrix(matrix), obs=obs, var=pd.DataFrame(index=genes))
 
 
-def full_length_mixture(workdir: Path, library, rng) -> ad.AnnData:
+def full_length_mixture(workdir: Path, library, rng, scale: float = 1.0) -> ad.AnnData:
     """:func:`full_length_cells` from the built-ins, log-normalised as ingest treats
     ``normalised`` input (``layers["tpm"]`` keeps the TPM-like values)."""
     oligo = ad.read_h5ad(
         fetch_builtin("oligodendroglioma", workdir / BUILTINS["oligodendroglioma"].filename, WHEELS)
     )
     hydro = counts_of("hydroseq_ctc_enriched", workdir, counts="X")
-    cells = full_length_cells(oligo, hydro, library, rng)
+    cells = full_length_cells(oligo, hydro, library, rng, scale)
     cells.layers["tpm"] = cells.X.copy()
     cells.X = log_normalise(cells.X)
     return cells
@@ -559,7 +564,13 @@ def depth_confound(
 
 
 def run_full_length(
-    n_null: int, n_null_ctc: int, seed: int, alpha: float, n_random: int, repeats: int = 10
+    n_null: int,
+    n_null_ctc: int,
+    seed: int,
+    alpha: float,
+    n_random: int,
+    repeats: int = 10,
+    scale: float = 1.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The full-length arm: (per-condition rows as :func:`run`'s, negative control, random
     20-gene sets' AUROC)."""
@@ -569,7 +580,7 @@ def run_full_length(
     library = load_library([REPO / "resources" / "signatures"])
     core = core_marker_groups(library[CTC_SIGNATURE])
     with tempfile.TemporaryDirectory() as tmp:
-        cells = full_length_mixture(Path(tmp), library, rng)
+        cells = full_length_mixture(Path(tmp), library, rng, scale)
     # the leukocyte programmes the workflow would score here (its coverage rule)
     scored = coverage(library, cells.var_names).set_index("signature")["scored"]
     leukocytes = {n: s for n, s in library.items() if n.startswith("IMM_") and scored[n]}
@@ -664,13 +675,20 @@ def main(argv=None) -> None:
         default="droplet",
         help="droplet: Hydro-Seq cells in UMI blood (the grid); full_length: the Smart-seq2 arm",
     )
+    parser.add_argument(
+        "--dim",
+        type=float,
+        default=1.0,
+        help="full_length: transplant the epithelial genes at this fraction of their quantile",
+    )
     args = parser.parse_args(argv)
     global N_NULL_MAX
     N_NULL_MAX = args.n_null_max
     if args.arm == "full_length":
         table, control, confound = run_full_length(
-            args.n_null, args.n_null_ctc, args.seed, args.alpha, args.n_random, args.repeats
-        )
+            args.n_null, args.n_null_ctc, args.seed, args.alpha, args.n_random, args.repeats,
+            args.dim,
+        )  # fmt: skip
         print(summarise_full_length(table).to_markdown(index=False, floatfmt=".3f"))
         print()
         print(control["n_calls"].agg(["count", "sum", "max"]).to_frame().T.to_markdown(index=False))
