@@ -10,7 +10,8 @@ Hydro-Seq sample the family holds its hundreds of real keratin/EPCAM-positive ce
 the case where filtering before BH could let a meaningless programme through. The programme gets the pipeline's default
 1,000 null signatures (p-value floor 1/1001: with fewer, BH could not reach 0.05 at all on these
 few hundred cells and the control would be vacuous); the leukocyte programmes 200. A call needs
-FDR ≤ 0.05 *and* a detected core marker, so any call is a failure.
+FDR ≤ 0.05 *and* a detected core marker, so any call is a failure. The calls are the shipped
+rule's, cells with two core marker groups tested against the blood-background null included.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seedsoil.interpret.ctc import CTC_SIGNATURE, call_ctc, core_marker_groups
+from seedsoil.interpret.ctc import (
+    CTC_SIGNATURE,
+    blood_background_pvalues,
+    call_ctc,
+    core_groups_detected,
+    core_marker_groups,
+    leukocyte_programme,
+)
 from seedsoil.scoring import significance
 from seedsoil.scoring.null import benjamini_hochberg
 from seedsoil.signatures import load_library
@@ -70,10 +78,19 @@ def leukocyte_pvalues(samples, library):
 
 
 def _calls(cells, ctc, leukocyte_p, random_state, core):
+    """The shipped call, the blood-background null of two-marker cells included."""
     ctc_p, _ = significance(cells, {CTC_SIGNATURE: ctc}, n_null=1000, random_state=random_state)
     pvalues = pd.concat([ctc_p, leukocyte_p], axis=1)
     fdr = pvalues.apply(lambda column: benjamini_hochberg(column.to_numpy()))
-    return call_ctc(cells, pvalues, fdr, core=core)
+    background = blood_background_pvalues(
+        cells,
+        ctc,
+        core_groups_detected(cells, core),
+        leukocyte_programme(fdr),
+        n_null=1000,
+        random_state=random_state,
+    )
+    return call_ctc(cells, pvalues, fdr, core=core, background=background)
 
 
 @pytest.mark.parametrize("name", ["hydroseq", "celltypist_sample", "spike-in"])

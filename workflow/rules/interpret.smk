@@ -44,6 +44,7 @@ rule interpret:
         species=lambda wildcards: dataset_row(wildcards).get("species") or "human",
         library=SIGNATURE_PATHS,  # the CTC signature's core markers (seedsoil.interpret.ctc)
         gmt=GMT_PATHS,
+        scoring=config["scoring"],  # n_null, random_state of the CTC call's background null
     script:
         "../scripts/interpret.py"
 

@@ -10,7 +10,7 @@ from seedsoil.interpret import (
     load_pairs,
     read_cell_table,
 )
-from seedsoil.interpret.ctc import library_core
+from seedsoil.interpret.ctc import core_marker_groups, library_signature
 from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
@@ -20,9 +20,12 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         load_pairs(snakemake.input.pairs), communication["resource"], snakemake.params.species
     )
     # the epithelial markers of the CTC call: the scored library's own CTC signature core
-    ctc_core = library_core(
+    ctc_signature = library_signature(
         snakemake.params.library, snakemake.params.gmt, snakemake.params.species
     )
+    ctc_core = core_marker_groups(ctc_signature)
+    scoring = snakemake.params.scoring  # the blood-background null of the CTC call: same nulls
+    ctc_null = {"signature": ctc_signature, **{k: scoring[k] for k in ("n_null", "random_state")}}
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
@@ -44,6 +47,7 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         ),
         ctc_core=ctc_core,
         expression=snakemake.input.cells,
+        ctc_null=ctc_null,
     )
     with atomic_path(snakemake.output.calls) as path:
         write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})

@@ -22,7 +22,15 @@ from seedsoil.errors import InputError
 from seedsoil.interpret.celltypes import assign_cell_types, contrast_genes, shipped_markers
 from seedsoil.interpret.clusters import flag_heterotypic
 from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
-from seedsoil.interpret.ctc import EPITHELIAL_CORE, LEUKOCYTE_MARKER, call_ctc
+from seedsoil.interpret.ctc import (
+    CTC_SIGNATURE,
+    EPITHELIAL_CORE,
+    LEUKOCYTE_MARKER,
+    blood_background_pvalues,
+    call_ctc,
+    core_groups_detected,
+    leukocyte_programme,
+)
 from seedsoil.interpret.liana_methods import sample_communication
 from seedsoil.interpret.resource import communication_pairs
 from seedsoil.interpret.summary import cell_types_used, summarise_interpretation
@@ -147,6 +155,7 @@ def interpret_sample(
     reference_labels: pd.DataFrame | None = None,
     ctc_core=None,
     expression=None,
+    ctc_null: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Interpret one sample.
 
@@ -166,6 +175,12 @@ def interpret_sample(
     ``expression``: the sample's ``cells.h5ad`` when ``X`` lacks the pairs' genes
     (``read_genes(path, genes_needed(pairs, ctc_core, communication=False))``): communication
     then reads them from the file block by block, so its memory does not grow with the cells.
+    ``ctc_null``: ``{"signature": the scored CTC signature (ctc.library_signature), "n_null",
+    "random_state"}`` (the scoring's): the CTC call then tests cells with two core marker
+    groups against the sample's own leukocytes (:func:`~seedsoil.interpret.ctc.
+    blood_background_pvalues`, streamed from ``expression`` when given, else from ``X``, which
+    must then hold every gene); None: every cell against the whole sample (the engine's
+    p-values).
 
     Returns ``(calls, communication, summary)``: ``calls`` indexed by cell with
     :data:`CALL_COLUMNS`; ``communication`` with
@@ -179,7 +194,17 @@ def interpret_sample(
     pairs = _pairs(pairs)
     core_markers, marker_genes = shipped_markers()
 
-    ctc = call_ctc(adata, pvalues, fdr, alpha, core=ctc_core)
+    background = None
+    if ctc_null is not None and ctc_null.get("signature") is not None and CTC_SIGNATURE in pvalues:
+        background = blood_background_pvalues(
+            expression if expression is not None else adata,
+            ctc_null["signature"],
+            core_groups_detected(adata, ctc_core or EPITHELIAL_CORE),
+            leukocyte_programme(fdr, alpha),
+            n_null=ctc_null["n_null"],
+            random_state=ctc_null["random_state"],
+        )
+    ctc = call_ctc(adata, pvalues, fdr, alpha, core=ctc_core, background=background)
     calls = pd.concat(
         [
             assign_cell_types(
