@@ -31,6 +31,7 @@ from seedsoil.interpret.celltypes import (
     robust_z,
     shared_strings,
     shipped_markers,
+    smoothed_at_most,
     softmax,
 )
 from seedsoil.interpret.ctc import detected_genes
@@ -88,6 +89,8 @@ def test_neighbourhood_means_posterior_and_near_detection_do_not_depend_on_the_b
     np.testing.assert_array_equal(softmax(evidence), one_block[1])
     np.testing.assert_array_equal(softmax(evidence), _softmax_whole_array(evidence))
     np.testing.assert_array_equal(near_detection(detected, neighbours), one_block[2])
+    smoothed = (values + neighbourhood_mean(values, neighbours)) / 2.0 <= 0.5
+    np.testing.assert_array_equal(smoothed_at_most(values, neighbours, 0.5), smoothed)
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 6, 9, 14, 15])

@@ -178,6 +178,25 @@ def neighbourhood_mean(values: np.ndarray, neighbours: np.ndarray) -> np.ndarray
     return out
 
 
+def smoothed_at_most(values: np.ndarray, neighbours: np.ndarray, limit: float) -> np.ndarray:
+    """``(values + neighbourhood_mean(values)) / 2 <= limit`` (cells × m booleans), block by
+    block with the same operations per value: no cells × m floating-point array is kept."""
+    out = np.empty(values.shape, dtype=bool)
+    k = neighbours.shape[1]
+    for start in range(0, values.shape[0], BLOCK_CELLS):
+        rows = neighbours[start : start + BLOCK_CELLS]
+        own = values[start : start + rows.shape[0]]
+        if k == 0:
+            mean = own.copy()
+        else:
+            mean = np.zeros(own.shape, dtype=np.float64)
+            for column in rows.T:  # the neighbours summed in order, as neighbourhood_mean
+                mean += values[column]
+            mean /= k
+        out[start : start + rows.shape[0]] = (own + mean) / 2.0 <= limit
+    return out
+
+
 def near_detection(detected: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """Per cell and column of ``detected`` (cells × m booleans): true when at least a third of
     the cell's neighbours are true — ``neighbourhood_mean(detected) >= 1/3`` counted in
@@ -220,7 +239,9 @@ def softmax(evidence: np.ndarray) -> np.ndarray:
     """Row-wise softmax ``exp(e_t) / Σ_u exp(e_u)``; ``−inf`` entries get probability 0 and a row
     of only ``−inf`` gets zeros."""
     evidence = np.asarray(evidence)
-    out = np.zeros(evidence.shape, dtype=np.result_type(evidence.dtype, np.float64))
+    # the layout of ``evidence`` (as the whole-array expression gave): row sums of the
+    # posterior downstream then add in the same order
+    out = np.zeros_like(evidence, dtype=np.result_type(evidence.dtype, np.float64))
     for start in range(0, evidence.shape[0], BLOCK_CELLS):  # rows are independent
         block = evidence[start : start + BLOCK_CELLS]
         finite = np.isfinite(block)
@@ -394,8 +415,7 @@ def assign_cell_types(
 
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
     significance = np.nan_to_num(significance, nan=1.0)
-    smoothed_p = (significance + neighbourhood_mean(significance, neighbours)) / 2.0
-    supported = smoothed_p <= max_pvalue
+    supported = smoothed_at_most(significance, neighbours, max_pvalue)
 
     core_markers = core_markers or {}
     columns = (
@@ -455,6 +475,8 @@ def assign_cell_types(
     evidence[blocked] = -np.inf
 
     posterior = softmax(evidence)
+    admissible = np.isfinite(evidence).any(axis=1)  # some type is admissible
+    del evidence  # a cells × types array fewer while the calls are made
     best = np.argmax(posterior, axis=1)
     # Evidence (p-value) is judged on the score-based call: a sibling contrast only refines the
     # subtype within a lineage whose programme the cell already carries.
@@ -486,12 +508,13 @@ def assign_cell_types(
     # Marker evidence: with no type of its lineage beating the matched null, a cell that itself
     # detects the called type's core markers (core rule met) still shows the type.
     marker_only = ~supported_call & ~lineage_only & shown[rows, best] if marker_evidence else False
-    lineage_confidence = np.where(same_lineage, posterior, 0.0).sum(axis=1)
+    lineage_confidence = np.empty(n_cells)
+    for start in range(0, n_cells, BLOCK_CELLS):  # rows are independent
+        block = slice(start, start + BLOCK_CELLS)
+        lineage_confidence[block] = np.where(same_lineage[block], posterior[block], 0.0).sum(axis=1)
     confidence = np.where(lineage_only, lineage_confidence, confidence)
     assigned = (
-        np.isfinite(evidence).any(axis=1)
-        & (supported_call | lineage_only | marker_only)
-        & (confidence >= min_confidence)
+        admissible & (supported_call | lineage_only | marker_only) & (confidence >= min_confidence)
     )
     # The labels as codes into [types, lineages, unassigned]: a million cells share a few
     # string objects instead of holding one each
