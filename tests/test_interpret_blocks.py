@@ -88,6 +88,8 @@ def test_neighbourhood_means_posterior_and_near_detection_do_not_depend_on_the_b
     np.testing.assert_array_equal(neighbourhood_mean(values, neighbours), one_block[0])
     np.testing.assert_array_equal(softmax(evidence), one_block[1])
     np.testing.assert_array_equal(softmax(evidence), _softmax_whole_array(evidence))
+    in_place = evidence.copy()
+    np.testing.assert_array_equal(softmax(in_place, out=in_place), one_block[1])
     np.testing.assert_array_equal(near_detection(detected, neighbours), one_block[2])
     smoothed = (values + neighbourhood_mean(values, neighbours)) / 2.0 <= 0.5
     np.testing.assert_array_equal(smoothed_at_most(values, neighbours, 0.5), smoothed)

@@ -235,20 +235,24 @@ def evidence_scale(values: np.ndarray) -> float:
     return float(np.median(positive)) if positive.size else 1.0
 
 
-def softmax(evidence: np.ndarray) -> np.ndarray:
+def softmax(evidence: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Row-wise softmax ``exp(e_t) / Σ_u exp(e_u)``; ``−inf`` entries get probability 0 and a row
-    of only ``−inf`` gets zeros."""
+    of only ``−inf`` gets zeros. ``out`` (may be ``evidence`` itself, float64): where to write it,
+    block by block of rows (each block is read before it is written)."""
     evidence = np.asarray(evidence)
-    # the layout of ``evidence`` (as the whole-array expression gave): row sums of the
-    # posterior downstream then add in the same order
-    out = np.zeros_like(evidence, dtype=np.result_type(evidence.dtype, np.float64))
+    if out is None:
+        # the layout of ``evidence`` (as the whole-array expression gave): row sums of the
+        # posterior downstream then add in the same order
+        out = np.zeros_like(evidence, dtype=np.result_type(evidence.dtype, np.float64))
     for start in range(0, evidence.shape[0], BLOCK_CELLS):  # rows are independent
         block = evidence[start : start + BLOCK_CELLS]
         finite = np.isfinite(block)
         top = np.where(finite.any(axis=1), np.max(np.where(finite, block, -np.inf), axis=1), 0.0)
         weights = np.where(finite, np.exp(np.where(finite, block, 0.0) - top[:, None]), 0.0)
         total = weights.sum(axis=1, keepdims=True)
-        np.divide(weights, total, out=out[start : start + block.shape[0]], where=total > 0)
+        rows = out[start : start + block.shape[0]]
+        rows[...] = 0.0
+        np.divide(weights, total, out=rows, where=total > 0)
     return out
 
 
@@ -474,9 +478,10 @@ def assign_cell_types(
         blocked = lineage_admissible(blocked, gated, types)
     evidence[blocked] = -np.inf
 
-    posterior = softmax(evidence)
     admissible = np.isfinite(evidence).any(axis=1)  # some type is admissible
-    del evidence  # a cells × types array fewer while the calls are made
+    # written over the evidence, which nothing reads after: a cells × types array fewer
+    posterior = softmax(evidence, out=evidence)
+    del evidence
     best = np.argmax(posterior, axis=1)
     # Evidence (p-value) is judged on the score-based call: a sibling contrast only refines the
     # subtype within a lineage whose programme the cell already carries.
