@@ -416,6 +416,7 @@ def assign_cell_types(
         evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / scale
     else:
         evidence = values / scale
+    del values  # the call's score is read from ``scores`` at the end: a cells × types array fewer
 
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
     significance = np.nan_to_num(significance, nan=1.0)
@@ -474,6 +475,10 @@ def assign_cell_types(
         gated[k] = True
         shown[:, k] = ~inadmissible & own[:, k]
     types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
+    dominant = (
+        own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
+    )
+    del significance  # read for the last time: a cells × types array fewer at the posterior
     if lineage_gate:
         blocked = lineage_admissible(blocked, gated, types)
     evidence[blocked] = -np.inf
@@ -490,9 +495,6 @@ def assign_cell_types(
         best = apply_sibling_contrasts(
             best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
         )
-    dominant = (
-        own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
-    )
     rows = np.arange(n_cells)
     replaced = best
     best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
@@ -536,11 +538,22 @@ def assign_cell_types(
             clusters, called, best, confidence, posterior, types, lineage
         )
     out["cell_type_assigned"] = shared_strings(called)
-    out["assignment_score"] = np.where(assigned, values[rows, best], np.nan)
+    out["assignment_score"] = np.where(assigned, called_scores(scores, used, best), np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(
         assigned, best, used, core_detected, marker_genes or {}, columns
     )
+    return out
+
+
+def called_scores(scores: pd.DataFrame, used: Sequence[str], best: np.ndarray) -> np.ndarray:
+    """Per cell, ``scores[used[best]]`` with NaN as 0 (the values the evidence was made from),
+    read a signature's column at a time rather than from a cells × types copy."""
+    out = np.zeros(len(best), dtype=np.float64)
+    for k, signature in enumerate(used):
+        cells = best == k
+        if cells.any():
+            out[cells] = np.nan_to_num(scores[signature].to_numpy(dtype=np.float64)[cells])
     return out
 
 
