@@ -7,9 +7,13 @@ with every gene the interpretation reads (``genes_needed``: the consensus resour
 chapter's pair genes and the markers, 1,997) at random positions among filler genes, plus ``scores``/``pvalues``/``fdr.parquet`` of the library's
 signatures (uniform random values: the calls' cost, not their content, matters here). Then a
 fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers,
-the three tables, ``interpret_sample`` with the pairs' genes streamed from the file — and prints
+the three tables (the signatures read), ``interpret_cells``, the tables dropped,
+``interpret_communication`` with the pairs' genes streamed from the file — and prints
 its wall time and peak RSS (``VmHWM``); ``--step communication`` measures the
 communication step alone (the annotations and ``sample_communication`` with the genes streamed).
+The interpret job also writes its three outputs as the rule does, and ``--stages`` prints each
+stage's wall time and peak RSS (:class:`StageProfile`: the functions ``interpret_sample`` calls,
+and the cell-type steps inside ``assign_cell_types``, wrapped in this process only).
 
     python benchmarks/interpret_atlas.py --cells 1000000 --genes 4000 --nnz-per-cell 314 \\
         --workdir /scratch/interp [--step communication]
@@ -18,6 +22,7 @@ communication step alone (the annotations and ``sample_communication`` with the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -43,6 +48,97 @@ def peak_rss_mb() -> int:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def current_hwm_mb() -> float:
+    """``VmHWM`` of this process in MB (0 where ``/proc`` is unavailable)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def reset_hwm() -> None:
+    """Reset this process's ``VmHWM`` to its current RSS (``/proc/self/clear_refs`` ``5``, Linux
+    ≥ 4.0), so that the next reading is the peak of what runs in between."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+class StageProfile:
+    """Wall time and peak RSS per named stage, stages nested as the calls are.
+
+    A stage's peak is the largest ``VmHWM`` seen while it ran, children included: entering a
+    stage folds the running peak into every open stage and resets the mark; leaving one folds
+    its peak into its parents. Stages of the same name add their time and keep the largest peak.
+    """
+
+    def __init__(self) -> None:
+        self.open: list[list] = []  # [name, start, peak]
+        self.totals: dict[str, dict] = {}
+        self.peak = 0.0  # the largest VmHWM seen before any reset: the process's own peak
+
+    def _fold(self) -> None:
+        hwm = current_hwm_mb()
+        self.peak = max(self.peak, hwm)
+        for frame in self.open:
+            frame[2] = max(frame[2], hwm)
+
+    def wrap(self, module, attribute: str, name: str) -> None:
+        """Replace ``module.attribute`` by a timed copy (nothing when it is absent)."""
+        import functools
+
+        function = getattr(module, attribute, None)
+        if function is None:
+            return
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            self._fold()
+            reset_hwm()
+            self.open.append([name, time.perf_counter(), current_hwm_mb()])
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._fold()
+                _, start, peak = self.open.pop()
+                for frame in self.open:
+                    frame[2] = max(frame[2], peak)
+                total = self.totals.setdefault(
+                    name, {"s": 0.0, "calls": 0, "peak_mb": 0, "depth": len(self.open)}
+                )
+                total["s"] += time.perf_counter() - start
+                total["calls"] += 1
+                total["peak_mb"] = max(total["peak_mb"], round(peak))
+
+        setattr(module, attribute, timed)
+
+    def report(self) -> dict:
+        return {
+            ("  " * t["depth"]) + name: {**t, "s": round(t["s"], 2)}
+            for name, t in self.totals.items()
+        }
+
+
+#: (module, function, stage) wrapped by ``--stages``, outer stages first.
+STAGES = [
+    ("seedsoil.interpret", "call_ctc", "ctc calls"),
+    ("seedsoil.interpret.celltypes", "robust_z", "robust z (embedding)"),
+    ("seedsoil.interpret", "assign_cell_types", "cell types"),
+    ("seedsoil.interpret.celltypes", "neighbour_index", "kNN graph"),
+    ("seedsoil.interpret.celltypes", "neighbourhood_mean", "neighbourhood means"),
+    ("seedsoil.interpret.celltypes", "_expression_columns", "marker columns"),
+    ("seedsoil.interpret.celltypes", "softmax", "posterior"),
+    ("seedsoil.interpret.celltypes", "apply_sibling_contrasts", "sibling contrasts"),
+    ("seedsoil.interpret.celltypes", "_markers", "assignment markers"),
+    ("seedsoil.interpret", "flag_heterotypic", "heterotypic flags"),
+    ("seedsoil.interpret", "summarise_interpretation", "summary (cells)"),
+    ("seedsoil.interpret", "cell_types_used", "groups"),
+    ("seedsoil.interpret", "sample_communication", "communication"),
+]
 
 
 def write_sample(folder: Path, n_cells: int, n_genes: int, nnz_per_cell: int, seed: int) -> dict:
@@ -93,37 +189,80 @@ def write_sample(folder: Path, n_cells: int, n_genes: int, nnz_per_cell: int, se
     }
 
 
-def run_job(folder: Path, n_perm: int, threads: int) -> dict:
-    """What workflow/scripts/interpret.py does, in this process; wall time and peak RSS."""
+def random_neighbours(embedding: np.ndarray, n_neighbors: int = 15) -> np.ndarray:
+    """A stand-in for ``neighbour_index`` (``--random-neighbours``): ``n_neighbors`` seeded
+    random other cells per cell, in the same int32 form, at the cost of drawing them. Measures
+    everything but the exact neighbour search, whose cost is quadratic in the cells."""
+    n = embedding.shape[0]
+    k = min(n_neighbors, n - 1)
+    draw = np.random.default_rng(0).integers(0, n - 1, size=(n, k), dtype=np.int64)
+    draw += draw >= np.arange(n)[:, None]  # never the cell itself
+    return draw.astype(np.int32)
+
+
+def run_job(
+    folder: Path, n_perm: int, threads: int, stages: bool = False, stub_knn: bool = False
+) -> dict:
+    """What workflow/scripts/interpret.py does, in this process; wall time and peak RSS, and
+    with ``stages`` each stage's (:data:`STAGES`); ``stub_knn``: :func:`random_neighbours`
+    in place of the exact neighbour search."""
+    import importlib
     import logging
 
     from seedsoil.cellfile import read_genes
     from seedsoil.interpret import (
         communication_pairs,
         genes_needed,
-        interpret_sample,
+        interpret_cells,
+        interpret_communication,
         load_pairs,
         read_cell_table,
     )
-    from seedsoil.util import numba_threads
+    from seedsoil.util import numba_threads, write_cell_table
 
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
+    profile = StageProfile()
+    if stub_knn:
+        importlib.import_module("seedsoil.interpret.celltypes").neighbour_index = random_neighbours
+    if stages:
+        import seedsoil.interpret  # noqa: F401  (the package the wrapped modules belong to)
+
+        for module, function, name in STAGES:
+            profile.wrap(importlib.import_module(module), function, name)
+        interpret = importlib.import_module("seedsoil.interpret")
+        profile.wrap(interpret, "interpret_cells", "per-cell calls")
+        profile.wrap(interpret, "interpret_communication", "communication and summary")
+        interpret_cells = interpret.interpret_cells  # noqa: F811  (the timed copies)
+        interpret_communication = interpret.interpret_communication  # noqa: F811
     start = time.perf_counter()
     with numba_threads(threads):
         pairs = communication_pairs(load_pairs(), "consensus", "human")
         cells = folder / "cells.h5ad"
         adata = read_genes(cells, genes_needed(pairs, communication=False))
-        tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names) for n in
-                  ("scores", "pvalues", "fdr")]  # fmt: skip
+        tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names, signatures=True)
+                  for n in ("scores", "pvalues", "fdr")]  # fmt: skip
         read_s = time.perf_counter() - start
-        calls, table, summary = interpret_sample(
-            adata, *tables, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
+        read_mb = current_hwm_mb()
+        calls, summary = interpret_cells(adata, *tables)
+        del tables  # as workflow/scripts/interpret.py: communication does not read them
+        table, summary = interpret_communication(
+            adata, calls, summary, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
             expr_prop=0.1, max_cells=50_000, expression=cells,
         )  # fmt: skip
+        written = time.perf_counter()
+        out = folder / "out"
+        out.mkdir(exist_ok=True)
+        write_cell_table(calls, out / "calls.parquet", {"alpha": 0.05, "n_perm": n_perm})
+        table.to_csv(out / "communication.tsv", sep="\t", index=False)
+        (out / "interpretation.json").write_text(json.dumps(summary, indent=2, default=str))
+        write_s = time.perf_counter() - written
     return {
         "wall_s": round(time.perf_counter() - start, 1),
         "read_s": round(read_s, 1),
-        "max_rss_mb": peak_rss_mb(),
+        "write_s": round(write_s, 1),
+        # resetting VmHWM per stage loses the earlier peaks: the profile kept them
+        "max_rss_mb": max(peak_rss_mb(), round(profile.peak)),
+        **({"read_peak_mb": round(read_mb), "stages": profile.report()} if stages else {}),
         "genes_in_memory": int(adata.n_vars),
         "communication_rows": len(table),
         "liana": summary["communication_skipped"].get("liana", "run"),
@@ -171,11 +310,25 @@ def main() -> None:
         "--step", choices=["interpret", "communication"], default="interpret",
         help="the whole interpret job, or its communication step alone",
     )  # fmt: skip
+    parser.add_argument(
+        "--stages", action="store_true",
+        help="print each stage's wall time and peak RSS (the job's own peak is then the largest)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--random-neighbours", action="store_true",
+        help="seeded random neighbours instead of the exact kNN search (whose cost is quadratic "
+             "in the cells): times everything else at atlas size; the calls then differ",
+    )  # fmt: skip
     parser.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:  # the measured process
-        run = run_job if args.step == "interpret" else run_communication
-        print(json.dumps(run(args.workdir, args.n_perm, args.threads)))
+        if args.step == "interpret":
+            result = run_job(
+                args.workdir, args.n_perm, args.threads, args.stages, args.random_neighbours
+            )
+        else:
+            result = run_communication(args.workdir, args.n_perm, args.threads)
+        print(json.dumps(result, indent=1))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     written = args.workdir / "written.json"
@@ -185,7 +338,8 @@ def main() -> None:
     print(written.read_text())
     command = [sys.executable, __file__, "--job", "--workdir", str(args.workdir),
                "--n-perm", str(args.n_perm), "--threads", str(args.threads),
-               "--step", args.step]  # fmt: skip
+               "--step", args.step, *(["--stages"] if args.stages else []),
+               *(["--random-neighbours"] if args.random_neighbours else [])]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     sys.stderr.write(result.stderr[-4000:])
     print(result.stdout)

@@ -234,12 +234,17 @@ def tables_mem_mb(wildcards, attempt):
 
 
 def interpret_mem_mb(wildcards, input, attempt):
-    """tables_mem_mb plus the marker genes held as CSR (8 B per stored value; the resource's
-    genes are streamed, seedsoil.interpret.communication): 0.6-4.4 % of a cells.h5ad's stored
-    values on the demo's five data sets (the resource's 5-15 %), so <= ~0.06 x the file's MB,
-    counted twice for read_genes' concatenation."""
-    return tables_mem_mb(wildcards, attempt) + math.ceil(
-        0.12 * input_size_mb([input.cells]) * attempt
+    """tables_mem_mb, plus ~1 KB per cell for the cell-type step's cells x types arrays (scores,
+    p-values, posterior in float64, the neighbour graph, the marker flags), plus the marker genes
+    held as CSR (8 B per stored value; the resource's genes are streamed,
+    seedsoil.interpret.communication): 0.6-4.4 % of a cells.h5ad's stored values on the demo's
+    five data sets (the resource's 5-15 %), so <= ~0.06 x the file's MB, counted twice for
+    read_genes' concatenation. benchmarks/interpret_atlas.py at 1,000,000 cells: declared
+    3,628 MB, measured peak 2.9 GB (docs/cluster.md)."""
+    return (
+        tables_mem_mb(wildcards, attempt)
+        + math.ceil(n_cells(wildcards) / 1024 * attempt)
+        + math.ceil(0.12 * input_size_mb([input.cells]) * attempt)
     )
 
 

@@ -35,7 +35,7 @@ rule interpret:
     threads: 2  # the communication test's permutations run in parallel
     resources:
         attempt=attempt_number,
-        # annotations, the resource genes' columns and the tables (seedsoil.cellfile.read_genes)
+        # annotations, marker genes, the tables and the cell-type arrays (common.smk)
         mem_mb=interpret_mem_mb,
         runtime=runtime_from_cells(10, 1),
     params:

@@ -6,7 +6,8 @@ from seedsoil.cellfile import read_genes
 from seedsoil.interpret import (
     communication_pairs,
     genes_needed,
-    interpret_sample,
+    interpret_cells,
+    interpret_communication,
     load_pairs,
     read_cell_table,
 )
@@ -29,17 +30,15 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
-    tables = (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
-    calls, communication, summary = interpret_sample(
+    # only the signatures interpretation reads: a third of each table less at atlas size
+    tables = [
+        read_cell_table(path, adata.obs_names, signatures=True)
+        for path in (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
+    ]
+    calls, summary = interpret_cells(
         adata,
-        *(read_cell_table(path, adata.obs_names) for path in tables),
-        pairs=pairs,
+        *tables,
         alpha=options["alpha"],
-        n_perm=options["n_perm"],
-        random_state=options["random_state"],
-        min_cells=options["min_cells"],
-        expr_prop=communication["expr_prop"],
-        max_cells=communication["max_cells"],
         reference_labels=(
             pd.read_parquet(snakemake.input.reference_labels)
             if snakemake.input.get("reference_labels")
@@ -49,9 +48,22 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         expression=snakemake.input.cells,
         ctc_null=ctc_null,
     )
+    del tables  # communication does not read them: their memory goes to its streaming
+    table, summary = interpret_communication(
+        adata,
+        calls,
+        summary,
+        pairs=pairs,
+        n_perm=options["n_perm"],
+        random_state=options["random_state"],
+        min_cells=options["min_cells"],
+        expr_prop=communication["expr_prop"],
+        max_cells=communication["max_cells"],
+        expression=snakemake.input.cells,
+    )
     with atomic_path(snakemake.output.calls) as path:
         write_cell_table(calls, path, {k: options[k] for k in ("alpha", "n_perm", "random_state")})
     with atomic_path(snakemake.output.communication) as path:
-        communication.to_csv(path, sep="\t", index=False)
+        table.to_csv(path, sep="\t", index=False)
     with atomic_path(snakemake.output.summary) as path:
         path.write_text(json.dumps(summary, indent=2, default=str))

@@ -19,11 +19,19 @@ import numpy as np
 import pandas as pd
 
 from seedsoil.errors import InputError
-from seedsoil.interpret.celltypes import assign_cell_types, contrast_genes, shipped_markers
-from seedsoil.interpret.clusters import flag_heterotypic
+from seedsoil.interpret.celltypes import (
+    CELL_TYPE_SIGNATURES,
+    assign_cell_types,
+    contrast_genes,
+    shipped_markers,
+)
+from seedsoil.interpret.clusters import PARTNERS, TUMOUR_SIGNATURES, flag_heterotypic
 from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
 from seedsoil.interpret.ctc import (
     CTC_SIGNATURE,
+    EMT_EPITHELIAL,
+    EMT_MESENCHYMAL,
+    EMT_SIGNATURE,
     EPITHELIAL_CORE,
     LEUKOCYTE_MARKER,
     blood_background_pvalues,
@@ -33,15 +41,24 @@ from seedsoil.interpret.ctc import (
 )
 from seedsoil.interpret.liana_methods import sample_communication
 from seedsoil.interpret.resource import communication_pairs
-from seedsoil.interpret.summary import cell_types_used, summarise_interpretation
+from seedsoil.interpret.summary import (
+    EXOSOME_SIGNATURES,
+    NET_SIGNATURE,
+    cell_types_used,
+    communication_summary,
+    summarise_interpretation,
+)
 
 __all__ = [
     "CALL_COLUMNS",
     "communication_pairs",
     "genes_needed",
+    "interpret_cells",
+    "interpret_communication",
     "interpret_sample",
     "load_pairs",
     "read_cell_table",
+    "signatures_read",
     "summarise_interpretation",
 ]
 
@@ -75,15 +92,33 @@ def genes_needed(
     return sorted({LEUKOCYTE_MARKER, *core, *pair_genes(pairs), *markers, *contrast_genes()})
 
 
+def signatures_read(columns) -> list[str]:
+    """The signatures of ``columns`` (in their order) whose scores, p-values or FDRs
+    :func:`interpret_sample` reads: the cell-type signatures (:data:`CELL_TYPE_SIGNATURES`),
+    every immune ``IMM_*`` one (leukocyte evidence and cluster partners), the CTC, EMT and
+    tumour signatures, NET formation and the exosome ones. Reading only these columns of the
+    three tables gives the same interpretation as the whole tables (the rest — niche and other
+    programmes — are for the report), with a third less memory on the shipped library."""
+    read = {
+        *CELL_TYPE_SIGNATURES, *TUMOUR_SIGNATURES, *PARTNERS, CTC_SIGNATURE, EMT_SIGNATURE,
+        EMT_EPITHELIAL, EMT_MESENCHYMAL, NET_SIGNATURE, *EXOSOME_SIGNATURES,
+    }  # fmt: skip
+    return [c for c in columns if c in read or str(c).startswith("IMM_")]
+
+
 def _pairs(pairs) -> pd.DataFrame:
     if isinstance(pairs, pd.DataFrame):
         return pairs
     return communication_pairs(load_pairs()) if pairs is None else load_pairs(pairs)
 
 
-def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
+def read_cell_table(
+    path: str | Path, obs_names: pd.Index, *, signatures: bool = False
+) -> pd.DataFrame:
     """A cells × signatures table (``scores``/``pvalues``/``fdr.parquet``) as ``pd.read_parquet``
     gives it, indexed by ``obs_names`` itself when it holds exactly those cells in that order.
+    ``signatures=True``: only the columns :func:`interpret_sample` reads
+    (:func:`signatures_read`).
 
     That usual case is read one column at a time into one float64 array, sharing the cell index
     with the AnnData: at a million cells this saves a copy of the table in Arrow memory and a
@@ -98,6 +133,8 @@ def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
     schema = file.schema_arrow
     index_columns = (schema.pandas_metadata or {}).get("index_columns", [])
     columns = [name for name in schema.names if name not in index_columns]
+    if signatures:
+        columns = signatures_read(columns)
     fast = (
         len(index_columns) == 1
         and isinstance(index_columns[0], str)
@@ -113,7 +150,8 @@ def read_cell_table(path: str | Path, obs_names: pd.Index) -> pd.DataFrame:
         else:
             fast = stored.equals(pa.chunked_array([expected]))
     if not fast:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
+        return table[signatures_read(table.columns)] if signatures else table
     values = np.empty((len(obs_names), len(columns)), dtype=np.float64)
     for k, name in enumerate(columns):
         values[:, k] = file.read(columns=[name]).column(0).to_numpy()
@@ -157,13 +195,13 @@ def interpret_sample(
     expression=None,
     ctc_null: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Interpret one sample.
+    """Interpret one sample: :func:`interpret_cells` then :func:`interpret_communication`.
 
     ``adata`` follows the AnnData convention (log-normalised ``X``, ``obs["cell_type"]``,
     ``obs["n_counts"]``/``obs["n_genes"]``); ``X`` needs only the columns of
     :func:`genes_needed` (``seedsoil.cellfile.read_genes(path, genes_needed(pairs))``) and
     the results are the same as with every gene. ``scores``/``pvalues``/``fdr`` are cells × signatures
-    from the engine (same columns). ``pairs`` is a table (:func:`communication_pairs` or
+    from the engine (same columns; :func:`signatures_read` of them suffice). ``pairs`` is a table (:func:`communication_pairs` or
     :func:`load_pairs`) or a path to a chapter-style one (default: LIANA's consensus resource
     plus the chapter's pairs). Communication groups are the dataset's labels when it has any,
     else the assigned types; ``expr_prop`` and ``max_cells`` as in
@@ -188,10 +226,35 @@ def interpret_sample(
     :data:`seedsoil.interpret.liana_methods.LIANA_COLUMNS`; ``summary`` a JSON-ready dict
     (:func:`summarise_interpretation`).
     """
+    calls, summary = interpret_cells(
+        adata, scores, pvalues, fdr, alpha=alpha, reference_labels=reference_labels,
+        ctc_core=ctc_core, expression=expression, ctc_null=ctc_null,
+    )  # fmt: skip
+    return (calls, *interpret_communication(
+        adata, calls, summary, pairs=pairs, n_perm=n_perm, random_state=random_state,
+        min_cells=min_cells, expr_prop=expr_prop, max_cells=max_cells, expression=expression,
+    ))  # fmt: skip
+
+
+def interpret_cells(
+    adata,
+    scores: pd.DataFrame,
+    pvalues: pd.DataFrame,
+    fdr: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    reference_labels: pd.DataFrame | None = None,
+    ctc_core=None,
+    expression=None,
+    ctc_null: dict | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The per-cell part of :func:`interpret_sample` (arguments as there): ``(calls, summary)``
+    with the summary's communication keys still empty (:func:`interpret_communication` fills
+    them). The only step that reads the cells × signatures tables: a caller may drop them
+    before communication, which at a million cells frees ~0.6 GB for its streaming."""
     scores = _aligned(scores, "scores", adata, None)
     pvalues = _aligned(pvalues, "pvalues", adata, scores.columns)
     fdr = _aligned(fdr, "fdr", adata, scores.columns)
-    pairs = _pairs(pairs)
     core_markers, marker_genes = shipped_markers()
 
     background = None
@@ -229,14 +292,32 @@ def interpret_sample(
         calls["cell_type_reference"] = ""
         calls["reference_confidence"] = np.nan
     calls = calls[CALL_COLUMNS]
+    summary = summarise_interpretation(calls, None, scores, adata, fdr=fdr, alpha=alpha)
+    return calls, summary
+
+
+def interpret_communication(
+    adata,
+    calls: pd.DataFrame,
+    summary: dict,
+    *,
+    pairs: pd.DataFrame | str | Path | None = None,
+    n_perm: int = 1000,
+    random_state: int = 0,
+    min_cells: int = 5,
+    expr_prop: float = EXPR_PROP,
+    max_cells: int = MAX_CELLS,
+    expression=None,
+) -> tuple[pd.DataFrame, dict]:
+    """The communication part of :func:`interpret_sample` on the ``calls`` and ``summary`` of
+    :func:`interpret_cells` (arguments as there): ``(communication, summary)``, the summary
+    with its communication keys and the run's settings."""
     groups, _ = cell_types_used(calls, adata)
     communication, skipped = sample_communication(
-        adata, groups, pairs, n_perm=n_perm, random_state=random_state, min_cells=min_cells,
-        expr_prop=expr_prop, max_cells=max_cells, expression=expression,
+        adata, groups, _pairs(pairs), n_perm=n_perm, random_state=random_state,
+        min_cells=min_cells, expr_prop=expr_prop, max_cells=max_cells, expression=expression,
     )  # fmt: skip
-    summary = summarise_interpretation(
-        calls, communication, scores, adata, fdr=fdr, alpha=alpha, skipped=skipped
-    )
+    summary = {**summary, **communication_summary(communication, skipped)}
     summary.update({"n_perm": n_perm, "random_state": random_state, "min_cells": min_cells})
     summary.update({"expr_prop": expr_prop, "max_cells": max_cells})
-    return calls, communication, summary
+    return communication, summary

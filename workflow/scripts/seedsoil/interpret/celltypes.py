@@ -71,6 +71,13 @@ ASSIGNMENT_COLUMNS = [
 N_NEIGHBORS = 15
 #: Most markers listed per call in ``assignment_markers``.
 MAX_MARKERS = 5
+#: Cells per block of the row-wise steps (neighbourhood means, posterior): their temporaries are
+#: block × types rather than cells × types (a few MB instead of hundreds at a million cells).
+#: Every row is computed by the same operations as in one block, so results do not depend on it.
+BLOCK_CELLS = 65_536
+#: Working memory (MB) of scikit-learn's chunked neighbour search (its default, 1,024 MB, let
+#: the distance chunks alone reach a gigabyte); chunking does not change the neighbours.
+KNN_WORKING_MEMORY_MB = 128
 
 #: Sibling contrasts within a lineage: ``(types_a, genes_a, types_b, genes_b, b_needs_genes)``.
 #: Sibling types share most of their signature genes (B and plasma cells the immunoglobulin
@@ -116,11 +123,25 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     deviation of a normal); a column with MAD 0 uses its standard deviation, and a constant
     column gives zeros. Standardising within the sample puts signatures of different length and
     gene detection on one scale (as Seurat's module scores are compared after scaling)."""
+    # Column by column and in place: the same operations per value as on the whole array, with
+    # one cells × signatures result instead of five temporaries of that size.
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(values)
     median = np.median(values, axis=0)
-    scale = 1.4826 * np.median(np.abs(values - median), axis=0)
-    spread = values.std(axis=0)
-    scale = np.where(scale > 0, scale, spread)
-    return np.where(scale > 0, (values - median) / np.where(scale > 0, scale, 1.0), 0.0)
+    scale = np.empty(values.shape[1])
+    for j in range(values.shape[1]):
+        np.subtract(values[:, j], median[j], out=out[:, j])
+        scale[j] = 1.4826 * np.median(np.abs(out[:, j]))
+    flat = np.flatnonzero(~(scale > 0))
+    if flat.size:  # the standard deviation where the MAD is 0; computed on the whole array,
+        # whose summation order a column subset would not keep (last-bit differences)
+        scale[flat] = values.std(axis=0)[flat]
+    for j in range(values.shape[1]):
+        if scale[j] > 0:
+            out[:, j] /= scale[j]
+        else:
+            out[:, j] = 0.0
+    return out
 
 
 def neighbour_index(embedding: np.ndarray, n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
@@ -132,9 +153,14 @@ def neighbour_index(embedding: np.ndarray, n_neighbors: int = N_NEIGHBORS) -> np
     k = min(n_neighbors, embedding.shape[0] - 1)
     if k < 1:
         return np.empty((embedding.shape[0], 0), dtype=np.int64)
+    import sklearn
+
     model = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
-    index = model.kneighbors(embedding, return_distance=False)
-    return index[:, 1:]
+    with sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
+        index = model.kneighbors(embedding, return_distance=False)
+    # int32 halves the graph (cells × k); a copy, so the (k + 1)-column search result is freed
+    dtype = np.int32 if embedding.shape[0] < 2**31 else np.int64
+    return index[:, 1:].astype(dtype)
 
 
 def neighbourhood_mean(values: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
@@ -142,10 +168,62 @@ def neighbourhood_mean(values: np.ndarray, neighbours: np.ndarray) -> np.ndarray
     none."""
     if neighbours.shape[1] == 0:
         return values.copy()
-    total = np.zeros_like(values, dtype=np.float64)
-    for column in neighbours.T:  # k passes of cells × m: bounded memory
-        total += values[column]
-    return total / neighbours.shape[1]
+    out = np.empty(values.shape, dtype=np.float64)
+    for start in range(0, values.shape[0], BLOCK_CELLS):  # block × m temporaries
+        rows = neighbours[start : start + BLOCK_CELLS]
+        total = np.zeros((rows.shape[0], *values.shape[1:]), dtype=np.float64)
+        for column in rows.T:  # the neighbours summed in order, as in one block
+            total += values[column]
+        out[start : start + rows.shape[0]] = total / neighbours.shape[1]
+    return out
+
+
+def smoothed_at_most(values: np.ndarray, neighbours: np.ndarray, limit: float) -> np.ndarray:
+    """``(values + neighbourhood_mean(values)) / 2 <= limit`` (cells × m booleans), block by
+    block with the same operations per value: no cells × m floating-point array is kept."""
+    out = np.empty(values.shape, dtype=bool)
+    k = neighbours.shape[1]
+    for start in range(0, values.shape[0], BLOCK_CELLS):
+        rows = neighbours[start : start + BLOCK_CELLS]
+        own = values[start : start + rows.shape[0]]
+        if k == 0:
+            mean = own.copy()
+        else:
+            mean = np.zeros(own.shape, dtype=np.float64)
+            for column in rows.T:  # the neighbours summed in order, as neighbourhood_mean
+                mean += values[column]
+            mean /= k
+        out[start : start + rows.shape[0]] = (own + mean) / 2.0 <= limit
+    return out
+
+
+def near_detection(detected: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Per cell and column of ``detected`` (cells × m booleans): true when at least a third of
+    the cell's neighbours are true — ``neighbourhood_mean(detected) >= 1/3`` counted in
+    integers (``3 · count ≥ k``, the same comparison without floating point), block by block;
+    the cell's own value when it has no neighbours."""
+    k = neighbours.shape[1]
+    if k == 0:
+        return detected.copy()
+    out = np.empty(detected.shape, dtype=bool)
+    for start in range(0, detected.shape[0], BLOCK_CELLS):
+        rows = neighbours[start : start + BLOCK_CELLS]
+        count = np.zeros((rows.shape[0], detected.shape[1]), dtype=np.int32)
+        for column in rows.T:
+            count += detected[column]
+        out[start : start + rows.shape[0]] = 3 * count >= k
+    return out
+
+
+def shared_strings(values) -> np.ndarray:
+    """``values`` (strings) as an object array in which equal strings are one Python object:
+    per-cell labels of a million cells hold 8 bytes each rather than a string each."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return (
+        np.asarray([str(u) for u in uniques], dtype=object)[codes]
+        if len(codes)
+        else (np.empty(0, dtype=object))
+    )
 
 
 def evidence_scale(values: np.ndarray) -> float:
@@ -157,14 +235,25 @@ def evidence_scale(values: np.ndarray) -> float:
     return float(np.median(positive)) if positive.size else 1.0
 
 
-def softmax(evidence: np.ndarray) -> np.ndarray:
+def softmax(evidence: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Row-wise softmax ``exp(e_t) / Σ_u exp(e_u)``; ``−inf`` entries get probability 0 and a row
-    of only ``−inf`` gets zeros."""
-    finite = np.isfinite(evidence)
-    top = np.where(finite.any(axis=1), np.max(np.where(finite, evidence, -np.inf), axis=1), 0.0)
-    weights = np.where(finite, np.exp(np.where(finite, evidence, 0.0) - top[:, None]), 0.0)
-    total = weights.sum(axis=1, keepdims=True)
-    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+    of only ``−inf`` gets zeros. ``out`` (may be ``evidence`` itself, float64): where to write it,
+    block by block of rows (each block is read before it is written)."""
+    evidence = np.asarray(evidence)
+    if out is None:
+        # the layout of ``evidence`` (as the whole-array expression gave): row sums of the
+        # posterior downstream then add in the same order
+        out = np.zeros_like(evidence, dtype=np.result_type(evidence.dtype, np.float64))
+    for start in range(0, evidence.shape[0], BLOCK_CELLS):  # rows are independent
+        block = evidence[start : start + BLOCK_CELLS]
+        finite = np.isfinite(block)
+        top = np.where(finite.any(axis=1), np.max(np.where(finite, block, -np.inf), axis=1), 0.0)
+        weights = np.where(finite, np.exp(np.where(finite, block, 0.0) - top[:, None]), 0.0)
+        total = weights.sum(axis=1, keepdims=True)
+        rows = out[start : start + block.shape[0]]
+        rows[...] = 0.0
+        np.divide(weights, total, out=rows, where=total > 0)
+    return out
 
 
 def shipped_markers(directory: str | Path | None = None) -> tuple[dict, dict]:
@@ -190,16 +279,44 @@ def shipped_markers(directory: str | Path | None = None) -> tuple[dict, dict]:
     return core, markers
 
 
-def _expression_columns(expression, genes: Sequence[str]) -> dict[str, np.ndarray]:
-    """Dense per-cell values of ``genes`` present in ``expression`` (an AnnData)."""
-    import scipy.sparse as sp
+class MarkerColumns(Mapping):
+    """Gene → dense float64 values per cell of a few genes of an expression matrix, densified
+    on access from one compressed-column copy: a million cells × a few hundred marker genes
+    would take gigabytes dense, their stored values a few hundred MB. ``X``'s values (float32
+    in the workflow's files) are widened exactly, so comparisons and orderings are those of the
+    dense columns."""
 
+    def __init__(self, matrix, genes: Sequence[str]):
+        import scipy.sparse as sp
+
+        self._csc = sp.csc_matrix(matrix) if sp.issparse(matrix) else np.asarray(matrix)
+        self._position = {g: k for k, g in enumerate(genes)}
+
+    def __getitem__(self, gene: str) -> np.ndarray:
+        return self.rows([gene], None)[:, 0]
+
+    def __iter__(self):
+        return iter(self._position)
+
+    def __len__(self) -> int:
+        return len(self._position)
+
+    def rows(self, genes: Sequence[str], cells: np.ndarray | None) -> np.ndarray:
+        """Dense float64 (cells × genes) values of ``genes`` in ``cells`` (None: every cell)."""
+        block = self._csc[:, [self._position[g] for g in genes]]
+        if cells is not None:
+            block = block[cells]
+        block = block.toarray() if hasattr(block, "toarray") else block
+        return np.asarray(block, dtype=np.float64)
+
+
+def _expression_columns(expression, genes: Sequence[str]) -> Mapping[str, np.ndarray]:
+    """Per-cell values of ``genes`` present in ``expression`` (an AnnData), as
+    :class:`MarkerColumns` (each gene a dense float64 column when read)."""
     present = [g for g in dict.fromkeys(genes) if g in expression.var_names]
     if not present:
         return {}
-    block = expression[:, present].X
-    block = block.toarray() if sp.issparse(block) else np.asarray(block)
-    return {g: np.asarray(block[:, k], dtype=np.float64) for k, g in enumerate(present)}
+    return MarkerColumns(expression[:, present].X, present)
 
 
 def assign_cell_types(
@@ -299,11 +416,11 @@ def assign_cell_types(
         evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / scale
     else:
         evidence = values / scale
+    del values  # the call's score is read from ``scores`` at the end: a cells × types array fewer
 
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
     significance = np.nan_to_num(significance, nan=1.0)
-    smoothed_p = (significance + neighbourhood_mean(significance, neighbours)) / 2.0
-    supported = smoothed_p <= max_pvalue
+    supported = smoothed_at_most(significance, neighbours, max_pvalue)
 
     core_markers = core_markers or {}
     columns = (
@@ -320,19 +437,33 @@ def assign_cell_types(
     own = np.zeros(evidence.shape, dtype=bool)  # a core gene of the type detected in the cell
     blocked = np.zeros(evidence.shape, dtype=bool)  # core rule (and own-marker rule) failed
     gated = np.zeros(evidence.shape[1], dtype=bool)  # the type has core groups on the panel
+    panel_groups = {
+        signature: [
+            group
+            for group in (
+                [g for g in group if g in columns] for group in core_markers.get(signature, ())
+            )
+            if group
+        ]
+        for signature in used
+    }
+    # Every type's core groups in one pass over the neighbours (cells × groups booleans)
+    group_list = [tuple(group) for groups in panel_groups.values() for group in groups]
+    group_index = {group: j for j, group in enumerate(dict.fromkeys(group_list))}
+    group_detected = np.zeros((n_cells, len(group_index)), dtype=bool)
+    for group, j in group_index.items():
+        for gene in group:
+            group_detected[:, j] |= columns[gene] > 0
+    group_near = near_detection(group_detected, neighbours)
     for k, signature in enumerate(used):
-        groups = [[g for g in group if g in columns] for group in core_markers.get(signature, ())]
-        groups = [group for group in groups if group]
+        groups = panel_groups[signature]
         if not groups:
             continue
         core_detected[signature] = [g for group in groups for g in group]
         supported_groups = np.zeros(n_cells, dtype=np.int64)
         for group in groups:
-            detected = np.zeros(n_cells, dtype=bool)
-            for gene in group:
-                detected |= columns[gene] > 0
-            near = neighbourhood_mean(detected[:, None].astype(np.float64), neighbours)[:, 0]
-            supported_groups += detected | (near >= 1 / 3)
+            j = group_index[tuple(group)]
+            supported_groups += group_detected[:, j] | group_near[:, j]
         needed = -(-len(groups) // 2)  # at least half of the panel's core groups
         inadmissible = supported_groups < needed
         own[:, k] = np.any([columns[g] > 0 for g in core_detected[signature]], axis=0)
@@ -344,11 +475,18 @@ def assign_cell_types(
         gated[k] = True
         shown[:, k] = ~inadmissible & own[:, k]
     types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
+    dominant = (
+        own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
+    )
+    del significance  # read for the last time: a cells × types array fewer at the posterior
     if lineage_gate:
         blocked = lineage_admissible(blocked, gated, types)
     evidence[blocked] = -np.inf
 
-    posterior = softmax(evidence)
+    admissible = np.isfinite(evidence).any(axis=1)  # some type is admissible
+    # written over the evidence, which nothing reads after: a cells × types array fewer
+    posterior = softmax(evidence, out=evidence)
+    del evidence
     best = np.argmax(posterior, axis=1)
     # Evidence (p-value) is judged on the score-based call: a sibling contrast only refines the
     # subtype within a lineage whose programme the cell already carries.
@@ -357,9 +495,6 @@ def assign_cell_types(
         best = apply_sibling_contrasts(
             best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
         )
-    dominant = (
-        own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
-    )
     rows = np.arange(n_cells)
     replaced = best
     best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
@@ -371,30 +506,54 @@ def assign_cell_types(
         posterior[rows, best],
     )
     lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
-    same_lineage = (lineage[best][:, None] == lineage[None, :]) & (lineage[best][:, None] != "")
+    # Integer codes of the lineages (-1: none) compare a million cells' calls without strings
+    lineage_names = sorted(set(lineage) - {""})
+    lineage_code = np.array([lineage_names.index(x) if x else -1 for x in lineage])
+    best_lineage = lineage_code[best]
+    same_lineage = (best_lineage[:, None] == lineage_code[None, :]) & (best_lineage[:, None] >= 0)
     lineage_only = ~supported_call & (supported & same_lineage).any(axis=1)
     # Marker evidence: with no type of its lineage beating the matched null, a cell that itself
     # detects the called type's core markers (core rule met) still shows the type.
     marker_only = ~supported_call & ~lineage_only & shown[rows, best] if marker_evidence else False
-    lineage_confidence = np.where(same_lineage, posterior, 0.0).sum(axis=1)
+    lineage_confidence = np.empty(n_cells)
+    for start in range(0, n_cells, BLOCK_CELLS):  # rows are independent
+        block = slice(start, start + BLOCK_CELLS)
+        lineage_confidence[block] = np.where(same_lineage[block], posterior[block], 0.0).sum(axis=1)
     confidence = np.where(lineage_only, lineage_confidence, confidence)
     assigned = (
-        np.isfinite(evidence).any(axis=1)
-        & (supported_call | lineage_only | marker_only)
-        & (confidence >= min_confidence)
+        admissible & (supported_call | lineage_only | marker_only) & (confidence >= min_confidence)
     )
-    called = np.where(assigned, np.where(lineage_only, lineage[best], types[best]), UNASSIGNED)
+    # The labels as codes into [types, lineages, unassigned]: a million cells share a few
+    # string objects instead of holding one each
+    labels = np.array([*types, *lineage_names, UNASSIGNED], dtype=object)
+    label_code = np.where(
+        assigned,
+        np.where(lineage_only, len(types) + best_lineage, best),
+        len(labels) - 1,
+    )
+    called = labels[label_code]
     if cluster_vote:
         clusters = over_cluster(neighbours, seed=seed)
         called, best, confidence, assigned = majority_vote(
             clusters, called, best, confidence, posterior, types, lineage
         )
-    out["cell_type_assigned"] = called.astype(str)
-    out["assignment_score"] = np.where(assigned, values[rows, best], np.nan)
+    out["cell_type_assigned"] = shared_strings(called)
+    out["assignment_score"] = np.where(assigned, called_scores(scores, used, best), np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(
         assigned, best, used, core_detected, marker_genes or {}, columns
     )
+    return out
+
+
+def called_scores(scores: pd.DataFrame, used: Sequence[str], best: np.ndarray) -> np.ndarray:
+    """Per cell, ``scores[used[best]]`` with NaN as 0 (the values the evidence was made from),
+    read a signature's column at a time rather than from a cells × types copy."""
+    out = np.zeros(len(best), dtype=np.float64)
+    for k, signature in enumerate(used):
+        cells = best == k
+        if cells.any():
+            out[cells] = np.nan_to_num(scores[signature].to_numpy(dtype=np.float64)[cells])
     return out
 
 
@@ -558,7 +717,7 @@ def apply_sibling_contrasts(
 
 def _markers(assigned, best, used, core_detected, marker_genes, columns) -> list[str]:
     """Per cell, the detected genes that carried its call (see :func:`assign_cell_types`)."""
-    result = [""] * len(best)
+    result = np.full(len(best), "", dtype=object)
     for k, signature in enumerate(used):
         cells = np.flatnonzero(assigned & (best == k))
         genes = core_detected.get(signature) or [
@@ -566,11 +725,22 @@ def _markers(assigned, best, used, core_detected, marker_genes, columns) -> list
         ]
         if not len(cells) or not genes:
             continue
-        block = np.column_stack([columns[g][cells] for g in genes])
-        order = np.argsort(-block, axis=1, kind="stable")[:, :MAX_MARKERS]
-        for row, cell in enumerate(cells):
-            result[cell] = ",".join(genes[j] for j in order[row] if block[row, j] > 0)
-    return result
+        for start in range(0, len(cells), BLOCK_CELLS):
+            part = cells[start : start + BLOCK_CELLS]
+            if isinstance(columns, MarkerColumns):  # only these cells' rows made dense
+                block = columns.rows(genes, part)
+            else:
+                block = np.column_stack([columns[g][part] for g in genes])
+            order = np.argsort(-block, axis=1, kind="stable")[:, :MAX_MARKERS]
+            # each row's listed genes (-1: not detected, left out); a few distinct lists are
+            # joined once each rather than once per cell
+            listed = np.where(np.take_along_axis(block, order, axis=1) > 0, order, -1)
+            distinct, inverse = np.unique(listed, axis=0, return_inverse=True)
+            text = np.array(
+                [",".join(genes[j] for j in row if j >= 0) for row in distinct], dtype=object
+            )
+            result[part] = text[inverse.reshape(-1)]
+    return list(result)
 
 
 def has_labels(cell_type: pd.Series) -> bool:

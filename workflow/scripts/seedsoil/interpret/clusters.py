@@ -65,10 +65,10 @@ def size_z(obs: pd.DataFrame) -> np.ndarray:
 
 
 def _significant(fdr: pd.DataFrame, names, alpha: float) -> np.ndarray:
-    names = [n for n in names if n in fdr.columns]
-    if not names:
-        return np.zeros(fdr.shape[0], dtype=bool)
-    return (fdr[names].to_numpy(dtype=np.float64) <= alpha).any(axis=1)
+    hit = np.zeros(fdr.shape[0], dtype=bool)
+    for name in (n for n in names if n in fdr.columns):  # a column at a time: no table copy
+        hit |= fdr[name].to_numpy(dtype=np.float64) <= alpha
+    return hit
 
 
 def flag_heterotypic(
@@ -119,7 +119,7 @@ def flag_heterotypic(
                 detected = core_groups_detected(expression, groups) >= MIN_PARTNER_GROUPS
                 label[tumour & (label == "") & detected] = name
     out = pd.DataFrame(index=fdr.index)
-    out["heterotypic_cluster"] = label.astype(str)
+    out["heterotypic_cluster"] = label  # strings shared by the cells, not one per cell
     out["size_z"] = size_z(obs.reindex(fdr.index))
     return out
 

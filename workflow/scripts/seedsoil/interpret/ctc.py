@@ -127,10 +127,10 @@ def core_groups_detected(adata, groups=EPITHELIAL_CORE) -> np.ndarray:
 
 def leukocyte_programme(fdr: pd.DataFrame, alpha: float = 0.05) -> np.ndarray:
     """Boolean per cell: any leukocyte signature (:func:`leukocyte_signatures`) has FDR ≤ ``alpha``."""
-    leuk = leukocyte_signatures(fdr.columns)
-    if not leuk:
-        return np.zeros(fdr.shape[0], dtype=bool)
-    return (fdr[leuk].to_numpy(dtype=np.float64) <= alpha).any(axis=1)
+    hit = np.zeros(fdr.shape[0], dtype=bool)
+    for name in leukocyte_signatures(fdr.columns):  # a column at a time: no table copy
+        hit |= fdr[name].to_numpy(dtype=np.float64) <= alpha
+    return hit
 
 
 def ptprc_leukocyte_level(ptprc: np.ndarray, reference: np.ndarray) -> float:
@@ -181,14 +181,14 @@ def emt_state(pvalues: pd.DataFrame, fdr: pd.DataFrame, alpha: float = 0.05) -> 
     if EMT_SIGNATURE in pvalues.columns:
         p = pvalues[EMT_SIGNATURE].to_numpy(dtype=np.float64)
         return np.select(
-            [p <= alpha, p >= 1.0 - alpha], ["mesenchymal", "epithelial"], "hybrid"
+            [p <= alpha, p >= 1.0 - alpha], _strings("mesenchymal", "epithelial"), "hybrid"
         ).astype(object)
     if EMT_EPITHELIAL in fdr.columns and EMT_MESENCHYMAL in fdr.columns:
         epi = fdr[EMT_EPITHELIAL].to_numpy(dtype=np.float64) <= alpha
         mes = fdr[EMT_MESENCHYMAL].to_numpy(dtype=np.float64) <= alpha
-        return np.select([mes & ~epi, epi & ~mes], ["mesenchymal", "epithelial"], "hybrid").astype(
-            object
-        )
+        return np.select(
+            [mes & ~epi, epi & ~mes], _strings("mesenchymal", "epithelial"), "hybrid"
+        ).astype(object)
     return np.full(n, "", dtype=object)
 
 
@@ -344,9 +344,7 @@ def call_ctc(
     n = fdr.shape[0]
     markers = [gene for group in core for gene in group]
     detected = {g: c > 0 for g in markers if (c := gene_column(adata, g)) is not None}
-    out["ctc_core_markers"] = [
-        ",".join(g for g in detected if detected[g][i]) for i in range(n)
-    ] if detected else ""  # fmt: skip
+    out["ctc_core_markers"] = detected_genes(detected, n) if detected else ""
     if CTC_SIGNATURE not in fdr.columns or CTC_SIGNATURE not in pvalues.columns:
         out["ctc_candidate"] = False
         out["ctc_class"] = ""
@@ -370,13 +368,38 @@ def call_ctc(
     cluster = epithelial & leukocyte & (k >= 2)
     candidate = single | cluster
     out["ctc_candidate"] = candidate
-    out["ctc_class"] = np.select([single, cluster], ["CTC", "CTC-leukocyte cluster"], "").astype(
-        str
-    )
+    # object columns whose equal strings are one object (np.select's own constants), not a
+    # string per cell as .astype(str) made
+    out["ctc_class"] = np.select([single, cluster], _strings("CTC", "CTC-leukocyte cluster"), "")
     out["ctc_confidence"] = np.where(candidate, np.clip(1.0 - q, 0.0, 1.0), 0.0)
     out["ctc_fdr"] = q
-    out["emt_state"] = np.where(candidate, emt_state(pvalues, fdr, alpha), "").astype(str)
+    out["emt_state"] = np.where(candidate, emt_state(pvalues, fdr, alpha), _strings("")[0])
     return out
+
+
+def _strings(*values: str) -> list[np.ndarray]:
+    """Each string as a 0-d object array: ``np.select``/``np.where`` then fill an object array
+    with references to it."""
+    return [np.array(value, dtype=object) for value in values]
+
+
+def detected_genes(detected: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Per cell, the genes of ``detected`` (gene → boolean per cell, in order) that are true,
+    comma-separated (``""`` for none). The cells' combinations are few: each is joined once."""
+    genes = list(detected)
+    if len(genes) > 62:  # more genes than bits of a code: one join per cell
+        return np.array(
+            [",".join(g for g in genes if detected[g][i]) for i in range(n)], dtype=object
+        )
+    code = np.zeros(n, dtype=np.int64)
+    for bit, gene in enumerate(genes):
+        code |= detected[gene].astype(np.int64) << bit
+    distinct, inverse = np.unique(code, return_inverse=True)
+    text = np.array(
+        [",".join(g for bit, g in enumerate(genes) if value >> bit & 1) for value in distinct],
+        dtype=object,
+    )
+    return text[inverse.reshape(-1)]
 
 
 def ctc_support(calls: pd.DataFrame, scored: bool, min_candidates: int = 3) -> str:

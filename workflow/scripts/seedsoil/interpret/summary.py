@@ -64,7 +64,7 @@ def _is_neutrophil(types: pd.Series) -> pd.Series:
 
 def summarise_interpretation(
     calls: pd.DataFrame,
-    communication: pd.DataFrame,
+    communication: pd.DataFrame | None,
     scores: pd.DataFrame,
     adata,
     *,
@@ -82,7 +82,9 @@ def summarise_interpretation(
     immune when most of its cells are assigned an immune type), ``label_agreement`` and
     ``confusion`` (labels only); programmes — ``mean_net_in_neutrophils``, ``n_neutrophils``,
     ``exosome_by_cell_type``; communication — ``top_communication`` (the ``N_TOP_PAIRS`` rows
-    with the smallest FDR, then highest score, among positive scores) and ``communication_skipped``.
+    with the smallest FDR, then highest score, among positive scores) and ``communication_skipped``
+    (:func:`communication_summary`; ``communication`` None leaves them empty, for
+    :func:`seedsoil.interpret.interpret_cells`).
     """
     n = int(calls.shape[0])
     candidates = calls["ctc_candidate"].to_numpy(dtype=bool)
@@ -141,10 +143,29 @@ def summarise_interpretation(
         if s in scores.columns
     }
 
-    positive = communication[communication["score"] > 0] if len(communication) else communication
-    top = positive.sort_values(["fdr", "score"], ascending=[True, False]).head(N_TOP_PAIRS)
-    summary["top_communication"] = top[
-        ["sender", "receiver", "pair", "theme", "score", "pvalue", "fdr"]
-    ].to_dict(orient="records")
-    summary["communication_skipped"] = skipped or {"pairs": [], "cell_types": {}}
+    summary.update(communication_summary(communication, skipped))
     return _plain(summary)
+
+
+def communication_summary(communication: pd.DataFrame | None, skipped: dict | None = None) -> dict:
+    """The communication keys of :func:`summarise_interpretation`, JSON-ready:
+    ``top_communication`` (the :data:`N_TOP_PAIRS` rows with the smallest FDR, then highest
+    score, among positive scores; empty when ``communication`` is None, i.e. not yet computed)
+    and ``communication_skipped``."""
+    if communication is None:
+        top = []
+    else:
+        positive = (
+            communication[communication["score"] > 0] if len(communication) else communication
+        )
+        top = (
+            positive.sort_values(["fdr", "score"], ascending=[True, False])
+            .head(N_TOP_PAIRS)[["sender", "receiver", "pair", "theme", "score", "pvalue", "fdr"]]
+            .to_dict(orient="records")
+        )
+    return _plain(
+        {
+            "top_communication": top,
+            "communication_skipped": skipped or {"pairs": [], "cell_types": {}},
+        }
+    )

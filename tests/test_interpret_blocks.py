@@ -1,0 +1,199 @@
+"""The interpretation's block-wise and memory-lean paths give exactly the one-block results.
+
+Cell types and CTC calls are computed in blocks of cells (``celltypes.BLOCK_CELLS``), with
+integer neighbour counts, marker genes densified on access and per-cell strings shared; the
+tables are read for the signatures interpretation uses. Each is compared here with the plain
+computation it replaced, on small fixtures built in code.
+"""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from seedsoil.interpret import (
+    celltypes,
+    interpret_cells,
+    interpret_communication,
+    interpret_sample,
+    load_pairs,
+    read_cell_table,
+    signatures_read,
+)
+from seedsoil.interpret.celltypes import (
+    CELL_TYPE_SIGNATURES,
+    MarkerColumns,
+    assign_cell_types,
+    near_detection,
+    neighbour_index,
+    neighbourhood_mean,
+    robust_z,
+    shared_strings,
+    shipped_markers,
+    smoothed_at_most,
+    softmax,
+)
+from seedsoil.interpret.ctc import detected_genes
+
+
+def _robust_z_whole_array(values):
+    """robust_z as first written: whole-array expressions."""
+    median = np.median(values, axis=0)
+    scale = 1.4826 * np.median(np.abs(values - median), axis=0)
+    spread = values.std(axis=0)
+    scale = np.where(scale > 0, scale, spread)
+    return np.where(scale > 0, (values - median) / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def _softmax_whole_array(evidence):
+    finite = np.isfinite(evidence)
+    top = np.where(finite.any(axis=1), np.max(np.where(finite, evidence, -np.inf), axis=1), 0.0)
+    weights = np.where(finite, np.exp(np.where(finite, evidence, 0.0) - top[:, None]), 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+
+
+def _scores(n_cells=300, seed=0):
+    rng = np.random.default_rng(seed)
+    values = rng.random((n_cells, 8))
+    values[:, 3] = 0.0  # MAD 0 and standard deviation > 0: the fallback scale
+    values[:4, 3] = 1.0
+    values[:, 5] = 0.7  # a constant column: zeros
+    return values
+
+
+def test_robust_z_column_by_column_equals_the_whole_array_formula():
+    values = _scores()
+    np.testing.assert_array_equal(robust_z(values), _robust_z_whole_array(values))
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 10_000])
+def test_neighbourhood_means_posterior_and_near_detection_do_not_depend_on_the_block(
+    monkeypatch, block
+):
+    values = _scores()
+    neighbours = neighbour_index(robust_z(values), 15)
+    evidence = values.copy()
+    evidence[::5, 2] = -np.inf
+    evidence[7] = -np.inf  # a row with no admissible type: zeros
+    detected = np.random.default_rng(1).random((values.shape[0], 6)) < 0.3
+    monkeypatch.setattr(celltypes, "BLOCK_CELLS", 10_000)
+    one_block = (
+        neighbourhood_mean(values, neighbours),
+        softmax(evidence),
+        near_detection(detected, neighbours),
+    )
+    monkeypatch.setattr(celltypes, "BLOCK_CELLS", block)
+    np.testing.assert_array_equal(neighbourhood_mean(values, neighbours), one_block[0])
+    np.testing.assert_array_equal(softmax(evidence), one_block[1])
+    np.testing.assert_array_equal(softmax(evidence), _softmax_whole_array(evidence))
+    in_place = evidence.copy()
+    np.testing.assert_array_equal(softmax(in_place, out=in_place), one_block[1])
+    np.testing.assert_array_equal(near_detection(detected, neighbours), one_block[2])
+    smoothed = (values + neighbourhood_mean(values, neighbours)) / 2.0 <= 0.5
+    np.testing.assert_array_equal(smoothed_at_most(values, neighbours, 0.5), smoothed)
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 6, 9, 14, 15])
+def test_near_detection_is_a_third_of_the_neighbourhood_mean(k):
+    rng = np.random.default_rng(k)
+    detected = rng.random((120, 5)) < 0.4
+    neighbours = rng.integers(0, 120, size=(120, k)).astype(np.int32)
+    expected = neighbourhood_mean(detected.astype(np.float64), neighbours) >= 1 / 3
+    np.testing.assert_array_equal(near_detection(detected, neighbours), expected)
+
+
+def test_marker_columns_are_the_dense_float64_columns():
+    matrix = sp.random(50, 4, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    columns = MarkerColumns(matrix, ["A", "B", "C", "D"])
+    dense = matrix.toarray().astype(np.float64)
+    assert list(columns) == ["A", "B", "C", "D"] and "B" in columns and "E" not in columns
+    for k, gene in enumerate(columns):
+        np.testing.assert_array_equal(columns[gene], dense[:, k])
+    cells = np.array([3, 1, 40])
+    np.testing.assert_array_equal(columns.rows(["D", "A"], cells), dense[cells][:, [3, 0]])
+
+
+def test_detected_genes_equal_a_join_per_cell():
+    rng = np.random.default_rng(0)
+    detected = {g: rng.random(200) < 0.3 for g in ["EPCAM", "KRT8", "KRT18", "KRT19"]}
+    expected = [",".join(g for g in detected if detected[g][i]) for i in range(200)]
+    assert list(detected_genes(detected, 200)) == expected
+
+
+def test_shared_strings_keep_the_values_with_one_object_per_distinct_string():
+    values = np.array(["B", "T", "B", "unassigned"] * 3, dtype=object)
+    shared = shared_strings(values)
+    assert list(shared) == list(values)
+    assert shared[0] is shared[2]
+
+
+def _typed_sample(n_cells=400, seed=0):
+    """Scores with a structure of types, p-values, FDRs and an AnnData of the marker genes."""
+    rng = np.random.default_rng(seed)
+    core, markers = shipped_markers()
+    genes = sorted(
+        {g for groups in core.values() for group in groups for g in group}
+        | {g for genes in markers.values() for g in genes}
+        | set(celltypes.contrast_genes())
+        | {"PTPRC", "EPCAM", "KRT8", "KRT18"}
+    )
+    signatures = [*CELL_TYPE_SIGNATURES, "CTC_epithelial_identity", "EMT_bidirectional"]
+    cells = [f"c{i}" for i in range(n_cells)]
+    kind = rng.integers(0, len(signatures), n_cells)
+    scores = rng.random((n_cells, len(signatures))) * 0.2
+    scores[np.arange(n_cells), kind] += 0.5
+    pvalues = np.round(rng.random((n_cells, len(signatures))) ** 2, 3)
+    tables = [
+        pd.DataFrame(v, index=cells, columns=signatures)
+        for v in (scores, pvalues, np.clip(pvalues * 1.5, 0, 1))
+    ]
+    x = sp.random(n_cells, len(genes), density=0.1, format="csr", random_state=seed)
+    x = x.astype(np.float32)
+    obs = pd.DataFrame(
+        {"cell_type": "unlabelled", "n_counts": rng.integers(500, 5000, n_cells).astype(float)},
+        index=cells,
+    )
+    return ad.AnnData(x, obs=obs, var=pd.DataFrame(index=genes)), tables
+
+
+@pytest.mark.parametrize("block", [1, 13, 128])
+def test_cell_types_in_blocks_equal_one_block(monkeypatch, block):
+    adata, (scores, pvalues, fdr) = _typed_sample()
+    core, markers = shipped_markers()
+    options = {"pvalues": pvalues, "expression": adata, "core_markers": core}
+    monkeypatch.setattr(celltypes, "BLOCK_CELLS", 1_000_000)
+    whole = assign_cell_types(scores, fdr, marker_genes=markers, **options)
+    monkeypatch.setattr(celltypes, "BLOCK_CELLS", block)
+    blocks = assign_cell_types(scores, fdr, marker_genes=markers, **options)
+    pd.testing.assert_frame_equal(blocks, whole, check_exact=True)
+    assert (whole["assignment_markers"] != "").any()  # the markers path ran
+
+
+def test_the_signatures_read_give_the_interpretation_of_the_whole_tables(tmp_path):
+    adata, tables = _typed_sample(n_cells=200, seed=3)
+    extra = np.random.default_rng(0).random((200, 2))
+    for table in tables:  # programmes interpretation does not read
+        table[["NICHE_Notch", "TGFB_SMAD_drive"]] = extra
+    options = {"pairs": load_pairs(), "n_perm": 20, "random_state": 1}
+    whole = interpret_sample(adata, *tables, **options)
+    read = [t[signatures_read(t.columns)] for t in tables]
+    assert "NICHE_Notch" not in read[0].columns
+    assert "CTC_epithelial_identity" in read[0].columns
+    subset = interpret_sample(adata, *read, **options)
+    pd.testing.assert_frame_equal(subset[0], whole[0], check_exact=True)
+    pd.testing.assert_frame_equal(subset[1], whole[1], check_exact=True)
+    assert subset[2] == whole[2]
+    # the workflow's two steps with the tables dropped in between give the same
+    calls, summary = interpret_cells(adata, *read)
+    table, summary = interpret_communication(adata, calls, summary, **options)
+    pd.testing.assert_frame_equal(calls, whole[0], check_exact=True)
+    pd.testing.assert_frame_equal(table, whole[1], check_exact=True)
+    assert summary == whole[2] and list(summary) == list(whole[2])
+    # and reading the signatures from Parquet gives the same columns
+    path = tmp_path / "scores.parquet"
+    tables[0].rename_axis("cell").to_parquet(path)
+    pd.testing.assert_frame_equal(
+        read_cell_table(path, adata.obs_names, signatures=True), read[0], check_names=False
+    )
