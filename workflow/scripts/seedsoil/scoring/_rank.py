@@ -203,6 +203,37 @@ def value_level_counts(data, lo, hi, levels, n_levels, counts, level_of):
         level_of[k - lo] = j
 
 
+@njit(cache=True)
+def distinct_keys(keys, n, table, slot_of, levels):
+    """Copy each distinct value of ``keys[:n]`` once into ``levels`` (first-seen order); return how many.
+
+    ``table`` is an open-addressing hash table (a power of two larger than ``n``, every
+    entry -1) mapping a slot to a level index; it is emptied again before returning, and
+    ``slot_of[i]`` records level ``i``'s slot for that. A UMI cell's few hundred signature
+    values hold a few dozen distinct ones, so sorting after this costs a fraction of
+    sorting them all.
+    """
+    mask = table.size - 1
+    n_levels = 0
+    for i in range(n):
+        key = keys[i]
+        s = _slot(key, mask)
+        while True:
+            level = table[s]
+            if level < 0:
+                table[s] = n_levels
+                levels[n_levels] = key
+                slot_of[n_levels] = s
+                n_levels += 1
+                break
+            if levels[level] == key:
+                break
+            s = (s + 1) & mask
+    for i in range(n_levels):
+        table[slot_of[i]] = -1
+    return n_levels
+
+
 @njit(parallel=True, cache=True)
 def ucell_rank_sums(
     indptr,
@@ -224,13 +255,18 @@ def ucell_rank_sums(
     1: max). A rank above ``max_rank``, or a gene that is zero in the cell, counts as
     ``max_rank``. Column ``c`` has ``col_ptr[c+1] - col_ptr[c]`` genes; union gene ``u``
     belongs to the columns ``gene_cols[gene_col_ptr[u]:gene_col_ptr[u+1]]``. Each column
-    starts at ``size * max_rank`` and only the cell's ranked signature genes adjust it.
-    Sums of half-integers below 2**52 are exact in float64, so summation order is irrelevant.
+    starts at ``size * max_rank`` and each of the cell's ranked signature genes adds
+    ``min(rank - max_rank, 0)``. Sums of half-integers below 2**52 are exact in float64,
+    so summation order is irrelevant.
 
-    Only the signature genes' distinct values (the levels: a few dozen to a few hundred per
-    cell) are sorted; one pass over the row (:func:`key_level_counts`) then counts the values
-    above and equal to each level, so the rest of the row is never sorted. ``bits`` is the
-    unsigned view of ``data`` (:func:`value_bits`); ``n_table // 2`` bounds the longest row.
+    Per cell: one pass collects the signature genes' entries; their distinct values (the
+    levels: a few dozen in a UMI cell, a few hundred in a full-length one) are found with
+    a small hash table (:func:`distinct_keys`) and only those are sorted; one pass over the
+    row (:func:`key_level_counts`) then counts the values above and equal to each level,
+    so the rest of the row is never sorted. The capped rank is computed once per level,
+    and each signature entry adds its level's amount without a data-dependent branch.
+    ``bits`` is the unsigned view of ``data`` (:func:`value_bits`); ``n_table // 2``
+    bounds the longest row and ``n_table`` is a power of two.
     """
     n_cells = indptr.size - 1
     n_cols = col_ptr.size - 1
@@ -240,53 +276,55 @@ def ucell_rank_sums(
     n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
     for b in prange(n_blocks):
         sig_k = np.empty(longest + 1, np.int64)
+        sig_key = np.empty(longest + 1, np.int64)
         key_levels = np.empty(longest + 1, np.int64)
         value_levels = np.empty(longest + 1, np.float64)
         first = np.empty(4 * longest + 1, np.int64)
         counts = np.zeros(longest + 1, np.int64)
-        n_equal = np.empty(longest, np.int64)
-        n_greater = np.empty(longest, np.int64)
+        delta = np.empty(longest + 1, np.float64)
         level_of = np.empty(longest, np.int64)
+        table = np.full(n_table, -1, np.int64)
+        slot_of = np.empty(longest, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             for c in range(n_cols):
                 out[cell, c] = (col_ptr[c + 1] - col_ptr[c]) * np.float64(max_rank)
+            lo, hi = indptr[cell], indptr[cell + 1]
             n_sig = 0
             all_positive = True
-            for k in range(indptr[cell], indptr[cell + 1]):
+            for k in range(lo, hi):
                 # Written always, kept only when the entry is a signature gene: no branch to mispredict.
                 v = data[k]
                 sig_k[n_sig] = k
-                key_levels[n_sig] = np.int64(bits[k])
-                value_levels[n_sig] = v
+                sig_key[n_sig] = np.int64(bits[k])
                 is_sig = (v != 0) & (v == v) & in_union[indices[k]]
                 all_positive &= (v > 0) | ~is_sig
                 n_sig += is_sig
             if n_sig == 0:
                 continue
             # Bit patterns order positive values; any other sign needs float comparisons.
-            lo, hi = indptr[cell], indptr[cell + 1]
             if all_positive:
-                n_levels = sort_distinct(key_levels, n_sig, np.iinfo(np.int64).max)
+                n_levels = distinct_keys(sig_key, n_sig, table, slot_of, key_levels)
+                n_levels = sort_distinct(key_levels, n_levels, np.iinfo(np.int64).max)
                 key_level_counts(data, bits, lo, hi, key_levels, n_levels, first, counts, level_of)
             else:
+                for i in range(n_sig):
+                    value_levels[i] = data[sig_k[i]]
                 n_levels = sort_distinct(value_levels, n_sig, np.inf)
                 value_level_counts(data, lo, hi, value_levels, n_levels, counts, level_of)
             # A value with i levels below it is greater than levels 0 .. i-1.
             greater = 0
             for j in range(n_levels - 1, -1, -1):
                 greater += counts[j + 1] & ABOVE
-                n_equal[j] = counts[j] >> 32
+                rank = greater + 1 + tie_offset * ((counts[j] >> 32) - 1)
+                delta[j] = min(rank - max_rank, 0.0)
                 counts[j + 1] = 0
-                n_greater[j] = greater
             counts[0] = 0
             for i in range(n_sig):
                 k = sig_k[i]
-                j = level_of[k - lo]
-                rank = n_greater[j] + 1 + tie_offset * (n_equal[j] - 1)
-                if rank <= max_rank:
-                    u = union_of_gene[indices[k]]
-                    for g in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
-                        out[cell, gene_cols[g]] += rank - max_rank
+                change = delta[level_of[k - lo]]
+                u = union_of_gene[indices[k]]
+                for g in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
+                    out[cell, gene_cols[g]] += change
     return out
 
 
