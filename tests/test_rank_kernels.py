@@ -175,3 +175,65 @@ def test_scores_equal_the_straightforward_sum_with_shared_genes():
     ranks = expected_ranks(X, union, 40, 0.5)
     expected = np.column_stack([ranks[:, union_of_gene[c]].sum(axis=1) for c in columns])
     assert np.array_equal(ours, expected)
+
+
+# --------------------------------------------------------------------------- AUCell
+def straightforward_auc(X: sp.csr_matrix, members: list[np.ndarray], prepared) -> np.ndarray:
+    """The AUC from the full ordinal ranking of every kept gene: decreasing value, ties by position."""
+    dense = X.toarray().astype(np.float64)
+    pos = prepared.pos_of_gene
+    kept = np.flatnonzero(pos >= 0)
+    out = np.full((X.shape[0], len(members)), np.nan)
+    for cell, row in enumerate(dense):
+        if not np.any(row[kept] != 0):
+            continue
+        order = kept[np.lexsort((pos[kept], -row[kept]))]
+        rank = np.zeros(X.shape[1], np.int64)
+        rank[order] = np.arange(1, kept.size + 1)
+        for c, genes in enumerate(members):
+            r = rank[genes]
+            r = r[r <= prepared.n_up]
+            out[cell, c] = (r.size * prepared.n_up - r.sum()) / prepared.max_auc[c]
+    return out
+
+
+def auc_edge_matrix(seed: int, dtype) -> sp.csr_matrix:
+    """UMI-like rows with many ties, plus rows that are empty, constant, sparse or signed."""
+    rng = np.random.default_rng(seed)
+    n_cells, n_genes = 24, 400
+    dense = np.where(
+        rng.random((n_cells, n_genes)) < 0.5, rng.geometric(0.35, (n_cells, n_genes)), 0
+    )
+    dense = dense.astype(np.float64)
+    dense[:, 350:] = 0  # genes zero in every cell: dropped from the ranking
+    dense[0] = 0  # all-zero cell: NaN
+    dense[1, :350] = 3  # one distinct value in every kept gene
+    dense[2] = np.where(np.arange(n_genes) % 50 == 0, 1, 0)  # few non-zeros: zero genes rank too
+    dense[3, :350] = rng.lognormal(0, 1, 350)  # all distinct
+    if np.dtype(dtype).kind == "f":
+        dense[4, :20] = -rng.integers(1, 3, 20)  # negative values rank after the zeros
+    return sp.csr_matrix(dense.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("n_up", [2, 7, 40, 150, 349, 350])
+def test_ordinal_auc_equals_the_full_ranking(dtype, n_up):
+    """Straddling tie groups at every n_up, all-zero and constant rows, rows with fewer
+    non-zeros than n_up, negative values, and signature genes absent from a cell."""
+    from seedsoil.scoring import aucell
+    from seedsoil.scoring.base import GeneSet
+    from seedsoil.scoring.stats import gene_stats
+
+    X = auc_edge_matrix(3, dtype)
+    rng = np.random.default_rng(9)
+    gene_lists = [rng.choice(400, size, replace=False) for size in (5, 12, 40, 120, 300)]
+    gene_lists.append(np.arange(0, 400, 3))  # overlaps the others
+    sets = [
+        GeneSet(f"s{i}", np.sort(g), np.array([], np.int64), np.ones(g.size), np.ones(0), ())
+        for i, g in enumerate(gene_lists)
+    ]
+    prepared = aucell.prepare(sets, X.shape[1], gene_stats([X], X.shape[1]), n_up=n_up, tmin=1)
+    members = [g[prepared.pos_of_gene[g] >= 0] for g in gene_lists]
+    ours = aucell.score_chunk(X, prepared)
+    expected = straightforward_auc(X, members, prepared)
+    assert np.array_equal(ours, expected, equal_nan=True)

@@ -349,6 +349,25 @@ def _radix_sort_high(keys, buffer, m, n_bytes):
         keys[:m] = src[:m]
 
 
+@njit(cache=True)
+def _position_limit(keys, entry_group, m, group, quota, counts, shift):
+    """A position such that at least ``quota`` of ``group``'s entries lie below it, rounded up to a bin.
+
+    ``keys[i] >> 32`` is entry ``i``'s position; ``counts`` (zero on entry and on return)
+    holds one counter per ``2**shift`` positions.
+    """
+    for i in range(m):
+        counts[keys[i] >> (32 + shift)] += entry_group[i] == group
+    below = 0
+    limit = 0
+    for b in range(counts.size):
+        if below < quota:
+            below += counts[b]
+            limit = (b + 1) << shift
+        counts[b] = 0
+    return limit
+
+
 @njit(parallel=True, cache=True)
 def ordinal_auc(
     indptr,
@@ -360,7 +379,8 @@ def ordinal_auc(
     union_of_gene,
     union_pos,
     col_ptr,
-    col_union,
+    gene_col_ptr,
+    gene_cols,
     n_up,
     max_auc,
     n_table,
@@ -372,8 +392,19 @@ def ordinal_auc(
     (zeros counted among the kept genes). For a column with ``p`` genes ranked at most
     ``n_up`` and rank sum ``S`` the AUC is ``(p * n_up - S) / max_auc[c]`` — the area of the
     step recovery curve up to ``n_up``. Union genes are numbered in position order:
-    ``union_of_gene`` maps a gene to its union index ``i``, whose position is ``union_pos[i]``. A cell without any
+    ``union_of_gene`` maps a gene to its union index ``i``, whose position is ``union_pos[i]``;
+    column ``c`` has ``col_ptr[c+1] - col_ptr[c]`` genes and union gene ``u`` belongs to the
+    columns ``gene_cols[gene_col_ptr[u]:gene_col_ptr[u+1]]``. A cell without any
     non-zero kept value gets NaN: its ranking would be the shuffle alone.
+
+    Per cell the kept entries are grouped by value (hash table on the bit pattern) and the
+    distinct values sorted, giving each group the number of values above it. Entries of a
+    group with ``n_up`` or more values above it cannot rank within ``n_up``; the others are
+    radix-sorted by position and visited in that order, so "tied and earlier" is a running
+    count per group. Each signature gene ranked within ``n_up`` credits its columns
+    directly: the per-cell work outside the row is proportional to the ranked signature
+    genes, not to the signatures' total size. Integer arithmetic throughout, so results
+    are bit-identical whatever the thread count or chunking.
     """
     n_cells = indptr.size - 1
     n_cols = col_ptr.size - 1
@@ -383,6 +414,9 @@ def ordinal_auc(
     n_bytes = 1
     while (n_kept - 1) >> (8 * n_bytes) > 0:
         n_bytes += 1
+    position_shift = 0  # positions in at most 256 histogram bins
+    while (n_kept >> position_shift) > 256:
+        position_shift += 1
     n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
     for b in prange(n_blocks):
         table_key = np.zeros(n_table, np.uint64)
@@ -397,7 +431,9 @@ def ordinal_auc(
         entry_union = np.empty(longest, np.int64)
         keys = np.empty(longest, np.int64)
         buffer = np.empty(longest, np.int64)
-        rank_of_union = np.zeros(n_union, np.int64)
+        recovered = np.zeros(n_cols, np.int64)
+        rank_sum = np.zeros(n_cols, np.int64)
+        position_counts = np.zeros((n_kept >> position_shift) + 2, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             m = 0
             n_positive = 0
@@ -433,18 +469,51 @@ def ordinal_auc(
             for g in range(n_groups):
                 if group_value[g] < 0:
                     group_greater[g] += n_zero
+            # Only entries whose value has fewer than n_up values above it can rank within
+            # n_up, and an entry's rank depends only on entries of its own value: drop the
+            # others before sorting (in a UMI cell most of the row, the small counts). Zero
+            # genes are ranked from the positions of all entries, so keep all when they can
+            # rank within n_up.
+            # Of the group that straddles n_up only its first n_up - greater entries in
+            # position order can: a histogram of its positions finds a position below which
+            # at least that many lie, and its entries beyond it are dropped too.
+            n_sorted = m
+            if n_positive + 1 > n_up:
+                straddling = -1
+                for g in range(n_groups):
+                    if group_greater[g] < n_up < group_greater[g] + group_count[g]:
+                        straddling = g
+                position_limit = n_kept
+                if straddling >= 0:
+                    position_limit = _position_limit(
+                        keys,
+                        entry_group,
+                        m,
+                        straddling,
+                        n_up - group_greater[straddling],
+                        position_counts,
+                        position_shift,
+                    )
+                n_sorted = 0
+                for i in range(m):  # keys[i] holds entry i here
+                    g = entry_group[i]
+                    keys[n_sorted] = keys[i]
+                    n_sorted += (group_greater[g] < n_up) & (
+                        (g != straddling) | ((keys[i] >> 32) < position_limit)
+                    )
             # Visiting entries in position order turns "tied and earlier" into a running count.
-            _radix_sort_high(keys, buffer, m, n_bytes)
-            for i in range(m):
+            _radix_sort_high(keys, buffer, n_sorted, n_bytes)
+            for i in range(n_sorted):
                 e = keys[i] & 0xFFFFFFFF
                 g = entry_group[e]
                 before = group_seen[g]
                 group_seen[g] = before + 1
                 u = entry_union[e]
-                if u >= 0:
-                    rank = 1 + group_greater[g] + before
-                    if rank <= n_up:
-                        rank_of_union[u] = rank
+                rank = 1 + group_greater[g] + before
+                if u >= 0 and rank <= n_up:
+                    for x in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
+                        recovered[gene_cols[x]] += 1
+                        rank_sum[gene_cols[x]] += rank
             # Zero genes rank after the positive values, in position order.
             if n_positive + 1 <= n_up:
                 j = 0
@@ -456,17 +525,13 @@ def ordinal_auc(
                         continue
                     rank = n_positive + 1 + p - j
                     if rank <= n_up:
-                        rank_of_union[i] = rank
+                        for x in range(gene_col_ptr[i], gene_col_ptr[i + 1]):
+                            recovered[gene_cols[x]] += 1
+                            rank_sum[gene_cols[x]] += rank
             for c in range(n_cols):
-                recovered = 0
-                rank_sum = 0
-                for j in range(col_ptr[c], col_ptr[c + 1]):
-                    rank = rank_of_union[col_union[j]]
-                    if rank > 0:
-                        recovered += 1
-                        rank_sum += rank
-                out[cell, c] = (recovered * n_up - rank_sum) / max_auc[c]
-            rank_of_union[:] = 0
+                out[cell, c] = (recovered[c] * n_up - rank_sum[c]) / max_auc[c]
+                recovered[c] = 0
+                rank_sum[c] = 0
             group_seen[:n_groups] = 0
             clear_groups(table_group, group_slot, n_groups)
     return out
