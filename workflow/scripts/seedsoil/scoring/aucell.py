@@ -38,8 +38,10 @@ import scipy.sparse as sp
 from seedsoil.errors import InputError
 from seedsoil.scoring import _rank
 from seedsoil.scoring.base import GeneSet, GeneStats
+from seedsoil.scoring.stats import gene_detection
 
 NEEDS_STATS = True
+stats_pass = gene_detection  # prepare reads only GeneStats.nnz
 log = logging.getLogger(__name__)
 SHUFFLE_SEED = 0  # decoupler.pp.data._break_ties: default_rng(seed=0), not an option there
 
