@@ -1,13 +1,14 @@
 """Per-cell rank kernels shared by the rank-based methods (UCell, AUCell).
 
 Both methods need, in each cell, the rank of a few signature genes among the cell's
-values, never the full ranking. UCell sorts only the signature genes' distinct values (the
-levels) and counts, in one pass over the row, how many values lie above and at each level;
-its cost grows with the row's length, not with its number of distinct values (a
-full-length cell has thousands). AUCell groups the row's values by value in an
-open-addressing hash table keyed on the value's bit pattern, filled in one pass over the
-row, and sorts only the distinct values: cheap for UMI cells (a few dozen distinct values
-among ~1,800 non-zeros), costly for full-length ones.
+values, never the full ranking. UCell finds the signature genes' distinct values (the
+levels) with a small hash table, sorts only those, and counts, in one pass over the row,
+how many values lie above and at each level; its cost grows with the row's length, not
+with its number of distinct values (a full-length cell has thousands). AUCell groups the
+row's values by value in an open-addressing hash table keyed on the value's bit pattern,
+filled in one pass over the row, and sorts only the distinct values: cheap for UMI cells (a
+few dozen distinct values among ~1,800 non-zeros), costly for full-length ones; only the
+entries that can rank within ``n_up`` are then sorted by gene position.
 
 Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
 its own row alone with integer or exactly representable arithmetic, so results are
