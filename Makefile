@@ -58,8 +58,11 @@ test-faults: $(STAMP)
 test-slurm: $(STAMP)
 	$(BIN)/pytest -m slurm tests/test_slurm.py
 
+# issue 13's setting: prints a table per matrix and a summary against the targets (~15 min)
+BENCH_ARGS ?= --cells 50000 --full-length-cells 10000 --methods scanpy,ucell,aucell \
+	--references scanpy,pyucell,decoupler-aucell
 benchmark: $(STAMP)
-	$(BIN)/python benchmarks/bench_scoring.py
+	$(BIN)/python benchmarks/bench_scoring.py $(BENCH_ARGS)
 
 ATLAS_DIR ?= ../seedsoil-atlas
 benchmark-ctc: $(STAMP)

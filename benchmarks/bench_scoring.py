@@ -357,6 +357,43 @@ def table(results: list[dict], matrix_mb: float) -> str:
     return "\n".join(lines)
 
 
+#: issue 13's targets, same run and machine: seedsoil method -> minimum speed-up over its reference
+TARGETS = {"ucell": 50.0, "aucell": 30.0}
+TARGET_MATRICES = ("synthetic", "umi")  # full_length is reported, without a target
+TARGET_CELLS = 50_000
+TARGET_DIFF = 1e-6
+
+
+def target_summary(results: list[dict], n_cells: dict[str, int]) -> str:
+    """One line per matrix and rank method: the speed-up and max |Δ| against issue 13's targets."""
+    lines = [
+        f"Against the targets (ucell >= {TARGETS['ucell']:.0f}x pyucell, aucell >= "
+        f"{TARGETS['aucell']:.0f}x decoupler-aucell, max |diff| <= {TARGET_DIFF:g}, on "
+        f"{' and '.join(TARGET_MATRICES)} at {TARGET_CELLS:,} cells):"
+    ]
+    by_key = {(r["matrix"], r["tool"]): r for r in results if not r.get("failed")}
+    for matrix in dict.fromkeys(r["matrix"] for r in results):
+        for method, target in TARGETS.items():
+            ours = by_key.get((matrix, f"seedsoil:{method}"))
+            reference = by_key.get((matrix, REFERENCES[method]))
+            if ours is None or reference is None:
+                continue
+            ratio = reference["seconds"] / ours["seconds"]
+            diff = agreement(np.load(ours["scores"]), np.load(reference["scores"]))
+            if matrix not in TARGET_MATRICES:
+                verdict = "reported (no target)"
+            elif n_cells[matrix] != TARGET_CELLS:
+                verdict = f"not comparable: {n_cells[matrix]:,} cells"
+            else:
+                met = ratio >= target and diff <= TARGET_DIFF
+                verdict = "MET" if met else "NOT MET"
+            lines.append(
+                f"  {matrix:<12} {method:<7} {ours['seconds']:6.2f} s vs {reference['seconds']:7.2f} s "
+                f"= {ratio:6.1f}x (target {target:.0f}x), max |diff| {diff:.1e}: {verdict}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -414,6 +451,7 @@ def main() -> None:
     references = [r for r in args.references.split(",") if r]
     results = []
     jobs = []
+    n_cells_of = {}
     for kind in [m for m in args.matrices.split(",") if m]:
         n_cells = args.full_length_cells if kind == "full_length" else args.cells
         if n_cells:
@@ -441,9 +479,13 @@ def main() -> None:
         runs = [run(tool, data, sigs, workdir, args.threads, args.repeats) for tool in tools]
         for r in runs:
             r["matrix"] = kind
+        if not any(tool_streams(t) for t in tools):
+            n_cells_of[kind] = n_cells
         results += runs
         print(table(runs, matrix_mb), f"\nload average after: {load()}", flush=True)
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
+    if any(not tool_streams(r["tool"]) for r in results):
+        print("\n" + target_summary(results, n_cells_of), f"\nload average: {load()}", flush=True)
 
 
 if __name__ == "__main__":

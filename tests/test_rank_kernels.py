@@ -95,3 +95,145 @@ def test_nan_values_are_not_ranked():
     genes = np.arange(0, N_GENES, 5)
     ours = kernel_ranks(X, genes, 1000, 0.5)
     assert np.array_equal(ours, expected_ranks(X, genes, 1000, 0.5))
+
+
+def edge_matrix() -> sp.csr_matrix:
+    """Rows that exercise the kernel's special paths, one kind per row (float32, 60 genes)."""
+    rng = np.random.default_rng(7)
+    n_genes = 60
+    rows = [
+        np.zeros(n_genes),  # all zero: every gene at max_rank
+        np.where(np.arange(n_genes) % 3 == 0, 2.5, 0.0),  # one distinct value, a third stored
+        np.full(n_genes, 1.0),  # one distinct value everywhere: one tie group
+        np.where(rng.random(n_genes) < 0.5, rng.integers(1, 4, n_genes), 0),  # 3 values, ties
+        rng.lognormal(0, 1, n_genes),  # all distinct, dense
+        np.where(np.arange(n_genes) < 30, 0.0, rng.integers(1, 3, n_genes)),  # signature half zero
+        np.concatenate(([1e30], rng.integers(1, 5, n_genes - 1))),  # one huge value, clustered rest
+        np.concatenate((np.full(n_genes - 1, 1e-30), [7.0])),  # tiny values, one large
+    ]
+    return sp.csr_matrix(np.array(rows, dtype=np.float32))
+
+
+@pytest.mark.parametrize("tie_offset", TIES)
+@pytest.mark.parametrize("max_rank", [1, 2, 5, 29, 60, 1000])
+def test_edge_rows_equal_rankdata(tie_offset, max_rank):
+    """All-zero rows, one distinct value, ties straddling max_rank, max_rank below and above
+    the row's number of non-zeros, huge and tiny values next to small counts."""
+    X = edge_matrix()
+    for genes in (np.arange(0, 60, 2), np.arange(60), np.array([0, 1, 29, 30, 59])):
+        ours = kernel_ranks(X, genes, max_rank, tie_offset)
+        assert np.array_equal(ours, expected_ranks(X, genes, max_rank, tie_offset))
+
+
+def test_signature_gene_never_stored_counts_max_rank():
+    X = sp.csr_matrix(np.array([[0, 3, 1, 0], [2, 0, 2, 0]], dtype=np.float32))
+    ours = kernel_ranks(X, np.array([0, 3]), 10, 0.5)
+    assert np.array_equal(ours, [[10.0, 10.0], [1.5, 10.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_many_tied_levels_every_dtype(dtype):
+    """A UMI-like matrix: a few hundred signature entries per row over a few dozen values."""
+    rng = np.random.default_rng(11)
+    dense = np.where(rng.random((30, 900)) < 0.6, rng.geometric(0.3, (30, 900)), 0).astype(dtype)
+    X = sp.csr_matrix(dense)
+    genes = rng.choice(900, 400, replace=False)
+    for max_rank in (50, 300, 2000):
+        assert np.array_equal(
+            kernel_ranks(X, genes, max_rank, 0.5), expected_ranks(X, genes, max_rank, 0.5)
+        )
+
+
+def test_scores_equal_the_straightforward_sum_with_shared_genes():
+    """Genes in several columns (overlapping signatures) add their rank to each of them."""
+    X = MATRICES["tied_counts_float32"]()
+    columns = [np.arange(0, 100), np.arange(50, 150), np.arange(0, 600, 7)]
+    union = np.unique(np.concatenate(columns))
+    union_of_gene = np.full(X.shape[1], -1, np.int64)
+    union_of_gene[union] = np.arange(union.size)
+    col_union = np.concatenate([union_of_gene[c] for c in columns])
+    sizes = np.array([c.size for c in columns])
+    col_ptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    col_of_entry = np.repeat(np.arange(len(columns)), sizes)
+    order = np.argsort(col_union, kind="stable")
+    gene_col_ptr = np.concatenate(([0], np.cumsum(np.bincount(col_union, minlength=union.size))))
+    Xc = _rank.canonical_csr(X)
+    data, bits = _rank.value_bits(Xc.data)
+    ours = _rank.ucell_rank_sums(
+        Xc.indptr.astype(np.int64),
+        Xc.indices,
+        data,
+        bits,
+        union_of_gene,
+        col_ptr,
+        gene_col_ptr.astype(np.int64),
+        col_of_entry[order].astype(np.int64),
+        40,
+        0.5,
+        _rank.table_size(Xc.indptr),
+    )
+    ranks = expected_ranks(X, union, 40, 0.5)
+    expected = np.column_stack([ranks[:, union_of_gene[c]].sum(axis=1) for c in columns])
+    assert np.array_equal(ours, expected)
+
+
+# --------------------------------------------------------------------------- AUCell
+def straightforward_auc(X: sp.csr_matrix, members: list[np.ndarray], prepared) -> np.ndarray:
+    """The AUC from the full ordinal ranking of every kept gene: decreasing value, ties by position."""
+    dense = X.toarray().astype(np.float64)
+    pos = prepared.pos_of_gene
+    kept = np.flatnonzero(pos >= 0)
+    out = np.full((X.shape[0], len(members)), np.nan)
+    for cell, row in enumerate(dense):
+        if not np.any(row[kept] != 0):
+            continue
+        order = kept[np.lexsort((pos[kept], -row[kept]))]
+        rank = np.zeros(X.shape[1], np.int64)
+        rank[order] = np.arange(1, kept.size + 1)
+        for c, genes in enumerate(members):
+            r = rank[genes]
+            r = r[r <= prepared.n_up]
+            out[cell, c] = (r.size * prepared.n_up - r.sum()) / prepared.max_auc[c]
+    return out
+
+
+def auc_edge_matrix(seed: int, dtype) -> sp.csr_matrix:
+    """UMI-like rows with many ties, plus rows that are empty, constant, sparse or signed."""
+    rng = np.random.default_rng(seed)
+    n_cells, n_genes = 24, 400
+    dense = np.where(
+        rng.random((n_cells, n_genes)) < 0.5, rng.geometric(0.35, (n_cells, n_genes)), 0
+    )
+    dense = dense.astype(np.float64)
+    dense[:, 350:] = 0  # genes zero in every cell: dropped from the ranking
+    dense[0] = 0  # all-zero cell: NaN
+    dense[1, :350] = 3  # one distinct value in every kept gene
+    dense[2] = np.where(np.arange(n_genes) % 50 == 0, 1, 0)  # few non-zeros: zero genes rank too
+    dense[3, :350] = rng.lognormal(0, 1, 350)  # all distinct
+    if np.dtype(dtype).kind == "f":
+        dense[4, :20] = -rng.integers(1, 3, 20)  # negative values rank after the zeros
+    return sp.csr_matrix(dense.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("n_up", [2, 7, 40, 150, 349, 350])
+def test_ordinal_auc_equals_the_full_ranking(dtype, n_up):
+    """Straddling tie groups at every n_up, all-zero and constant rows, rows with fewer
+    non-zeros than n_up, negative values, and signature genes absent from a cell."""
+    from seedsoil.scoring import aucell
+    from seedsoil.scoring.base import GeneSet
+    from seedsoil.scoring.stats import gene_stats
+
+    X = auc_edge_matrix(3, dtype)
+    rng = np.random.default_rng(9)
+    gene_lists = [rng.choice(400, size, replace=False) for size in (5, 12, 40, 120, 300)]
+    gene_lists.append(np.arange(0, 400, 3))  # overlaps the others
+    sets = [
+        GeneSet(f"s{i}", np.sort(g), np.array([], np.int64), np.ones(g.size), np.ones(0), ())
+        for i, g in enumerate(gene_lists)
+    ]
+    prepared = aucell.prepare(sets, X.shape[1], gene_stats([X], X.shape[1]), n_up=n_up, tmin=1)
+    members = [g[prepared.pos_of_gene[g] >= 0] for g in gene_lists]
+    ours = aucell.score_chunk(X, prepared)
+    expected = straightforward_auc(X, members, prepared)
+    assert np.array_equal(ours, expected, equal_nan=True)

@@ -19,6 +19,7 @@ from seedsoil.errors import InputError
 from seedsoil.scoring import aucell
 from seedsoil.scoring.base import GeneSet
 from seedsoil.scoring.stats import gene_stats
+from seedsoil.util import numba_threads
 
 TOLERANCE = 1e-6
 N_CELLS, N_GENES = 240, 3000
@@ -183,3 +184,22 @@ def test_engine_score_in_chunks_matches_decoupler(matrix, signatures):
     scores = score(adata, signatures, method="aucell", chunk_size=50)
     assert list(scores.columns) == list(signatures)
     assert_parity(scores.to_numpy(), reference(matrix, signatures))
+
+
+def test_detection_pass_counts_as_the_full_statistics_pass(matrix):
+    """aucell's cheaper statistics pass (nnz only) equals gene_stats' nnz for any thread
+    count and chunking, explicit zeros not counted."""
+    from seedsoil.scoring.stats import gene_detection
+
+    untidy = matrix.copy().tolil()
+    untidy[3, :40] = 0
+    untidy = untidy.tocsr()
+    untidy.data[::17] = 0  # explicit zeros kept in the structure
+    expected = gene_stats([untidy], untidy.shape[1])
+    chunks = [untidy[i : i + 70] for i in range(0, untidy.shape[0], 70)]
+    for threads in (1, 2):
+        with numba_threads(threads):
+            got = gene_detection(chunks, untidy.shape[1])
+        assert np.array_equal(got.nnz, expected.nnz)
+        assert got.n_cells == expected.n_cells
+        assert np.isnan(got.sum).all()

@@ -197,7 +197,8 @@ def score(
     needs = module.needs_stats(**options) if hasattr(module, "needs_stats") else module.NEEDS_STATS
     result = np.empty((source.n_cells, len(gene_sets)), dtype=np.float64)
     with numba_threads(n_threads):
-        stats = gene_stats(source.chunks(chunk_size), source.n_genes) if needs else None
+        stats_pass = getattr(module, "stats_pass", gene_stats)
+        stats = stats_pass(source.chunks(chunk_size), source.n_genes) if needs else None
         prepared = module.prepare(gene_sets, source.n_genes, stats, **options)
         start = 0
         for chunk in source.chunks(chunk_size, check_finite=stats is None):

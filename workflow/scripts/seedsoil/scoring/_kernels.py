@@ -36,6 +36,24 @@ def accumulate_gene_stats(indptr, indices, data, sum_native, total, total_sq, nn
 
 
 @numba.njit(parallel=True, cache=True)
+def count_nonzero_per_gene(indptr, indices, data, nnz, n_parts):
+    """Add to ``nnz[gene]`` the number of the rows' values of ``gene`` that are not 0 (NaN counts).
+
+    Split by row ranges, each part counting into its own array: integer counts, so the
+    result is the same for any ``n_parts``, and every value is read once in all.
+    """
+    n_rows = indptr.size - 1
+    partial = np.zeros((n_parts, nnz.size), dtype=np.int64)
+    for part in numba.prange(n_parts):
+        lo = indptr[part * n_rows // n_parts]
+        hi = indptr[(part + 1) * n_rows // n_parts]
+        for jj in range(lo, hi):
+            partial[part, indices[jj]] += data[jj] != 0
+    for part in range(n_parts):
+        nnz += partial[part]
+
+
+@numba.njit(parallel=True, cache=True)
 def weighted_sums(indptr, indices, data, w_indptr, w_indices, w_data, out):
     """``out[i, k] += sum_j X[i, j] * W[j, k]`` accumulated in ``out``'s dtype, scipy's order.
 

@@ -1,13 +1,14 @@
 """Per-cell rank kernels shared by the rank-based methods (UCell, AUCell).
 
 Both methods need, in each cell, the rank of a few signature genes among the cell's
-values, never the full ranking. UCell sorts only the signature genes' distinct values (the
-levels) and counts, in one pass over the row, how many values lie above and at each level;
-its cost grows with the row's length, not with its number of distinct values (a
-full-length cell has thousands). AUCell groups the row's values by value in an
-open-addressing hash table keyed on the value's bit pattern, filled in one pass over the
-row, and sorts only the distinct values: cheap for UMI cells (a few dozen distinct values
-among ~1,800 non-zeros), costly for full-length ones.
+values, never the full ranking. UCell finds the signature genes' distinct values (the
+levels) with a small hash table, sorts only those, and counts, in one pass over the row,
+how many values lie above and at each level; its cost grows with the row's length, not
+with its number of distinct values (a full-length cell has thousands). AUCell groups the
+row's values by value in an open-addressing hash table keyed on the value's bit pattern,
+filled in one pass over the row, and sorts only the distinct values: cheap for UMI cells (a
+few dozen distinct values among ~1,800 non-zeros), costly for full-length ones; only the
+entries that can rank within ``n_up`` are then sorted by gene position.
 
 Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
 its own row alone with integer or exactly representable arithmetic, so results are
@@ -203,6 +204,37 @@ def value_level_counts(data, lo, hi, levels, n_levels, counts, level_of):
         level_of[k - lo] = j
 
 
+@njit(cache=True)
+def distinct_keys(keys, n, table, slot_of, levels):
+    """Copy each distinct value of ``keys[:n]`` once into ``levels`` (first-seen order); return how many.
+
+    ``table`` is an open-addressing hash table (a power of two larger than ``n``, every
+    entry -1) mapping a slot to a level index; it is emptied again before returning, and
+    ``slot_of[i]`` records level ``i``'s slot for that. A UMI cell's few hundred signature
+    values hold a few dozen distinct ones, so sorting after this costs a fraction of
+    sorting them all.
+    """
+    mask = table.size - 1
+    n_levels = 0
+    for i in range(n):
+        key = keys[i]
+        s = _slot(key, mask)
+        while True:
+            level = table[s]
+            if level < 0:
+                table[s] = n_levels
+                levels[n_levels] = key
+                slot_of[n_levels] = s
+                n_levels += 1
+                break
+            if levels[level] == key:
+                break
+            s = (s + 1) & mask
+    for i in range(n_levels):
+        table[slot_of[i]] = -1
+    return n_levels
+
+
 @njit(parallel=True, cache=True)
 def ucell_rank_sums(
     indptr,
@@ -224,13 +256,18 @@ def ucell_rank_sums(
     1: max). A rank above ``max_rank``, or a gene that is zero in the cell, counts as
     ``max_rank``. Column ``c`` has ``col_ptr[c+1] - col_ptr[c]`` genes; union gene ``u``
     belongs to the columns ``gene_cols[gene_col_ptr[u]:gene_col_ptr[u+1]]``. Each column
-    starts at ``size * max_rank`` and only the cell's ranked signature genes adjust it.
-    Sums of half-integers below 2**52 are exact in float64, so summation order is irrelevant.
+    starts at ``size * max_rank`` and each of the cell's ranked signature genes adds
+    ``min(rank - max_rank, 0)``. Sums of half-integers below 2**52 are exact in float64,
+    so summation order is irrelevant.
 
-    Only the signature genes' distinct values (the levels: a few dozen to a few hundred per
-    cell) are sorted; one pass over the row (:func:`key_level_counts`) then counts the values
-    above and equal to each level, so the rest of the row is never sorted. ``bits`` is the
-    unsigned view of ``data`` (:func:`value_bits`); ``n_table // 2`` bounds the longest row.
+    Per cell: one pass collects the signature genes' entries; their distinct values (the
+    levels: a few dozen in a UMI cell, a few hundred in a full-length one) are found with
+    a small hash table (:func:`distinct_keys`) and only those are sorted; one pass over the
+    row (:func:`key_level_counts`) then counts the values above and equal to each level,
+    so the rest of the row is never sorted. The capped rank is computed once per level,
+    and each signature entry adds its level's amount without a data-dependent branch.
+    ``bits`` is the unsigned view of ``data`` (:func:`value_bits`); ``n_table // 2``
+    bounds the longest row and ``n_table`` is a power of two.
     """
     n_cells = indptr.size - 1
     n_cols = col_ptr.size - 1
@@ -240,53 +277,55 @@ def ucell_rank_sums(
     n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
     for b in prange(n_blocks):
         sig_k = np.empty(longest + 1, np.int64)
+        sig_key = np.empty(longest + 1, np.int64)
         key_levels = np.empty(longest + 1, np.int64)
         value_levels = np.empty(longest + 1, np.float64)
         first = np.empty(4 * longest + 1, np.int64)
         counts = np.zeros(longest + 1, np.int64)
-        n_equal = np.empty(longest, np.int64)
-        n_greater = np.empty(longest, np.int64)
+        delta = np.empty(longest + 1, np.float64)
         level_of = np.empty(longest, np.int64)
+        table = np.full(n_table, -1, np.int64)
+        slot_of = np.empty(longest, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             for c in range(n_cols):
                 out[cell, c] = (col_ptr[c + 1] - col_ptr[c]) * np.float64(max_rank)
+            lo, hi = indptr[cell], indptr[cell + 1]
             n_sig = 0
             all_positive = True
-            for k in range(indptr[cell], indptr[cell + 1]):
+            for k in range(lo, hi):
                 # Written always, kept only when the entry is a signature gene: no branch to mispredict.
                 v = data[k]
                 sig_k[n_sig] = k
-                key_levels[n_sig] = np.int64(bits[k])
-                value_levels[n_sig] = v
+                sig_key[n_sig] = np.int64(bits[k])
                 is_sig = (v != 0) & (v == v) & in_union[indices[k]]
                 all_positive &= (v > 0) | ~is_sig
                 n_sig += is_sig
             if n_sig == 0:
                 continue
             # Bit patterns order positive values; any other sign needs float comparisons.
-            lo, hi = indptr[cell], indptr[cell + 1]
             if all_positive:
-                n_levels = sort_distinct(key_levels, n_sig, np.iinfo(np.int64).max)
+                n_levels = distinct_keys(sig_key, n_sig, table, slot_of, key_levels)
+                n_levels = sort_distinct(key_levels, n_levels, np.iinfo(np.int64).max)
                 key_level_counts(data, bits, lo, hi, key_levels, n_levels, first, counts, level_of)
             else:
+                for i in range(n_sig):
+                    value_levels[i] = data[sig_k[i]]
                 n_levels = sort_distinct(value_levels, n_sig, np.inf)
                 value_level_counts(data, lo, hi, value_levels, n_levels, counts, level_of)
             # A value with i levels below it is greater than levels 0 .. i-1.
             greater = 0
             for j in range(n_levels - 1, -1, -1):
                 greater += counts[j + 1] & ABOVE
-                n_equal[j] = counts[j] >> 32
+                rank = greater + 1 + tie_offset * ((counts[j] >> 32) - 1)
+                delta[j] = min(rank - max_rank, 0.0)
                 counts[j + 1] = 0
-                n_greater[j] = greater
             counts[0] = 0
             for i in range(n_sig):
                 k = sig_k[i]
-                j = level_of[k - lo]
-                rank = n_greater[j] + 1 + tie_offset * (n_equal[j] - 1)
-                if rank <= max_rank:
-                    u = union_of_gene[indices[k]]
-                    for g in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
-                        out[cell, gene_cols[g]] += rank - max_rank
+                change = delta[level_of[k - lo]]
+                u = union_of_gene[indices[k]]
+                for g in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
+                    out[cell, gene_cols[g]] += change
     return out
 
 
@@ -311,6 +350,25 @@ def _radix_sort_high(keys, buffer, m, n_bytes):
         keys[:m] = src[:m]
 
 
+@njit(cache=True)
+def _position_limit(keys, entry_group, m, group, quota, counts, shift):
+    """A position such that at least ``quota`` of ``group``'s entries lie below it, rounded up to a bin.
+
+    ``keys[i] >> 32`` is entry ``i``'s position; ``counts`` (zero on entry and on return)
+    holds one counter per ``2**shift`` positions.
+    """
+    for i in range(m):
+        counts[keys[i] >> (32 + shift)] += entry_group[i] == group
+    below = 0
+    limit = 0
+    for b in range(counts.size):
+        if below < quota:
+            below += counts[b]
+            limit = (b + 1) << shift
+        counts[b] = 0
+    return limit
+
+
 @njit(parallel=True, cache=True)
 def ordinal_auc(
     indptr,
@@ -322,7 +380,8 @@ def ordinal_auc(
     union_of_gene,
     union_pos,
     col_ptr,
-    col_union,
+    gene_col_ptr,
+    gene_cols,
     n_up,
     max_auc,
     n_table,
@@ -334,8 +393,19 @@ def ordinal_auc(
     (zeros counted among the kept genes). For a column with ``p`` genes ranked at most
     ``n_up`` and rank sum ``S`` the AUC is ``(p * n_up - S) / max_auc[c]`` — the area of the
     step recovery curve up to ``n_up``. Union genes are numbered in position order:
-    ``union_of_gene`` maps a gene to its union index ``i``, whose position is ``union_pos[i]``. A cell without any
+    ``union_of_gene`` maps a gene to its union index ``i``, whose position is ``union_pos[i]``;
+    column ``c`` has ``col_ptr[c+1] - col_ptr[c]`` genes and union gene ``u`` belongs to the
+    columns ``gene_cols[gene_col_ptr[u]:gene_col_ptr[u+1]]``. A cell without any
     non-zero kept value gets NaN: its ranking would be the shuffle alone.
+
+    Per cell the kept entries are grouped by value (hash table on the bit pattern) and the
+    distinct values sorted, giving each group the number of values above it. Entries of a
+    group with ``n_up`` or more values above it cannot rank within ``n_up``; the others are
+    radix-sorted by position and visited in that order, so "tied and earlier" is a running
+    count per group. Each signature gene ranked within ``n_up`` credits its columns
+    directly: the per-cell work outside the row is proportional to the ranked signature
+    genes, not to the signatures' total size. Integer arithmetic throughout, so results
+    are bit-identical whatever the thread count or chunking.
     """
     n_cells = indptr.size - 1
     n_cols = col_ptr.size - 1
@@ -345,6 +415,9 @@ def ordinal_auc(
     n_bytes = 1
     while (n_kept - 1) >> (8 * n_bytes) > 0:
         n_bytes += 1
+    position_shift = 0  # positions in at most 256 histogram bins
+    while (n_kept >> position_shift) > 256:
+        position_shift += 1
     n_blocks = (n_cells + CELLS_PER_BLOCK - 1) // CELLS_PER_BLOCK
     for b in prange(n_blocks):
         table_key = np.zeros(n_table, np.uint64)
@@ -359,7 +432,9 @@ def ordinal_auc(
         entry_union = np.empty(longest, np.int64)
         keys = np.empty(longest, np.int64)
         buffer = np.empty(longest, np.int64)
-        rank_of_union = np.zeros(n_union, np.int64)
+        recovered = np.zeros(n_cols, np.int64)
+        rank_sum = np.zeros(n_cols, np.int64)
+        position_counts = np.zeros((n_kept >> position_shift) + 2, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             m = 0
             n_positive = 0
@@ -395,18 +470,51 @@ def ordinal_auc(
             for g in range(n_groups):
                 if group_value[g] < 0:
                     group_greater[g] += n_zero
+            # Only entries whose value has fewer than n_up values above it can rank within
+            # n_up, and an entry's rank depends only on entries of its own value: drop the
+            # others before sorting (in a UMI cell most of the row, the small counts). Zero
+            # genes are ranked from the positions of all entries, so keep all when they can
+            # rank within n_up.
+            # Of the group that straddles n_up only its first n_up - greater entries in
+            # position order can: a histogram of its positions finds a position below which
+            # at least that many lie, and its entries beyond it are dropped too.
+            n_sorted = m
+            if n_positive + 1 > n_up:
+                straddling = -1
+                for g in range(n_groups):
+                    if group_greater[g] < n_up < group_greater[g] + group_count[g]:
+                        straddling = g
+                position_limit = n_kept
+                if straddling >= 0:
+                    position_limit = _position_limit(
+                        keys,
+                        entry_group,
+                        m,
+                        straddling,
+                        n_up - group_greater[straddling],
+                        position_counts,
+                        position_shift,
+                    )
+                n_sorted = 0
+                for i in range(m):  # keys[i] holds entry i here
+                    g = entry_group[i]
+                    keys[n_sorted] = keys[i]
+                    n_sorted += (group_greater[g] < n_up) & (
+                        (g != straddling) | ((keys[i] >> 32) < position_limit)
+                    )
             # Visiting entries in position order turns "tied and earlier" into a running count.
-            _radix_sort_high(keys, buffer, m, n_bytes)
-            for i in range(m):
+            _radix_sort_high(keys, buffer, n_sorted, n_bytes)
+            for i in range(n_sorted):
                 e = keys[i] & 0xFFFFFFFF
                 g = entry_group[e]
                 before = group_seen[g]
                 group_seen[g] = before + 1
                 u = entry_union[e]
-                if u >= 0:
-                    rank = 1 + group_greater[g] + before
-                    if rank <= n_up:
-                        rank_of_union[u] = rank
+                rank = 1 + group_greater[g] + before
+                if u >= 0 and rank <= n_up:
+                    for x in range(gene_col_ptr[u], gene_col_ptr[u + 1]):
+                        recovered[gene_cols[x]] += 1
+                        rank_sum[gene_cols[x]] += rank
             # Zero genes rank after the positive values, in position order.
             if n_positive + 1 <= n_up:
                 j = 0
@@ -418,17 +526,13 @@ def ordinal_auc(
                         continue
                     rank = n_positive + 1 + p - j
                     if rank <= n_up:
-                        rank_of_union[i] = rank
+                        for x in range(gene_col_ptr[i], gene_col_ptr[i + 1]):
+                            recovered[gene_cols[x]] += 1
+                            rank_sum[gene_cols[x]] += rank
             for c in range(n_cols):
-                recovered = 0
-                rank_sum = 0
-                for j in range(col_ptr[c], col_ptr[c + 1]):
-                    rank = rank_of_union[col_union[j]]
-                    if rank > 0:
-                        recovered += 1
-                        rank_sum += rank
-                out[cell, c] = (recovered * n_up - rank_sum) / max_auc[c]
-            rank_of_union[:] = 0
+                out[cell, c] = (recovered[c] * n_up - rank_sum[c]) / max_auc[c]
+                recovered[c] = 0
+                rank_sum[c] = 0
             group_seen[:n_groups] = 0
             clear_groups(table_group, group_slot, n_groups)
     return out

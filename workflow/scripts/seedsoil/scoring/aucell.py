@@ -38,8 +38,10 @@ import scipy.sparse as sp
 from seedsoil.errors import InputError
 from seedsoil.scoring import _rank
 from seedsoil.scoring.base import GeneSet, GeneStats
+from seedsoil.scoring.stats import gene_detection
 
 NEEDS_STATS = True
+stats_pass = gene_detection  # prepare reads only GeneStats.nnz
 log = logging.getLogger(__name__)
 SHUFFLE_SEED = 0  # decoupler.pp.data._break_ties: default_rng(seed=0), not an option there
 
@@ -50,8 +52,11 @@ class PreparedAUCell:
     n_kept: int
     union_of_gene: np.ndarray  # gene index -> union index, -1 outside every set
     union_pos: np.ndarray  # positions of the union genes, increasing
-    col_ptr: np.ndarray
-    col_union: np.ndarray
+    col_ptr: np.ndarray  # column c has col_ptr[c + 1] - col_ptr[c] genes
+    gene_col_ptr: (
+        np.ndarray
+    )  # union gene u is in columns gene_cols[gene_col_ptr[u]:gene_col_ptr[u + 1]]
+    gene_cols: np.ndarray
     n_up: int
     max_auc: np.ndarray  # per set; NaN for sets below tmin
 
@@ -131,13 +136,19 @@ def prepare(
     union_of_gene = np.full(n_genes, -1, np.int64)
     union_of_gene[union] = np.arange(union.size)
     sizes = np.array([m.size for m in members], np.int64)
+    col_union = union_of_gene[np.concatenate(members)] if members else np.empty(0, np.int64)
+    # the transpose of the column layout: for each union gene, the columns holding it
+    col_of_entry = np.repeat(np.arange(sizes.size), sizes)
+    order = np.argsort(col_union, kind="stable")
+    gene_col_ptr = np.concatenate(([0], np.cumsum(np.bincount(col_union, minlength=union.size))))
     return PreparedAUCell(
         pos_of_gene=pos_of_gene,
         n_kept=n_kept,
         union_of_gene=union_of_gene,
         union_pos=pos_of_gene[union],
         col_ptr=np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
-        col_union=union_of_gene[np.concatenate(members)] if members else np.empty(0, np.int64),
+        gene_col_ptr=gene_col_ptr.astype(np.int64),
+        gene_cols=col_of_entry[order].astype(np.int64),
         n_up=n_up,
         max_auc=np.array([max_auc(k, n_up) if k > 0 else np.nan for k in sizes]),
     )
@@ -157,7 +168,8 @@ def score_chunk(X: sp.csr_matrix, prepared: PreparedAUCell) -> np.ndarray:
         prepared.union_of_gene,
         prepared.union_pos,
         prepared.col_ptr,
-        prepared.col_union,
+        prepared.gene_col_ptr,
+        prepared.gene_cols,
         prepared.n_up,
         prepared.max_auc,
         _rank.table_size(X.indptr),

@@ -7,6 +7,8 @@ A method module therefore provides::
 
     NEEDS_STATS: bool
     def needs_stats(**options) -> bool            # optional; overrides NEEDS_STATS per call
+    def stats_pass(chunks, n_genes) -> GeneStats  # optional; a cheaper pass when prepare reads
+                                                  # only some fields (stats.gene_detection: nnz)
     def prepare(gene_sets: list[GeneSet], n_genes: int, stats: GeneStats | None, **options) -> object
     def score_chunk(X: scipy.sparse.csr_matrix, prepared: object) -> np.ndarray  # (n_cells, n_sets) float64
 
