@@ -42,8 +42,11 @@ rule split_sample:
         "../../envs/seedsoil.yaml"
     resources:
         attempt=attempt_number,
-        # copies the sample's rows block by block (seedsoil.split): bounded memory
+        # references the sample's rows (seedsoil.split), or copies them block by block
+        # (outputs.standalone_h5ad, scattered samples): bounded memory
         mem_mb=stream_mem_mb,
         runtime=runtime_from_input(10, 30),
+    params:
+        standalone=config["outputs"]["standalone_h5ad"],
     script:
         "../scripts/split_sample.py"
