@@ -78,9 +78,11 @@ def _virtual_datasets(path) -> dict[str, int]:
     found = {}
     with h5py.File(path, "r") as f:
         f.visititems(
-            lambda name, node: found.update({name: len(node.virtual_sources())})
-            if isinstance(node, h5py.Dataset) and node.is_virtual
-            else None
+            lambda name, node: (
+                found.update({name: len(node.virtual_sources())})
+                if isinstance(node, h5py.Dataset) and node.is_virtual
+                else None
+            )
         )
     return found
 

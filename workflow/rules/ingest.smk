@@ -7,7 +7,13 @@ checkpoint ingest:
     input:
         data=dataset_input,
     output:
-        h5ad="results/{dataset}/ingested.h5ad",
+        # the one stored copy of the matrices, read through every sample file; with standalone
+        # sample files nothing reads it after the split (docs/architecture.md)
+        h5ad=(
+            temp("results/{dataset}/ingested.h5ad")
+            if config["outputs"]["standalone_h5ad"]
+            else "results/{dataset}/ingested.h5ad"
+        ),
         samples="results/{dataset}/samples.tsv",
     log:
         "logs/ingest/{dataset}.log",

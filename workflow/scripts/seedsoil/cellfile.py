@@ -243,7 +243,9 @@ def _source_name(source_file: str, target_file: str) -> str:
     folder (HDF5 resolves a relative source name against the folder of the file holding the
     virtual dataset, so a results folder moved as a whole keeps working), ``%`` escaped as HDF5
     asks."""
-    relative = os.path.relpath(os.path.abspath(source_file), os.path.dirname(os.path.abspath(target_file)))
+    relative = os.path.relpath(
+        os.path.abspath(source_file), os.path.dirname(os.path.abspath(target_file))
+    )
     return relative.replace("%", "%%")
 
 
