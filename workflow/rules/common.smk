@@ -120,7 +120,8 @@ def input_size_mb(input):
     """Total size of a job's input files in MB, counting a directory (10x folder) by its contents
     and an .h5ad by the bytes it reads, including the matrices it references in another file
     (seedsoil.cellfile.stored_bytes: a cells.h5ad is a few MB of references)."""
-    from seedsoil.cellfile import stored_bytes  # imported when a job is planned, not at parse
+    # imported when a job is planned, not at parse
+    from seedsoil.cellfile import stored_bytes
 
     total = 0
     for name in input:
