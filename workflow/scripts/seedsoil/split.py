@@ -81,11 +81,10 @@ def _copy_rows(source, target, keys, keep: np.ndarray, block_size: int, compress
 
 
 def _link_rows(source, target, keys, keep: np.ndarray) -> None:
-    """Rows ``keep`` (boolean) of the CSR
-    matrices ``source[key]`` as new ``target[key]`` whose values and column indices are virtual
-    datasets over ``source``'s (one mapping per run, nothing copied) and whose row pointers
-    are rewritten. Parts ``source`` shares between matrices (hard links) are shared in
-    ``target`` too."""
+    """Rows ``keep`` (boolean) of the CSR matrices ``source[key]`` as new ``target[key]``
+    whose values and column indices are virtual datasets over ``source``'s (one mapping per
+    run of consecutive kept rows, nothing copied) and whose row pointers are rewritten. Parts
+    ``source`` shares between matrices (hard links) are shared in ``target`` too."""
     import h5py
 
     runs = row_runs(keep)  # one mapping per run of consecutive kept rows
