@@ -235,7 +235,8 @@ def main() -> None:
     summary["input matrix uncompressed (GB)"] = round(matrix / 1e9, 2)
     summary["results/ on disk (GB)"] = round(disk_bytes(results) / 1e9, 2)
     summary["results/ / input matrix"] = round(disk_bytes(results) / matrix, 3)
-    for path in [results / DATASET / "ingested.h5ad", *sorted(results.glob("*/*/*.h5ad"))]:
+    h5ad = [results / DATASET / "ingested.h5ad", *sorted(results.glob("*/*/*.h5ad"))]
+    for path in (path for path in h5ad if path.exists()):  # ingested.h5ad is temp if standalone
         summary[f"{path.relative_to(results)} (GB)"] = round(disk_bytes_of(path) / 1e9, 3)
     print(json.dumps(summary, indent=1))
     print_markdown(rule_table(jobs))
