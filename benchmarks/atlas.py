@@ -5,8 +5,11 @@ Writes, into a scratch working directory, ``data/atlas.h5ad``: raw UMI-like coun
 the signature library's genes and 13 mitochondrial genes among filler genes), one sample,
 8 cell-type labels drawn at random. A sheet and config point the real workflow at it; ``snakemake --cores 2``
 then runs every rule (ingest, split, the chunked scoring jobs, interpretation, annotated cells,
-the sample report, the cohort). Wall time and every job's peak memory (Snakemake
-``benchmark:`` files) are printed as a Markdown table.
+the sample report, the cohort). Wall time, every job's and every rule's wall time and peak
+memory (Snakemake ``benchmark:`` files) are printed as Markdown tables, with the size of
+``results/`` on disk after the run against the input's matrix uncompressed (stored values ×
+(value + column index bytes) + row pointers). ``--standalone`` sets
+``outputs.standalone_h5ad: true`` (full copies of the matrices in every sample file).
 
     python benchmarks/atlas.py --cells 1000000 --workdir /work/scratch_atlas/run
 """
@@ -101,6 +104,8 @@ def prepare(workdir: Path, args) -> None:
             "chunk_cells": args.chunk_cells,
         },
     }
+    if args.standalone:
+        config["outputs"] = {"standalone_h5ad": True}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     # generated once per size next to the working directory, then linked in
     cached = workdir.parent / f"atlas_input_v2_{args.cells}x{args.genes}x{args.nnz}.h5ad"
@@ -140,6 +145,50 @@ def job_table(workdir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rule_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: jobs, summed and longest wall time, largest peak memory."""
+    grouped = jobs.groupby("rule", sort=False)
+    return pd.DataFrame(
+        {
+            "jobs": grouped.size(),
+            "wall, sum (s)": grouped["wall (s)"].sum().round(1),
+            "wall, longest job (s)": grouped["wall (s)"].max(),
+            "max RSS (MB)": grouped["max RSS (MB)"].max(),
+        }
+    ).reset_index()
+
+
+def disk_bytes(folder: Path) -> int:
+    """Bytes ``folder``'s files occupy on disk (allocated blocks; a hard-linked file once)."""
+    seen, total = set(), 0
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if path.is_file() and not path.is_symlink() and (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    return total
+
+
+def disk_bytes_of(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def uncompressed_matrix_bytes(path: Path) -> int:
+    """The input's ``X`` (CSR) uncompressed: values, column indices and row pointers."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return sum(f[f"X/{part}"].size * f[f"X/{part}"].dtype.itemsize
+                   for part in ("data", "indices", "indptr"))  # fmt: skip
+
+
+def print_markdown(table: pd.DataFrame) -> None:
+    print("| " + " | ".join(table.columns) + " |")
+    print("|" + "---|" * len(table.columns))
+    for row in table.itertuples(index=False):
+        print("| " + " | ".join(map(str, row)) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=1_000_000)
@@ -151,6 +200,8 @@ def main() -> None:
     parser.add_argument("--n-null", type=int, default=1000)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=Path("/work/scratch_atlas/run"))
+    parser.add_argument("--standalone", action="store_true",
+                        help="outputs.standalone_h5ad: true (matrices copied into sample files)")  # fmt: skip
     args = parser.parse_args()
 
     if args.workdir.exists():  # a previous run's files count as free space
@@ -179,11 +230,18 @@ def main() -> None:
         "workflow wall time (s)": round(wall, 1),
         "largest job RSS (MB)": int(jobs["max RSS (MB)"].max()),
     }
+    results = args.workdir / "results"
+    matrix = uncompressed_matrix_bytes(args.workdir / "data" / "atlas.h5ad")
+    summary["input matrix uncompressed (GB)"] = round(matrix / 1e9, 2)
+    summary["results/ on disk (GB)"] = round(disk_bytes(results) / 1e9, 2)
+    summary["results/ / input matrix"] = round(disk_bytes(results) / matrix, 3)
+    h5ad = [results / DATASET / "ingested.h5ad", *sorted(results.glob("*/*/*.h5ad"))]
+    for path in (path for path in h5ad if path.exists()):  # ingested.h5ad is temp if standalone
+        summary[f"{path.relative_to(results)} (GB)"] = round(disk_bytes_of(path) / 1e9, 3)
     print(json.dumps(summary, indent=1))
-    print("| " + " | ".join(jobs.columns) + " |")
-    print("|" + "---|" * len(jobs.columns))
-    for row in jobs.itertuples(index=False):
-        print("| " + " | ".join(map(str, row)) + " |")
+    print_markdown(rule_table(jobs))
+    print()
+    print_markdown(jobs)
 
 
 if __name__ == "__main__":

@@ -136,10 +136,12 @@ def test_tables_read_from_parquet_equal_tables_given_in_memory(tmp_path):
         pd.testing.assert_frame_equal(from_files.obsm[name], from_frames.obsm[name])
 
 
-def test_matrices_keep_the_cell_files_storage(tmp_path):
-    """The matrices are object copies: same chunk shape and filter, so nothing is recompressed."""
+def test_standalone_matrices_keep_the_cell_files_storage(tmp_path):
+    """A standalone file's matrices are object copies: same chunk shape and filter, so nothing
+    is recompressed."""
     _, cells_path = _write_cells(tmp_path, with_counts=True)
-    write_scored_cells(cells_path, **_tables(), path=tmp_path / "scored.h5ad", compression=None)
+    write_scored_cells(cells_path, **_tables(), path=tmp_path / "scored.h5ad", compression=None,
+                       standalone=True)  # fmt: skip
     with h5py.File(cells_path, "r") as source, h5py.File(tmp_path / "scored.h5ad", "r") as target:
         for key in ("X/data", "X/indices", "layers/counts/data"):
             assert source[key].compression == "gzip"

@@ -117,12 +117,19 @@ def get_final_output():
 
 
 def input_size_mb(input):
-    """Total size of a job's input files in MB, counting a directory (10x folder) by its contents."""
+    """Total size of a job's input files in MB, counting a directory (10x folder) by its contents
+    and an .h5ad by the bytes it reads, including the matrices it references in another file
+    (seedsoil.cellfile.stored_bytes: a cells.h5ad is a few MB of references)."""
+    # imported when a job is planned, not at parse
+    from seedsoil.cellfile import stored_bytes
+
     total = 0
     for name in input:
         path = Path(name)
         files = (p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        total += sum(p.stat().st_size for p in files)
+        total += sum(
+            stored_bytes(p) if p.suffix == ".h5ad" else p.stat().st_size for p in files
+        )
     return total / 2**20
 
 

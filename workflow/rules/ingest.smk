@@ -7,7 +7,13 @@ checkpoint ingest:
     input:
         data=dataset_input,
     output:
-        h5ad="results/{dataset}/ingested.h5ad",
+        # the one stored copy of the matrices, read through every sample file; with standalone
+        # sample files nothing reads it after the split (docs/architecture.md)
+        h5ad=(
+            temp("results/{dataset}/ingested.h5ad")
+            if config["outputs"]["standalone_h5ad"]
+            else "results/{dataset}/ingested.h5ad"
+        ),
         samples="results/{dataset}/samples.tsv",
     log:
         "logs/ingest/{dataset}.log",
@@ -42,8 +48,11 @@ rule split_sample:
         "../../envs/seedsoil.yaml"
     resources:
         attempt=attempt_number,
-        # copies the sample's rows block by block (seedsoil.split): bounded memory
+        # references the sample's rows (seedsoil.split), or copies them block by block
+        # (outputs.standalone_h5ad, scattered samples): bounded memory
         mem_mb=stream_mem_mb,
         runtime=runtime_from_input(10, 30),
+    params:
+        standalone=config["outputs"]["standalone_h5ad"],
     script:
         "../scripts/split_sample.py"

@@ -65,8 +65,11 @@ rule annotate_cells:
     conda:
         "../../envs/seedsoil.yaml"
     resources:
-        # matrices copied as stored; the job holds the joined per-cell tables (seedsoil.annotate)
+        # matrices referenced (or copied as stored with outputs.standalone_h5ad); the job
+        # holds the joined per-cell tables (seedsoil.annotate)
         mem_mb=tables_mem_mb,
         runtime=runtime_from_cells(10, 1),
+    params:
+        standalone=config["outputs"]["standalone_h5ad"],
     script:
         "../scripts/annotate_cells.py"

@@ -2,10 +2,11 @@
 
 ``scored.h5ad`` is ``cells.h5ad`` plus one ``obs`` column per signature score and per call, and
 ``obsm["pvalues"]``/``obsm["fdr"]`` as cells × signatures frames. At atlas size the matrices
-(``X``, ``layers``) are tens of GB uncompressed, so every part of ``cells.h5ad`` but ``obs``,
-``obsm`` and the small ``var`` is an HDF5 object copy: stored chunks are copied as they are
-(same chunking and compression, never decompressed). The job holds only per-cell tables and
-its time is mostly disk time. ``anndata.read_h5ad`` reads the result as the AnnData that
+(``X``, ``layers``) are tens of GB uncompressed, so they are not written again: they are HDF5
+virtual datasets reading the values where they are stored (or, for a standalone file, HDF5
+object copies: stored chunks copied as they are, never decompressed). Every other part of
+``cells.h5ad`` but ``obs``, ``obsm`` and the small ``var`` is an object copy. The job holds
+only per-cell tables. ``anndata.read_h5ad`` reads the result as the AnnData that
 loading ``cells.h5ad``, adding the columns and frames and writing it with ``write_h5ad`` gives.
 """
 
@@ -15,7 +16,7 @@ import os
 
 import pandas as pd
 
-from .cellfile import COMPRESSION, copy_objects
+from .cellfile import COMPRESSION, MATRIX_GROUPS, copy_objects
 from .errors import InputError
 
 #: Groups of the cell file rewritten; every other part is copied unchanged.
@@ -105,6 +106,7 @@ def write_scored_cells(
     path: str | os.PathLike,
     *,
     compression: dict | None = COMPRESSION,
+    standalone: bool = False,
 ) -> None:
     """Write ``scored.h5ad`` to ``path``: the ``cells`` file with the sample's results.
 
@@ -113,8 +115,12 @@ def write_scored_cells(
     Tables are cells × columns frames or paths of parquet files; a path is read only when its
     part is written and dropped after it, so the job holds at most two cells × signatures
     tables (the scores and ``obs`` joined with them) whatever the matrices' size.
-    ``compression`` (h5py dataset options) applies to the rewritten ``obs`` and ``obsm``; the copied parts keep the
-    cell file's. Raises :class:`InputError` before ``path`` is created when names clash.
+    The matrices (``X``, ``layers``) are virtual datasets reading the values where the cell
+    file reads them (``ingested.h5ad`` for a split by reference, else ``cells``), by paths
+    relative to ``path``'s folder: nothing is copied. With ``standalone`` they are copied
+    instead (HDF5 object copies; virtual ones as the values they read), so the file stands
+    alone. ``compression`` (h5py dataset options) applies to the rewritten ``obs`` and
+    ``obsm``; the copied parts keep the cell file's. Raises :class:`InputError` before ``path`` is created when names clash.
     Give a temporary name (:func:`seedsoil.util.atomic_path`): a later failure leaves ``path``
     incomplete.
     """
@@ -132,7 +138,10 @@ def write_scored_cells(
         del score_table
         with h5py.File(path, "w") as target:
             target.attrs.update(source.attrs)
-            copy_objects(source, target, [key for key in source if key not in _REWRITTEN])
+            copied = [key for key in source if key not in _REWRITTEN]
+            matrices = [key for key in copied if key in MATRIX_GROUPS]
+            copy_objects(source, target, matrices, references=not standalone)
+            copy_objects(source, target, [key for key in copied if key not in matrices])
             if scoring and "uns/seedsoil" in target:
                 write_elem(target["uns/seedsoil"], "scoring", scoring)
             write_elem(target, "obs", obs, dataset_kwargs=kwargs)

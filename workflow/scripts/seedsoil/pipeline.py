@@ -266,8 +266,10 @@ def sample_header(path: str | os.PathLike) -> tuple[dict, pd.Index, int]:
     import h5py
     from anndata.io import read_elem
 
+    from .cellfile import check_sources
     from .scoring._input import open_source
 
+    check_sources(path)  # a missing ingested.h5ad would read as NaN
     source = open_source(os.fspath(path))
     with h5py.File(path, "r") as f:
         meta = read_elem(f["uns"]["seedsoil"])

@@ -1,8 +1,13 @@
-"""One sample's QC-passed cells copied from the ingested ``.h5ad`` block by block.
+"""One sample's QC-passed cells from the ingested ``.h5ad``, without copying its matrices.
 
-:func:`seedsoil.pipeline.sample_cells` does the same on an AnnData in memory; this writes the
-identical file (same matrices, obs, var, obsm and uns) while holding only one block of rows,
-so a split job's memory does not grow with the dataset (all its samples are split in parallel).
+:func:`seedsoil.pipeline.sample_cells` does the same on an AnnData in memory; this writes a
+file that reads back identical (same matrices, obs, var, obsm and uns). Its matrices' values
+and column indices are HDF5 virtual datasets mapping the sample's rows of the ingested file,
+one mapping per run of consecutive QC-passed rows, and only the row pointers are rewritten:
+each matrix is stored once, in ``ingested.h5ad``, and the split takes seconds at any size.
+A sample scattered in more than :data:`seedsoil.cellfile.MAX_VIRTUAL_RUNS` runs, or any
+sample with ``standalone=True``, is copied instead, block by block of rows, so a split job's
+memory does not grow with the dataset (all its samples are split in parallel).
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .cellfile import COMPRESSION, CsrWriter, copy_objects
+from .cellfile import (
+    COMPRESSION,
+    MAX_VIRTUAL_RUNS,
+    CsrWriter,
+    copy_objects,
+    row_runs,
+    virtual_ranges,
+)
 from .errors import InputError
 from .scoring.depth import depth_summary
 
@@ -68,6 +80,40 @@ def _copy_rows(source, target, keys, keep: np.ndarray, block_size: int, compress
         writer.close()
 
 
+def _link_rows(source, target, keys, keep: np.ndarray) -> None:
+    """Rows ``keep`` (boolean) of the CSR matrices ``source[key]`` as new ``target[key]``
+    whose values and column indices are virtual datasets over ``source``'s (one mapping per
+    run of consecutive kept rows, nothing copied) and whose row pointers are rewritten. Parts
+    ``source`` shares between matrices (hard links) are shared in ``target`` too."""
+    import h5py
+
+    runs = row_runs(keep)  # one mapping per run of consecutive kept rows
+    made: dict[int, str] = {}  # address in source -> path in target
+    for key in keys:
+        node = _csr_node(source, key)
+        group = target.create_group(key)
+        indptr = node["indptr"][...]
+        lengths = np.diff(indptr)[keep]
+        n_values = int(lengths.sum())
+        for part in ("data", "indices", "indptr"):
+            address = h5py.h5o.get_info(node[part].id).addr
+            if address in made:
+                group[part] = target[made[address]]
+            elif part == "indptr":
+                pointers = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64)))
+                # int32 pointers while they fit, as CsrWriter writes them
+                if n_values < np.iinfo(np.int32).max:
+                    pointers = pointers.astype(np.int32)
+                group.create_dataset(part, data=pointers)
+            else:
+                starts, stops = indptr[runs[:, 0]], indptr[runs[:, 1]]
+                virtual_ranges(group, part, node[part], source.filename, starts, stops)
+            made[address] = group[part].name
+        for name in node.attrs:
+            group.attrs.create(name, node.attrs[name], dtype=node.attrs.get_id(name).dtype)
+        group.attrs["shape"] = (int(lengths.size), int(node.attrs["shape"][1]))
+
+
 def write_sample_cells(
     ingested: str | os.PathLike,
     sample: str,
@@ -75,13 +121,19 @@ def write_sample_cells(
     *,
     block_size: int = 20_000,
     compression: dict | None = COMPRESSION,
+    standalone: bool = False,
 ) -> int:
     """Write the QC-passed cells of ``sample`` from the ``ingested`` file to ``path``.
 
-    The result equals ``sample_cells(anndata.read_h5ad(ingested), sample)`` written with
-    ``write_h5ad``: rows in file order, unused categories dropped from categorical obs
+    The result reads back as ``sample_cells(anndata.read_h5ad(ingested), sample)`` written
+    with ``write_h5ad``: rows in file order, unused categories dropped from categorical obs
     columns, and ``uns["seedsoil"]`` given ``sample`` and the sample's QC record (per-cell
     metrics of all its cells, and the count of each QC reason). Returns the number of cells.
+
+    The matrices refer to ``ingested`` by its path relative to ``path``'s folder (virtual
+    datasets, see the module), unless ``standalone`` or the sample's kept rows form more than
+    :data:`~seedsoil.cellfile.MAX_VIRTUAL_RUNS` runs: then they are copied. ``ingested`` must
+    stay where it is relative to ``path`` (a folder holding both may move as a whole).
     """
     import h5py
     from anndata.io import read_elem, write_elem
@@ -111,12 +163,16 @@ def write_sample_cells(
         with h5py.File(path, "w") as target:
             target.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
             kwargs = compression or {}
-            if keep.all():
+            keys = [key for key in _MATRICES if key in source]
+            runs = row_runs(keep)
+            if not standalone and len(runs) <= MAX_VIRTUAL_RUNS:
+                # each matrix stored once: the sample's rows stay in the ingested file
+                _link_rows(source, target, keys, keep)
+            elif keep.all():
                 # the matrices as stored (chunks not decompressed): a one-sample atlas splits
                 # at disk speed
                 copy_objects(source, target, [key for key in ("X", "layers") if key in source])
             else:
-                keys = [key for key in _MATRICES if key in source]
                 _copy_rows(source, target, keys, keep, block_size, compression)
             if "layers" not in target:
                 write_elem(target, "layers", {})
