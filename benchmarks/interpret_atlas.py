@@ -298,7 +298,7 @@ def run_communication(folder: Path, n_perm: int, threads: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=1_000_000)
     parser.add_argument("--genes", type=int, default=20_000)
     parser.add_argument("--nnz-per-cell", type=int, default=1570)  # benchmarks/atlas.py's matrix
