@@ -13,13 +13,11 @@ in its place must call nothing.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from ctc_helpers import REPO, shipped_ctc_calls, spikein_benchmark
 
 from seedsoil.datasets import BUILTINS, fetch_builtin
 from seedsoil.harmonise import log_normalise
@@ -29,24 +27,12 @@ from seedsoil.interpret.ctc import (
     call_ctc,
     core_groups_detected,
     core_marker_groups,
-    leukocyte_programme,
 )
 from seedsoil.scoring import significance
-from seedsoil.scoring.null import benjamini_hochberg
 from seedsoil.signatures import coverage, load_library
 
-REPO = Path(__file__).resolve().parents[1]
 N_EACH = 40
 N_RANDOM_SETS = 5
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "ctc_spikein", REPO / "benchmarks" / "ctc_spikein.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +42,7 @@ def library():
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory, library):
-    bench = _benchmark()
+    bench = spikein_benchmark()
     workdir = tmp_path_factory.mktemp("full_length")
     oligo = ad.read_h5ad(
         fetch_builtin(
@@ -84,25 +70,6 @@ def leukocyte_pvalues(cells, library):
     return significance(cells, leukocytes, n_null=200, random_state=0)[0]
 
 
-def _calls(cells, ctc, leukocyte_p, core, random_state=0, background=True):
-    ctc_p, _ = significance(cells, {CTC_SIGNATURE: ctc}, n_null=1000, random_state=random_state)
-    pvalues = pd.concat([ctc_p, leukocyte_p], axis=1)
-    fdr = pvalues.apply(lambda column: benjamini_hochberg(column.to_numpy()))
-    blood = (
-        blood_background_pvalues(
-            cells,
-            ctc,
-            core_groups_detected(cells, core),
-            leukocyte_programme(fdr),
-            n_null=1000,
-            random_state=random_state,
-        )
-        if background
-        else None
-    )
-    return call_ctc(cells, pvalues, fdr, core=core, background=blood)
-
-
 def test_the_fixture_looks_like_full_length_ctc_data(cells):
     truth = cells.obs["truth"].to_numpy()
     tpm = cells.layers["tpm"]
@@ -120,8 +87,10 @@ def test_abundant_full_length_ctcs_are_called_and_leukocytes_are_not(
     signature = library[CTC_SIGNATURE]
     core = core_marker_groups(signature)
     truth = cells.obs["truth"].to_numpy()
-    called = _calls(cells, signature, leukocyte_pvalues, core)["ctc_candidate"].to_numpy()
-    before = _calls(cells, signature, leukocyte_pvalues, core, background=False)
+    called = shipped_ctc_calls(cells, signature, leukocyte_pvalues, core)[
+        "ctc_candidate"
+    ].to_numpy()
+    before = shipped_ctc_calls(cells, signature, leukocyte_pvalues, core, background=False)
     assert called[~truth].sum() == 0
     assert called[truth].mean() >= 0.6
     assert before["ctc_candidate"].to_numpy()[truth].mean() < called[truth].mean()
@@ -135,7 +104,7 @@ def test_random_gene_sets_as_the_ctc_signature_give_no_full_length_calls(
     rng = np.random.default_rng(11)
     for k in range(N_RANDOM_SETS):
         random_set = list(rng.choice(cells.var_names, size, replace=False))
-        calls = _calls(cells, random_set, leukocyte_pvalues, core, random_state=k)
+        calls = shipped_ctc_calls(cells, random_set, leukocyte_pvalues, core, random_state=k)
         assert calls["ctc_candidate"].sum() == 0, f"random set {k} {random_set} called"
 
 

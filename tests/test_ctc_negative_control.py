@@ -16,41 +16,26 @@ rule's, cells with two core marker groups tested against the blood-background nu
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from ctc_helpers import REPO, shipped_ctc_calls, spikein_benchmark
 
 from seedsoil.interpret.ctc import (
     CTC_SIGNATURE,
-    blood_background_pvalues,
     call_ctc,
-    core_groups_detected,
     core_marker_groups,
-    leukocyte_programme,
 )
 from seedsoil.scoring import significance
 from seedsoil.scoring.null import benjamini_hochberg
 from seedsoil.signatures import load_library
 
-REPO = Path(__file__).resolve().parents[1]
 N_RANDOM_SETS = 5
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "ctc_spikein", REPO / "benchmarks" / "ctc_spikein.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
-    bench = _benchmark()
+    bench = spikein_benchmark()
     workdir = tmp_path_factory.mktemp("negative_control")
     hydro = bench.counts_of("hydroseq_ctc_enriched", workdir, counts="X")
     blood = bench.counts_of("celltypist_sample", workdir, counts="X")
@@ -77,22 +62,6 @@ def leukocyte_pvalues(samples, library):
     }
 
 
-def _calls(cells, ctc, leukocyte_p, random_state, core):
-    """The shipped call, the blood-background null of two-marker cells included."""
-    ctc_p, _ = significance(cells, {CTC_SIGNATURE: ctc}, n_null=1000, random_state=random_state)
-    pvalues = pd.concat([ctc_p, leukocyte_p], axis=1)
-    fdr = pvalues.apply(lambda column: benjamini_hochberg(column.to_numpy()))
-    background = blood_background_pvalues(
-        cells,
-        ctc,
-        core_groups_detected(cells, core),
-        leukocyte_programme(fdr),
-        n_null=1000,
-        random_state=random_state,
-    )
-    return call_ctc(cells, pvalues, fdr, core=core, background=background)
-
-
 @pytest.mark.parametrize("name", ["hydroseq", "celltypist_sample", "spike-in"])
 def test_random_gene_sets_as_the_ctc_signature_give_no_calls(
     samples, library, leukocyte_pvalues, name
@@ -103,7 +72,7 @@ def test_random_gene_sets_as_the_ctc_signature_give_no_calls(
     for k in range(N_RANDOM_SETS):
         random_set = list(rng.choice(cells.var_names, size, replace=False))
         core = core_marker_groups(library[CTC_SIGNATURE])
-        calls = _calls(cells, random_set, leukocyte_pvalues[name], k, core)
+        calls = shipped_ctc_calls(cells, random_set, leukocyte_pvalues[name], core, random_state=k)
         assert calls["ctc_candidate"].sum() == 0, f"{name}: random set {k} {random_set} called"
 
 
@@ -111,8 +80,8 @@ def test_the_shipped_ctc_signature_does_call_on_the_spike_in(samples, library, l
     """The control above is not vacuous: the real signature calls planted tumour cells."""
     cells = samples["spike-in"]
     signature = library[CTC_SIGNATURE]
-    calls = _calls(
-        cells, signature, leukocyte_pvalues["spike-in"], 0, core_marker_groups(signature)
+    calls = shipped_ctc_calls(
+        cells, signature, leukocyte_pvalues["spike-in"], core_marker_groups(signature)
     )
     called = calls["ctc_candidate"].to_numpy()
     truth = cells.obs["truth"].to_numpy()
