@@ -36,3 +36,19 @@ def test_report_shows_agreement_with_the_reference_only_when_one_was_used(tmp_pa
         tmp_path, lambda calls: {"cell_type_reference": pd.Series("T cell", index=calls.index)}
     )
     assert caption not in without and caption in with_reference
+
+
+def test_report_says_how_many_cells_the_classifier_typed(tmp_path):
+    def update(calls):
+        method = pd.Series("signature", index=calls.index)
+        method.iloc[:10] = "classifier"
+        return {"assignment_method": method}
+
+    html = _html(tmp_path, update)
+    assert "10 cells (5.0%) had too little evidence" in html
+    assert "called by" in html and "classifier" in html
+
+
+def test_report_without_classifier_calls_does_not_mention_it(tmp_path):
+    html = _html(tmp_path, lambda calls: {"assignment_method": "signature"})
+    assert "too little evidence" not in html

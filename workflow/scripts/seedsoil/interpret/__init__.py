@@ -65,7 +65,7 @@ __all__ = [
 #: Columns of ``calls.parquet``, in order (``size_z`` comes from :mod:`.clusters`).
 CALL_COLUMNS = [
     "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
-    "cell_type_reference", "reference_confidence",
+    "assignment_method", "cell_type_reference", "reference_confidence",
     "ctc_candidate", "ctc_class", "ctc_confidence", "ctc_fdr", "ctc_core_markers", "emt_state",
     "heterotypic_cluster", "size_z",
 ]  # fmt: skip

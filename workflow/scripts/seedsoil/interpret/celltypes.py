@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .refine import refine_calls
+
 UNASSIGNED = "unassigned"
 UNLABELLED = "unlabelled"
 
@@ -65,6 +67,7 @@ IMMUNE_TYPES: frozenset[str] = frozenset(
 #: Columns :func:`assign_cell_types` returns, in order.
 ASSIGNMENT_COLUMNS = [
     "cell_type_assigned", "assignment_score", "assignment_confidence", "assignment_markers",
+    "assignment_method",
 ]  # fmt: skip
 
 #: Neighbours per cell in the score-space kNN graph (scanpy's ``pp.neighbors`` default).
@@ -108,6 +111,13 @@ SIBLING_CONTRASTS = (
         ("ITGA2B", "GP9", "GP1BA", "GP1BB", "GP6", "PPBP", "PF4"),
         ("endothelial",),
         ("CDH5", "KDR", "TEK", "CLDN5", "EMCN", "PLVAP", "ROBO4", "FLT1"),
+        True,
+    ),
+    (
+        ("classical monocyte", "non-classical monocyte", "macrophage"),
+        ("CD14", "FCN1", "VCAN", "S100A8", "S100A9", "S100A12", "C1QA", "C1QB", "C1QC", "CD163"),
+        ("dendritic",),
+        ("FCER1A", "CD1C", "CLEC10A", "CLEC9A", "XCR1", "LILRA4", "CLEC4C", "LAMP3"),
         True,
     ),
 )
@@ -337,6 +347,7 @@ def assign_cell_types(
     neighbour_evidence: bool = False,
     lineage_gate: bool = False,
     marker_evidence: bool = True,
+    classifier: bool = True,
 ) -> pd.DataFrame:
     """Assign each cell a type from the evidence of every identity/immune signature.
 
@@ -406,6 +417,7 @@ def assign_cell_types(
         out["assignment_score"] = np.nan
         out["assignment_confidence"] = 0.0
         out["assignment_markers"] = ""
+        out["assignment_method"] = ""
         return out
     values = np.nan_to_num(scores[used].to_numpy(dtype=np.float64))
     # Neighbours in identity space only: state programmes (CTC, EMT, hypoxia, cycling) cut
@@ -531,19 +543,54 @@ def assign_cell_types(
         np.where(lineage_only, len(types) + best_lineage, best),
         len(labels) - 1,
     )
+    method = np.select(
+        [~assigned, lineage_only, supported_call], ["", "lineage", "signature"], "markers"
+    ).astype(object)
+    if classifier and columns:
+        # Step 6: the classifier fills in cells whose evidence fell short of a subtype call
+        allowed = ~blocked & np.where(lineage_only[:, None], same_lineage, True)
+        candidates = np.flatnonzero((admissible & ~assigned) | (assigned & lineage_only))
+        codes, probability = refine_calls(
+            _feature_rows(columns),
+            np.where(assigned & ~lineage_only, best, -1),
+            candidates,
+            allowed,
+            seed=seed,
+        )
+        cells, codes = candidates[codes >= 0], codes[codes >= 0]
+        label_code[cells] = codes
+        best[cells] = codes
+        confidence[cells] = probability[probability > 0]
+        assigned[cells] = True
+        method[cells] = "classifier"
     called = labels[label_code]
     if cluster_vote:
         clusters = over_cluster(neighbours, seed=seed)
+        before = called
         called, best, confidence, assigned = majority_vote(
             clusters, called, best, confidence, posterior, types, lineage
         )
+        method = np.where(called != before, "cluster vote", method)
+        method[~assigned] = ""
     out["cell_type_assigned"] = shared_strings(called)
     out["assignment_score"] = np.where(assigned, called_scores(scores, used, best), np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(
         assigned, best, used, core_detected, marker_genes or {}, columns
     )
+    out["assignment_method"] = shared_strings(method)
     return out
+
+
+def _feature_rows(columns: Mapping[str, np.ndarray]):
+    """``cells → (cells × genes)`` values of every gene in ``columns``: the classifier's
+    features (:mod:`.refine`), the marker genes of the candidate types."""
+    genes = list(columns)
+    if isinstance(columns, MarkerColumns):
+        return lambda cells: columns.rows(genes, cells)
+    return lambda cells: np.column_stack(
+        [np.asarray(columns[g], dtype=np.float64)[cells] for g in genes]
+    )
 
 
 def called_scores(scores: pd.DataFrame, used: Sequence[str], best: np.ndarray) -> np.ndarray:

@@ -305,16 +305,19 @@ def _assignment(calls, obs) -> dict | None:
     assigned = calls["cell_type_assigned"].fillna(UNASSIGNED).astype(str)
     confidence = calls.get("assignment_confidence", pd.Series(np.nan, index=calls.index))
     markers = calls.get("assignment_markers", pd.Series("", index=calls.index)).fillna("")
+    method = calls.get("assignment_method", pd.Series("", index=calls.index)).fillna("")
     rows = []
     for kind, cells in assigned.groupby(assigned, sort=False).groups.items():
         genes = markers.loc[cells].str.split(",").explode()
         genes = genes[genes != ""].value_counts().head(3)
+        shares = method.loc[cells][lambda m: m != ""].value_counts(normalize=True)
         rows.append(
             {
                 "assigned type": kind,
                 "cells": len(cells),
                 "median confidence": float(confidence.loc[cells].median()),
                 "markers most often carrying the call": ", ".join(genes.index),
+                "called by": ", ".join(f"{name} {share:.0%}" for name, share in shares.items()),
             }
         )
     summary = pd.DataFrame(rows).sort_values("cells", ascending=False)
@@ -324,6 +327,14 @@ def _assignment(calls, obs) -> dict | None:
         f"{float(confidence[assigned != UNASSIGNED].median()) if (assigned != UNASSIGNED).any() else 0:.2f} "
         "(posterior probability of the called type; see docs/interpretation.md)."
     )
+    by_classifier = int((method == "classifier").sum())
+    if by_classifier:
+        sentence += (
+            f" {by_classifier} cells ({by_classifier / len(assigned):.1%}) had too little evidence "
+            "of their own for a subtype and were typed by a classifier trained on this "
+            'sample\'s confidently typed cells ("called by: classifier"; their confidence '
+            "is its probability)."
+        )
     comparisons = []
     cells_labels = obs["cell_type"].reindex(calls.index) if "cell_type" in obs else None
     if cells_labels is not None and has_labels(cells_labels):
