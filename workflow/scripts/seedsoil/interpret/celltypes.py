@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .knn import N_NEIGHBORS, neighbour_index
 from .refine import refine_calls
 
 UNASSIGNED = "unassigned"
@@ -70,17 +71,12 @@ ASSIGNMENT_COLUMNS = [
     "assignment_method",
 ]  # fmt: skip
 
-#: Neighbours per cell in the score-space kNN graph (scanpy's ``pp.neighbors`` default).
-N_NEIGHBORS = 15
 #: Most markers listed per call in ``assignment_markers``.
 MAX_MARKERS = 5
 #: Cells per block of the row-wise steps (neighbourhood means, posterior): their temporaries are
 #: block × types rather than cells × types (a few MB instead of hundreds at a million cells).
 #: Every row is computed by the same operations as in one block, so results do not depend on it.
 BLOCK_CELLS = 65_536
-#: Working memory (MB) of scikit-learn's chunked neighbour search (its default, 1,024 MB, let
-#: the distance chunks alone reach a gigabyte); chunking does not change the neighbours.
-KNN_WORKING_MEMORY_MB = 128
 
 #: Sibling contrasts within a lineage: ``(types_a, genes_a, types_b, genes_b, b_needs_genes)``.
 #: Sibling types share most of their signature genes (B and plasma cells the immunoglobulin
@@ -152,25 +148,6 @@ def robust_z(values: np.ndarray) -> np.ndarray:
         else:
             out[:, j] = 0.0
     return out
-
-
-def neighbour_index(embedding: np.ndarray, n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
-    """Indices (cells × k) of each cell's ``k = min(n_neighbors, n_cells − 1)`` nearest other cells
-    in Euclidean distance (sklearn ``NearestNeighbors``); an empty (cells × 0) array for one cell.
-    Memory is cells × k integers, never cells × cells."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(n_neighbors, embedding.shape[0] - 1)
-    if k < 1:
-        return np.empty((embedding.shape[0], 0), dtype=np.int64)
-    import sklearn
-
-    model = NearestNeighbors(n_neighbors=k + 1).fit(embedding)
-    with sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
-        index = model.kneighbors(embedding, return_distance=False)
-    # int32 halves the graph (cells × k); a copy, so the (k + 1)-column search result is freed
-    dtype = np.int32 if embedding.shape[0] < 2**31 else np.int64
-    return index[:, 1:].astype(dtype)
 
 
 def neighbourhood_mean(values: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
