@@ -151,8 +151,10 @@ def _myeloid(expression: dict[str, float]):
 def test_a_monocyte_call_with_dendritic_genes_and_no_monocyte_genes_is_a_dendritic_cell():
     called = _myeloid({"FCER1A": 2.0, "CLEC10A": 1.0, "CD14": 0.0, "FCN1": 0.0})
     assert called.loc["c0", "cell_type_assigned"] == "dendritic"
+    assert called.loc["c0", "assignment_method"] == "contrast"
 
 
 def test_a_monocyte_call_with_monocyte_genes_stays_a_monocyte():
     called = _myeloid({"FCER1A": 0.0, "CLEC10A": 0.0, "CD14": 2.0, "FCN1": 1.0})
     assert called.loc["c0", "cell_type_assigned"] == "classical monocyte"
+    assert called.loc["c0", "assignment_method"] == "signature"

@@ -480,6 +480,7 @@ def assign_cell_types(
     # Evidence (p-value) is judged on the score-based call: a sibling contrast only refines the
     # subtype within a lineage whose programme the cell already carries.
     supported_call = supported[np.arange(n_cells), best]
+    by_scores = best
     if expression is not None:
         best = apply_sibling_contrasts(
             best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
@@ -487,6 +488,9 @@ def assign_cell_types(
     rows = np.arange(n_cells)
     replaced = best
     best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
+    # the subtype was decided by discriminating genes or a shown tissue identity, not the scores
+    by_genes = best != by_scores
+    del by_scores
     # An identity that replaced a platelet call keeps at least that call's posterior: its own is
     # 0 when it met the dominance rule but not the core rule.
     confidence = np.where(
@@ -521,7 +525,9 @@ def assign_cell_types(
         len(labels) - 1,
     )
     method = np.select(
-        [~assigned, lineage_only, supported_call], ["", "lineage", "signature"], "markers"
+        [~assigned, lineage_only, by_genes, supported_call],
+        ["", "lineage", "contrast", "signature"],
+        "markers",
     ).astype(object)
     if classifier and columns:
         # Step 6: the classifier fills in cells whose evidence fell short of a subtype call
