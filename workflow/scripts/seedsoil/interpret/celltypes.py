@@ -378,7 +378,16 @@ def assign_cell_types(
        measures when the signature's score has too few genes to beat the null); or, when
        ``min_confidence`` > 0 (default 0: the confidence is reported, not thresholded), when it
        is ambiguous — ``P[c, t*] < min_confidence``.
+    6. **Classifier** (``classifier``, default on; :func:`~.refine.refine_calls`): cells left
+       unassigned by step 5 while a type is admissible for them, and lineage-level calls, get
+       the type a logistic regression trained on the sample's subtype calls predicts from the
+       marker genes in ``expression`` — among the types admissible for the cell (for a lineage
+       call, that lineage's subtypes) and only at probability ≥ 0.5, which becomes the
+       confidence. It never overrules a call.
 
+    ``assignment_method`` says which step made each call: ``"signature"`` (step 5's p-value
+    rule), ``"markers"`` (marker evidence), ``"contrast"`` (step 3a/3b changed the score-based
+    subtype), ``"lineage"``, ``"classifier"``, ``"cluster vote"``; ``""`` when unassigned.
     ``assignment_score`` = ``scores[c, t*]`` (NaN when unassigned). ``assignment_markers`` = up to
     :data:`MAX_MARKERS` genes that carried the call, highest expression first: the type's core
     markers detected in the cell, else its ``marker_genes`` (e.g. the signature's up genes)
