@@ -246,9 +246,10 @@ def run_job(
         load_pairs,
         read_cell_table,
     )
-    from seedsoil.util import numba_threads, write_cell_table
+    from seedsoil.util import numba_threads, use_system_allocator, write_cell_table
 
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
+    use_system_allocator()  # as the rule's rule_logging does
     profile = StageProfile()
     if stub_knn:
         importlib.import_module("seedsoil.interpret.celltypes").neighbour_index = random_neighbours

@@ -270,6 +270,8 @@ def gather(
         empty = pd.DataFrame(index=all_scores.index)
         return all_scores, empty, empty
     values = all_pvalues.to_numpy(dtype=np.float64)
-    fdr_values = np.column_stack([benjamini_hochberg(p) for p in values.T])
+    fdr_values = np.empty_like(values)  # filled column by column: no second cells × signatures copy
+    for j in range(values.shape[1]):
+        fdr_values[:, j] = benjamini_hochberg(values[:, j])
     fdr = pd.DataFrame(fdr_values, index=all_pvalues.index, columns=all_pvalues.columns)
     return all_scores, all_pvalues, fdr
