@@ -292,6 +292,7 @@ def ucell_rank_sums(
         sig = np.empty(longest + 1, np.int64)  # row positions of the signature entries
         entry_level = np.empty(longest, np.int64)
         level_at = np.empty(longest, np.int64)  # row position of a value equal to the level
+        ranked = np.empty(longest, np.int64)  # the levels that are neither zero nor NaN
         key_levels = np.empty(longest + 1, np.int64)
         value_levels = np.empty(longest + 1, np.float64)
         first = np.empty(4 * longest + 1, np.int64)
@@ -318,45 +319,48 @@ def ucell_rank_sums(
             mask = 15
             while mask < 2 * n_in:
                 mask = 2 * mask + 1
-            n_sig = 0
             n_levels = 0
-            all_positive = True
             for e in range(n_in):
                 i = sig[e]
-                v = row[i]
-                if v == 0 or v != v:  # zero and NaN are not ranked: the gene counts max_rank
-                    continue
-                all_positive &= v > 0
                 level = _find_or_add(
                     table_key, table_level, slot_of, np.uint64(row_bits[i]), mask, n_levels
                 )
                 if level == n_levels:
                     level_at[level] = i
                     n_levels += 1
-                sig[n_sig] = i
-                entry_level[n_sig] = level
-                n_sig += 1
+                entry_level[e] = level
             clear_groups(table_level, slot_of, n_levels)
-            if n_sig == 0:
+            # Zero and NaN are not ranked (the gene counts max_rank): checked once per level.
+            n_ranked = 0
+            all_positive = True
+            for j in range(n_levels):
+                v = row[level_at[j]]
+                delta[j] = 0.0
+                if v != 0 and v == v:
+                    ranked[n_ranked] = j
+                    n_ranked += 1
+                    all_positive &= v > 0
+            if n_ranked == 0:
                 continue
-            if all_positive and n_levels <= MAX_COMPARED_LEVELS:
-                for j in range(n_levels):
+            if all_positive and n_ranked <= MAX_COMPARED_LEVELS:
+                for r in range(n_ranked):
+                    j = ranked[r]
                     greater, at_least = greater_equal(row, row[level_at[j]])
                     rank = greater + 1 + tie_offset * (at_least - greater - 1)
                     delta[j] = min(rank - max_rank, 0.0)
             else:
                 # Bit patterns order positive values; any other sign needs float comparisons.
                 if all_positive:
-                    for j in range(n_levels):
-                        key_levels[j] = np.int64(row_bits[level_at[j]])
-                    n_sorted = sort_distinct(key_levels, n_levels, np.iinfo(np.int64).max)
+                    for r in range(n_ranked):
+                        key_levels[r] = np.int64(row_bits[level_at[ranked[r]]])
+                    n_sorted = sort_distinct(key_levels, n_ranked, np.iinfo(np.int64).max)
                     key_level_counts(
                         row, row_bits, 0, row.size, key_levels, n_sorted, first, counts, level_of
                     )
                 else:
-                    for j in range(n_levels):
-                        value_levels[j] = row[level_at[j]]
-                    n_sorted = sort_distinct(value_levels, n_levels, np.inf)
+                    for r in range(n_ranked):
+                        value_levels[r] = row[level_at[ranked[r]]]
+                    n_sorted = sort_distinct(value_levels, n_ranked, np.inf)
                     value_level_counts(row, 0, row.size, value_levels, n_sorted, counts, level_of)
                 # A value with i sorted levels below it is greater than levels 0 .. i-1.
                 greater = 0
@@ -366,9 +370,10 @@ def ucell_rank_sums(
                     delta[n_levels + j] = min(rank - max_rank, 0.0)
                     counts[j + 1] = 0
                 counts[0] = 0
-                for j in range(n_levels):  # level j (first-seen order) is sorted level level_of[.]
+                for r in range(n_ranked):  # level j (first-seen order) is sorted level level_of[.]
+                    j = ranked[r]
                     delta[j] = delta[n_levels + level_of[level_at[j]]]
-            for e in range(n_sig):
+            for e in range(n_in):
                 change = delta[entry_level[e]]
                 gene = row_genes[sig[e]]
                 c = only_col[gene]
