@@ -280,7 +280,11 @@ def ucell_rank_sums(
     n_cols = col_ptr.size - 1
     out = np.empty((n_cells, n_cols))
     longest = n_table // 2
-    in_union = (union_of_gene >= 0).astype(np.uint8)  # one byte a gene: stays in cache
+    # one bit a gene (4 KB for 32,000 genes): stays in the first-level cache
+    in_union = np.zeros((union_of_gene.size + 63) // 64, np.uint64)
+    for gene in range(union_of_gene.size):
+        if union_of_gene[gene] >= 0:
+            in_union[gene >> 6] |= np.uint64(1) << np.uint64(gene & 63)
     # a gene's column when it is in exactly one (most are), else -1
     only_col = np.full(union_of_gene.size, -1, np.int32)
     for gene in range(union_of_gene.size):
@@ -313,8 +317,12 @@ def ucell_rank_sums(
             for i in range(row_genes.size):
                 # Written always, kept only for a signature gene: no branch to mispredict;
                 # an unsigned index spares the negative-index check.
+                gene = np.uint32(row_genes[i])
                 sig[n_in] = i
-                n_in += in_union[np.uint32(row_genes[i])]
+                n_in += np.int64(
+                    (in_union[gene >> np.uint32(6)] >> np.uint64(gene & np.uint32(63)))
+                    & np.uint64(1)
+                )
             # A table at least twice the entries' number stays half empty and in cache.
             mask = 15
             while mask < 2 * n_in:
