@@ -264,11 +264,12 @@ def ucell_rank_sums(
     ``min(rank - max_rank, 0)``. Sums of half-integers below 2**52 are exact in float64,
     so summation order is irrelevant.
 
-    Per cell: one branch-free pass over the row's gene indices collects the signature
-    entries; their distinct values (the levels: a few dozen in a UMI cell, a few hundred in
-    a full-length one) are found with a small hash table (:func:`_find_or_add`), each entry
-    remembering its level. With at most ``MAX_COMPARED_LEVELS`` levels, all positive, each
-    level's ``greater`` and ``count`` are counted by one vectorised sweep over the row
+    Per cell: one branch-free pass over the row's gene indices (a bitset of the signature
+    genes) collects the signature entries; their distinct values (the levels: a few dozen in
+    a UMI cell, a few hundred in a full-length one) are found with a small hash table
+    (:func:`_find_or_add`), each entry remembering its level; a level that is zero or NaN
+    is not ranked (its entries add 0). With at most ``MAX_COMPARED_LEVELS`` ranked levels,
+    all positive, each level's ``greater`` and ``count`` come from one vectorised sweep over the row
     (:func:`greater_equal`); otherwise the levels are sorted and one pass places every value
     among them (:func:`key_level_counts`, or :func:`value_level_counts` when a signature
     value is negative). The capped rank is computed once per level, and each signature
