@@ -186,6 +186,25 @@ def test_both_level_paths_equal_rankdata(tie_offset, max_rank, dtype):
         assert np.array_equal(ours, expected_ranks(X, genes, max_rank, tie_offset))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint32])
+def test_many_levels_every_dtype(dtype):
+    """More distinct signature values than MAX_COMPARED_LEVELS: the levels are radix-sorted on
+    their bit patterns (4 or 8 bytes), including huge integers and float64 exponents."""
+    rng = np.random.default_rng(17)
+    if np.dtype(dtype).kind == "f":
+        values = rng.lognormal(0.0, 8.0, (20, 300)).astype(dtype)
+    else:
+        values = rng.integers(1, np.iinfo(dtype).max, (20, 300), dtype=dtype)
+    dense = np.where(rng.random((20, 300)) < 0.7, values, 0).astype(dtype)
+    dense[:, :10] = dense[:, 10:20]  # a few ties
+    X = sp.csr_matrix(dense)
+    genes = rng.choice(300, 150, replace=False)
+    for max_rank in (20, 1000):
+        assert np.array_equal(
+            kernel_ranks(X, genes, max_rank, 0.5), expected_ranks(X, genes, max_rank, 0.5)
+        )
+
+
 def test_greater_equal_counts_exactly_and_skips_nan():
     row = np.array([1.0, 2.0, 2.0, np.nan, -0.0, np.inf, 3.0] * 5, np.float32)
     for level in (1.0, 2.0, 3.0, np.inf):
