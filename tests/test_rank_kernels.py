@@ -144,6 +144,74 @@ def test_many_tied_levels_every_dtype(dtype):
         )
 
 
+def path_matrix() -> sp.csr_matrix:
+    """Rows around the kernel's switch between comparing every value with every level (at most
+    ``MAX_COMPARED_LEVELS`` distinct signature values, all positive) and sorting the levels.
+
+    With every gene in the signature, row 0 has exactly ``MAX_COMPARED_LEVELS`` distinct
+    values (half of them with the even genes), row 1 one more, row 2 one more, negative; rows
+    3-5 hold NaN, +inf or -0.0 (odd genes) and negative values next to a few positive levels;
+    row 6 values one ulp above a signature value; row 7 the largest float32 and subnormals.
+    """
+    limit = _rank.MAX_COMPARED_LEVELS
+    n_genes = 4 * limit
+    rng = np.random.default_rng(13)
+    few = (1 + np.arange(n_genes) % limit).astype(np.float32)  # limit levels, each twice
+    rows = [few, few.copy(), few.copy()]
+    rows[1][0] = limit + 1
+    rows[2][0] = -1.0
+    for special in (np.nan, np.inf, -0.0):
+        row = rng.integers(1, 4, n_genes).astype(np.float32)
+        row[1::4] = special  # odd columns: outside the signature
+        row[3::8] = -2.5
+        rows.append(row)
+    above = np.full(n_genes, 2.0, np.float32)
+    above[1::2] = np.nextafter(np.float32(2.0), np.float32(3.0))
+    rows.append(above)
+    extreme = rng.integers(1, 3, n_genes).astype(np.float32)
+    extreme[::5] = np.finfo(np.float32).max
+    extreme[1::5] = np.float32(1e-45)  # smallest subnormal
+    rows.append(extreme)
+    return sp.csr_matrix(np.array(rows))
+
+
+@pytest.mark.parametrize("tie_offset", TIES)
+@pytest.mark.parametrize("max_rank", [3, 50, 1000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_level_paths_equal_rankdata(tie_offset, max_rank, dtype):
+    X = path_matrix().astype(dtype)
+    n_genes = X.shape[1]
+    for genes in (np.arange(0, n_genes, 2), np.arange(n_genes)):
+        ours = kernel_ranks(X, genes, max_rank, tie_offset)
+        assert np.array_equal(ours, expected_ranks(X, genes, max_rank, tie_offset))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.uint32])
+def test_many_levels_every_dtype(dtype):
+    """More distinct signature values than MAX_COMPARED_LEVELS: the levels are radix-sorted on
+    their bit patterns (4 or 8 bytes), including huge integers and float64 exponents."""
+    rng = np.random.default_rng(17)
+    if np.dtype(dtype).kind == "f":
+        values = rng.lognormal(0.0, 8.0, (20, 300)).astype(dtype)
+    else:
+        values = rng.integers(1, np.iinfo(dtype).max, (20, 300), dtype=dtype)
+    dense = np.where(rng.random((20, 300)) < 0.7, values, 0).astype(dtype)
+    dense[:, :10] = dense[:, 10:20]  # a few ties
+    X = sp.csr_matrix(dense)
+    genes = rng.choice(300, 150, replace=False)
+    for max_rank in (20, 1000):
+        assert np.array_equal(
+            kernel_ranks(X, genes, max_rank, 0.5), expected_ranks(X, genes, max_rank, 0.5)
+        )
+
+
+def test_greater_equal_counts_exactly_and_skips_nan():
+    row = np.array([1.0, 2.0, 2.0, np.nan, -0.0, np.inf, 3.0] * 5, np.float32)
+    for level in (1.0, 2.0, 3.0, np.inf):
+        greater, at_least = _rank.greater_equal(row, np.float32(level))
+        assert (greater, at_least) == ((row > level).sum(), (row >= level).sum())
+
+
 def test_scores_equal_the_straightforward_sum_with_shared_genes():
     """Genes in several columns (overlapping signatures) add their rank to each of them."""
     X = MATRICES["tied_counts_float32"]()

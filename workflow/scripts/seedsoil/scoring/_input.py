@@ -114,8 +114,10 @@ def _from_matrix(matrix, var_names, obs_names, label: str) -> MatrixSource:
     if var_names is None:
         raise InputError(f"{label}: a bare matrix needs var_names= (one gene name per column)")
     if sp.issparse(matrix):
-        # shares the arrays of CSR input; other sparse formats are converted (chunks need CSR)
-        matrix = sp.csr_matrix(matrix)
+        # CSR input is used as it is (a csr_matrix keeps scipy's cached canonical-format flag
+        # from call to call: checking it reads every index, ~20 ms per 10^8 values); other
+        # sparse formats are converted (chunks need CSR)
+        matrix = matrix if isinstance(matrix, sp.csr_matrix) else sp.csr_matrix(matrix)
     elif not isinstance(matrix, np.ndarray):
         raise InputError(
             f"{label}: expected a scipy sparse matrix or a numpy array, got {type(matrix).__name__}"
