@@ -134,6 +134,7 @@ STAGES = [
     ("seedsoil.interpret.celltypes", "softmax", "posterior"),
     ("seedsoil.interpret.celltypes", "apply_sibling_contrasts", "sibling contrasts"),
     ("seedsoil.interpret.celltypes", "_markers", "assignment markers"),
+    ("seedsoil.interpret.celltypes", "refine_calls", "classifier step"),
     ("seedsoil.interpret", "flag_heterotypic", "heterotypic flags"),
     ("seedsoil.interpret", "summarise_interpretation", "summary (cells)"),
     ("seedsoil.interpret", "cell_types_used", "groups"),

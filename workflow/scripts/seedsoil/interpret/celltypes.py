@@ -542,17 +542,19 @@ def assign_cell_types(
         # Step 6: the classifier fills in cells whose evidence fell short of a subtype call
         allowed = ~blocked & np.where(lineage_only[:, None], same_lineage, True)
         candidates = np.flatnonzero((admissible & ~assigned) | (assigned & lineage_only))
+        genes = list(columns)
         codes, probability = refine_calls(
-            _feature_rows(columns),
+            lambda rows: columns.rows(genes, rows),
             np.where(assigned & ~lineage_only, best, -1),
             candidates,
             allowed,
             seed=seed,
         )
-        cells, codes = candidates[codes >= 0], codes[codes >= 0]
+        accepted = codes >= 0
+        cells, codes = candidates[accepted], codes[accepted]
         label_code[cells] = codes
         best[cells] = codes
-        confidence[cells] = probability[probability > 0]
+        confidence[cells] = probability[accepted]
         assigned[cells] = True
         method[cells] = "classifier"
     called = labels[label_code]
@@ -572,17 +574,6 @@ def assign_cell_types(
     )
     out["assignment_method"] = shared_strings(method)
     return out
-
-
-def _feature_rows(columns: Mapping[str, np.ndarray]):
-    """``cells → (cells × genes)`` values of every gene in ``columns``: the classifier's
-    features (:mod:`.refine`), the marker genes of the candidate types."""
-    genes = list(columns)
-    if isinstance(columns, MarkerColumns):
-        return lambda cells: columns.rows(genes, cells)
-    return lambda cells: np.column_stack(
-        [np.asarray(columns[g], dtype=np.float64)[cells] for g in genes]
-    )
 
 
 def called_scores(scores: pd.DataFrame, used: Sequence[str], best: np.ndarray) -> np.ndarray:
