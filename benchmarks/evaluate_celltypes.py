@@ -53,6 +53,7 @@ ABLATION = {
     "neither": {"own_markers": False, "cluster_vote": False},
     "own markers (default)": {"own_markers": True, "cluster_vote": False},
     "own markers, no classifier step": {"own_markers": True, "classifier": False},
+    "own markers, no transcriptome neighbours": {"own_markers": True, "transcriptome": None},
     "round 1 (neighbour-averaged evidence, no marker evidence)": {
         "own_markers": True,
         "neighbour_evidence": True,
@@ -188,6 +189,16 @@ def panel_subset(adata: ad.AnnData, seed: int, stratified: bool) -> ad.AnnData:
     return adata[:, np.sort(keep)].copy()
 
 
+def highly_variable_subset(adata: ad.AnnData) -> ad.AnnData:
+    """The :data:`PANEL_FRACTION` of genes with the highest normalised dispersion (scanpy's
+    ``highly_variable_genes``, Seurat flavour, on the log values) — the subset a published
+    reference is often shipped as, which keeps the variable marker genes a random subset drops."""
+    table = sc.pp.highly_variable_genes(
+        adata, n_top_genes=round(PANEL_FRACTION * adata.n_vars), flavor="seurat", inplace=False
+    )
+    return adata[:, table["highly_variable"].to_numpy()].copy()
+
+
 def log2_tpm_like(adata: ad.AnnData) -> ad.AnnData:
     """The same cells on another log scale, ``log2(100 · (e^x − 1) + 1)`` = log2(TPM-like + 1)
     from ``x`` = ln(1 + counts per 10,000), as published references often ship."""
@@ -205,6 +216,7 @@ def variants(name: str, adata: ad.AnnData) -> dict[str, ad.AnnData]:
         for seed in (0, 1, 2):
             out[f"random 40% s{seed}"] = panel_subset(adata, seed, stratified=False)
         out["stratified 40% s0"] = panel_subset(adata, 0, stratified=True)
+        out["highly variable 40%"] = highly_variable_subset(adata)
     return out
 
 
@@ -337,8 +349,9 @@ def identifiable_types(panel: ad.AnnData, library: dict, labels: pd.Series) -> l
 
 
 def assign(adata, library, tables, core_gate: bool = True, **options) -> pd.DataFrame:
-    """``assign_cell_types`` as the workflow calls it; ``core_gate=False`` drops the core markers
-    (no core gate, no own-marker rule) to measure what that step costs or gains."""
+    """``assign_cell_types`` as the workflow calls it (the panel's matrix as ``transcriptome``);
+    ``core_gate=False`` drops the core markers (no core gate, no own-marker rule) to measure what
+    that step costs or gains."""
     scores, pvalues, fdr = tables
     return assign_cell_types(
         scores,
@@ -347,7 +360,7 @@ def assign(adata, library, tables, core_gate: bool = True, **options) -> pd.Data
         expression=adata,
         core_markers={n: getattr(s, "core", ()) for n, s in library.items()} if core_gate else {},
         marker_genes={n: s.up for n, s in library.items()},
-        **options,
+        **{"transcriptome": adata, **options},
     )
 
 

@@ -135,6 +135,7 @@ STAGES = [
     ("seedsoil.interpret.celltypes", "apply_sibling_contrasts", "sibling contrasts"),
     ("seedsoil.interpret.celltypes", "_markers", "assignment markers"),
     ("seedsoil.interpret.celltypes", "refine_calls", "classifier step"),
+    ("seedsoil.interpret.celltypes", "transfer_labels", "transcriptome neighbours"),
     ("seedsoil.interpret", "flag_heterotypic", "heterotypic flags"),
     ("seedsoil.interpret", "summarise_interpretation", "summary (cells)"),
     ("seedsoil.interpret", "cell_types_used", "groups"),

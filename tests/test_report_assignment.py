@@ -52,3 +52,14 @@ def test_report_says_how_many_cells_the_classifier_typed(tmp_path):
 def test_report_without_classifier_calls_does_not_mention_it(tmp_path):
     html = _html(tmp_path, lambda calls: {"assignment_method": "signature"})
     assert "too little evidence" not in html
+
+
+def test_report_says_how_many_cells_their_transcriptome_neighbours_typed(tmp_path):
+    def update(calls):
+        method = pd.Series("signature", index=calls.index)
+        method.iloc[:4] = "transcriptome neighbours"
+        return {"assignment_method": method}
+
+    html = _html(tmp_path, update)
+    assert "4 cells (2.0%) showed too few marker genes" in html
+    assert "too little evidence" not in html  # no classifier calls in this sample

@@ -64,15 +64,25 @@ def compute_embedding(
     return work.obsm["X_umap"].astype(np.float32), f"computed: PCA {n_comps}{genes_used} → UMAP"
 
 
+def most_variable_genes(X) -> np.ndarray:
+    """Sorted column numbers of the :data:`N_TOP_GENES` columns of ``X`` (cells × genes) of
+    highest variance over its rows (every column when there are no more); ties in variance
+    keep the later column first, as a stable descending sort does."""
+    X = sp.csr_matrix(X, dtype=np.float32)
+    if X.shape[1] <= N_TOP_GENES:
+        return np.arange(X.shape[1])
+    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+    mean_square = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+    return np.sort(np.argsort(mean_square - mean**2, kind="stable")[::-1][:N_TOP_GENES])
+
+
 def _most_variable(X) -> tuple[ad.AnnData, str]:
-    """A float32 AnnData of the :data:`N_TOP_GENES` columns of ``X`` of highest variance
-    (dense when restricted), and how the description names them."""
+    """A float32 AnnData of the :func:`most_variable_genes` columns of ``X`` (dense when
+    restricted), and how the description names them."""
     X = sp.csr_matrix(X, dtype=np.float32)
     if X.shape[1] <= N_TOP_GENES:
         return ad.AnnData(X=X.copy()), ""
-    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-    mean_square = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
-    top = np.sort(np.argsort(mean_square - mean**2, kind="stable")[::-1][:N_TOP_GENES])
+    top = most_variable_genes(X)
     return ad.AnnData(X=X[:, top].toarray()), f" of the {N_TOP_GENES:,} most variable genes"
 
 

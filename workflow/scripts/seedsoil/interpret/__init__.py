@@ -278,6 +278,8 @@ def interpret_cells(
                 expression=adata,
                 core_markers=core_markers,
                 marker_genes=marker_genes,
+                # the whole matrix, read from the file in blocks: ``adata`` holds a few genes
+                transcriptome=expression if expression is not None else adata,
             ),
             ctc,
             flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"], adata, core_markers),

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .knn import N_NEIGHBORS, neighbour_index
 from .refine import refine_calls
+from .transfer import transfer_labels
 
 UNASSIGNED = "unassigned"
 UNLABELLED = "unlabelled"
@@ -325,6 +326,7 @@ def assign_cell_types(
     lineage_gate: bool = False,
     marker_evidence: bool = True,
     classifier: bool = True,
+    transcriptome=None,
 ) -> pd.DataFrame:
     """Assign each cell a type from the evidence of every identity/immune signature.
 
@@ -384,10 +386,18 @@ def assign_cell_types(
        marker genes in ``expression`` — among the types admissible for the cell (for a lineage
        call, that lineage's subtypes) and only at probability ≥ 0.5, which becomes the
        confidence. It never overrules a call.
+    7. **Transcriptome neighbours** (when ``transcriptome``, the sample's log-normalised matrix
+       or its ``.h5ad`` path, is given; :func:`~.transfer.transfer_labels`): cells still
+       unassigned or at lineage level get the subtype that more than half of their
+       ``n_neighbors`` nearest cells in the principal components of the most variable genes
+       carry, with that share as the confidence: the whole transcriptome places a cell whose
+       marker genes dropped out (or are not on the panel) among cells of its type. It never
+       overrules a call; cells with no majority keep theirs.
 
     ``assignment_method`` says which step made each call: ``"signature"`` (step 5's p-value
     rule), ``"markers"`` (marker evidence), ``"contrast"`` (step 3a/3b changed the score-based
-    subtype), ``"lineage"``, ``"classifier"``, ``"cluster vote"``; ``""`` when unassigned.
+    subtype), ``"lineage"``, ``"classifier"``, ``"transcriptome neighbours"``, ``"cluster
+    vote"``; ``""`` when unassigned.
     ``assignment_score`` = ``scores[c, t*]`` (NaN when unassigned). ``assignment_markers`` = up to
     :data:`MAX_MARKERS` genes that carried the call, highest expression first: the type's core
     markers detected in the cell, else its ``marker_genes`` (e.g. the signature's up genes)
@@ -557,6 +567,21 @@ def assign_cell_types(
         confidence[cells] = probability[accepted]
         assigned[cells] = True
         method[cells] = "classifier"
+    if transcriptome is not None:
+        # Step 7: the cells the marker evidence could not type, typed by their neighbours
+        subtype = assigned & (label_code < len(types))
+        candidates = np.flatnonzero(~subtype)
+        codes, share = transfer_labels(
+            np.where(subtype, best, -1), candidates, transcriptome, n_neighbors=n_neighbors,
+            seed=seed,
+        )  # fmt: skip
+        accepted = codes >= 0
+        cells, codes = candidates[accepted], codes[accepted]
+        label_code[cells] = codes
+        best[cells] = codes
+        confidence[cells] = share[accepted]
+        assigned[cells] = True
+        method[cells] = "transcriptome neighbours"
     called = labels[label_code]
     if cluster_vote:
         clusters = over_cluster(neighbours, seed=seed)

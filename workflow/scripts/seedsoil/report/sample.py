@@ -335,6 +335,14 @@ def _assignment(calls, obs) -> dict | None:
             'sample\'s confidently typed cells ("called by: classifier"; their confidence '
             "is its probability)."
         )
+    by_neighbours = int((method == "transcriptome neighbours").sum())
+    if by_neighbours:
+        sentence += (
+            f" {by_neighbours} cells ({by_neighbours / len(assigned):.1%}) showed too few "
+            "marker genes for any call and were typed by the majority of their nearest cells "
+            'in the whole transcriptome ("called by: transcriptome neighbours"; their '
+            "confidence is that majority's share)."
+        )
     comparisons = []
     cells_labels = obs["cell_type"].reindex(calls.index) if "cell_type" in obs else None
     if cells_labels is not None and has_labels(cells_labels):
