@@ -5,6 +5,7 @@ dendritic-cell vs monocyte/macrophage contrast."""
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 
 from seedsoil.interpret.celltypes import assign_cell_types
 from seedsoil.interpret.refine import refine_calls, training_cells
@@ -158,3 +159,12 @@ def test_a_monocyte_call_with_monocyte_genes_stays_a_monocyte():
     called = _myeloid({"FCER1A": 0.0, "CLEC10A": 0.0, "CD14": 2.0, "FCN1": 1.0})
     assert called.loc["c0", "cell_type_assigned"] == "classical monocyte"
     assert called.loc["c0", "assignment_method"] == "signature"
+
+
+def test_a_contrast_call_is_as_confident_as_the_two_siblings_together():
+    # scores favour the monocyte; the DC genes decide: confidence is P(monocyte) + P(dendritic)
+    dc = _myeloid({"FCER1A": 2.0, "CLEC10A": 1.0, "CD14": 0.0, "FCN1": 0.0})
+    monocyte = _myeloid({"FCER1A": 0.0, "CLEC10A": 0.0, "CD14": 2.0, "FCN1": 1.0})
+    # one cell, two types: the posterior sums to 1 over the pair
+    assert dc.loc["c0", "assignment_confidence"] == pytest.approx(1.0, abs=1e-12)
+    assert monocyte.loc["c0", "assignment_confidence"] < 1.0

@@ -360,7 +360,8 @@ def assign_cell_types(
        two, reopening gamma-delta T and CD4 T for CD8 T cells; ``docs/interpretation.md``) the
        gate is applied at the lineage node (:func:`lineage_admissible`).
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
-       ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]``.
+       ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]`` (for a
+       call a sibling contrast moved from ``t*`` to ``t'``, ``P[c, t*] + P[c, t']``).
        Then (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B vs plasma,
        T vs NK, platelet vs endothelial) and (b) :func:`nucleated_over_anucleate`: a platelet
        call yields to a tissue identity (:data:`TISSUE_IDENTITIES`) whose core rule the cell
@@ -505,6 +506,12 @@ def assign_cell_types(
             best, posterior, types, _expression_columns(expression, contrast_genes()), neighbours
         )
     rows = np.arange(n_cells)
+    # A contrast decides between two siblings the scores cannot tell apart: its call's
+    # confidence is the posterior of the pair (the scores' evidence that the cell is one of
+    # them), not of the sibling the scores happened to rank lower.
+    contrast_confidence = np.where(
+        best != by_scores, posterior[rows, best] + posterior[rows, by_scores], posterior[rows, best]
+    )
     replaced = best
     best = nucleated_over_anucleate(best, shown | dominant, types, posterior)
     # the subtype was decided by discriminating genes or a shown tissue identity, not the scores
@@ -514,8 +521,8 @@ def assign_cell_types(
     # 0 when it met the dominance rule but not the core rule.
     confidence = np.where(
         best != replaced,
-        np.maximum(posterior[rows, best], posterior[rows, replaced]),
-        posterior[rows, best],
+        np.maximum(posterior[rows, best], contrast_confidence),
+        contrast_confidence,
     )
     lineage = np.array([LINEAGE_TYPES.get(t, "") for t in types], dtype=object)
     # Integer codes of the lineages (-1: none) compare a million cells' calls without strings
