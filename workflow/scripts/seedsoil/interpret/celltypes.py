@@ -555,6 +555,17 @@ def assign_cell_types(
         ["", "lineage", "contrast", "signature"],
         "markers",
     ).astype(object)
+
+    def fill(candidates, codes, values, how):
+        """Steps 6 and 7: the ``candidates`` with a code ≥ 0 get that subtype, confidence
+        ``values`` and method ``how``."""
+        accepted = codes >= 0
+        cells = candidates[accepted]
+        label_code[cells] = best[cells] = codes[accepted]
+        confidence[cells] = values[accepted]
+        assigned[cells] = True
+        method[cells] = how
+
     if classifier and columns:
         # Step 6: the classifier fills in cells whose evidence fell short of a subtype call
         allowed = ~blocked & np.where(lineage_only[:, None], same_lineage, True)
@@ -567,13 +578,7 @@ def assign_cell_types(
             allowed,
             seed=seed,
         )
-        accepted = codes >= 0
-        cells, codes = candidates[accepted], codes[accepted]
-        label_code[cells] = codes
-        best[cells] = codes
-        confidence[cells] = probability[accepted]
-        assigned[cells] = True
-        method[cells] = "classifier"
+        fill(candidates, codes, probability, "classifier")
     if transcriptome is not None:
         # Step 7: the cells the marker evidence could not type, typed by their neighbours
         subtype = assigned & (label_code < len(types))
@@ -582,13 +587,7 @@ def assign_cell_types(
             np.where(subtype, best, -1), candidates, transcriptome, n_neighbors=n_neighbors,
             seed=seed,
         )  # fmt: skip
-        accepted = codes >= 0
-        cells, codes = candidates[accepted], codes[accepted]
-        label_code[cells] = codes
-        best[cells] = codes
-        confidence[cells] = share[accepted]
-        assigned[cells] = True
-        method[cells] = "transcriptome neighbours"
+        fill(candidates, codes, share, "transcriptome neighbours")
     called = labels[label_code]
     if cluster_vote:
         clusters = over_cluster(neighbours, seed=seed)

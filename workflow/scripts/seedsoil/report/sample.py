@@ -327,22 +327,18 @@ def _assignment(calls, obs) -> dict | None:
         f"{float(confidence[assigned != UNASSIGNED].median()) if (assigned != UNASSIGNED).any() else 0:.2f} "
         "(posterior probability of the called type; see docs/interpretation.md)."
     )
-    by_classifier = int((method == "classifier").sum())
-    if by_classifier:
-        sentence += (
-            f" {by_classifier} cells ({by_classifier / len(assigned):.1%}) had too little evidence "
-            "of their own for a subtype and were typed by a classifier trained on this "
-            'sample\'s confidently typed cells ("called by: classifier"; their confidence '
-            "is its probability)."
-        )
-    by_neighbours = int((method == "transcriptome neighbours").sum())
-    if by_neighbours:
-        sentence += (
-            f" {by_neighbours} cells ({by_neighbours / len(assigned):.1%}) showed too few "
-            "marker genes for any call and were typed by the majority of their nearest cells "
-            'in the whole transcriptome ("called by: transcriptome neighbours"; their '
-            "confidence is that majority's share)."
-        )
+    filled_in = {
+        "classifier": "had too little evidence of their own for a subtype and were typed by a "
+        "classifier trained on this sample's confidently typed cells; their confidence is its "
+        "probability",
+        "transcriptome neighbours": "showed too few marker genes for any call and were typed "
+        "by the majority of their nearest cells in the whole transcriptome; their confidence "
+        "is that majority's share",
+    }
+    for how, what in filled_in.items():
+        n = int((method == how).sum())
+        if n:
+            sentence += f' {n} cells ({n / len(assigned):.1%}) {what} ("called by: {how}").'
     comparisons = []
     cells_labels = obs["cell_type"].reindex(calls.index) if "cell_type" in obs else None
     if cells_labels is not None and has_labels(cells_labels):
