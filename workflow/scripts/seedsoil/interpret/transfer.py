@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from ..embedding import MAX_EMBEDDING_CELLS, embedding_subsample, most_variable_genes
 from ..scoring._input import open_source
-from .knn import N_NEIGHBORS
+from .knn import KNN_WORKING_MEMORY_MB, N_NEIGHBORS
 
 #: Principal components of the neighbour search (scanpy's ``pp.pca`` default).
 N_PCS = 50
@@ -58,6 +58,7 @@ def transfer_labels(
 
     Returns ``(codes, share)`` per candidate; code −1 (share NaN) where there is no majority.
     """
+    import sklearn
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
@@ -99,7 +100,8 @@ def transfer_labels(
     del rows
     done = 0
     for cells, query in blocks:
-        found = search.kneighbors(query, return_distance=False)
+        with sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
+            found = search.kneighbors(query, return_distance=False)
         part = slice(done, done + cells.size)
         codes[part], share[part] = _majority(found, position[cells], labels, k)
         done += cells.size
@@ -112,10 +114,13 @@ def _majority(found: np.ndarray, own: np.ndarray, labels: np.ndarray, k: int):
     (−1 without a strict majority) and its share."""
     not_self = found != own[:, None]
     order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
-    neighbour_labels = labels[np.take_along_axis(found, order, axis=1)]
-    n_codes = int(labels.max()) + 2  # code −1 counted in the last column
-    counts = np.zeros((found.shape[0], n_codes), dtype=np.int64)
-    np.add.at(counts, (np.arange(found.shape[0])[:, None], neighbour_labels), 1)
+    n_codes = int(labels.max()) + 2  # code −1 ("no call") counted in the last column
+    neighbour_labels = np.where(labels < 0, n_codes - 1, labels)[
+        np.take_along_axis(found, order, axis=1)
+    ]
+    n_rows = found.shape[0]
+    flat = (np.arange(n_rows)[:, None] * n_codes + neighbour_labels).ravel()
+    counts = np.bincount(flat, minlength=n_rows * n_codes).reshape(n_rows, n_codes)
     counts[:, -1] = 0  # "no call" never wins
     best = np.argmax(counts, axis=1)
     count = counts[np.arange(found.shape[0]), best]
