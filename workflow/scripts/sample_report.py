@@ -5,7 +5,7 @@ import pandas as pd
 
 from seedsoil.cellfile import read_annotations, read_genes
 from seedsoil.report import pseudobulk, summarise_sample, write_sample_report
-from seedsoil.report.sample import CTC_CHECK_GENES
+from seedsoil.report.sample import CTC_CHECK_GENES, needs_ctc_markers
 from seedsoil.signatures import library_version, load_library
 from seedsoil.util import atomic_path, rule_logging
 
@@ -15,13 +15,15 @@ with rule_logging(snakemake.log[0]):
     with atomic_path(snakemake.output.pseudobulk) as path:
         pseudobulk(snakemake.input.cells).to_parquet(path)
     cells = read_annotations(snakemake.input.cells)
-    # The CTC marker check needs a handful of genes: read just those columns.
-    check = read_genes(snakemake.input.cells, CTC_CHECK_GENES)
-    cells.obsm["ctc_markers"] = pd.DataFrame(
-        check.X.toarray(), index=cells.obs_names, columns=check.var_names
-    )
     scores = pd.read_parquet(snakemake.input.scores)
     calls = pd.read_parquet(snakemake.input.calls)
+    # The CTC marker check needs a handful of genes: just those columns, and only when some
+    # cell is a candidate (reading them streams the whole matrix once more).
+    if needs_ctc_markers(calls):
+        check = read_genes(snakemake.input.cells, CTC_CHECK_GENES)
+        cells.obsm["ctc_markers"] = pd.DataFrame(
+            check.X.toarray(), index=cells.obs_names, columns=check.var_names
+        )
     interpretation = json.loads(Path(snakemake.input.interpretation).read_text())
     library = load_library(snakemake.params.library, gmt=snakemake.params.gmt)
     write_sample_report(
