@@ -50,7 +50,9 @@ each stage's p-value is valid alone, an extended cell's first-stage p-value is a
 keeps its ``n_null``-null p-value exactly. Cost: an extended cell meets ``n_null_max -
 n_null`` more nulls, so a signature that many cells truly express costs up to
 ``n_null_max / n_null`` times its first-stage time. The extra nulls of set ``s`` come from ``default_rng(SeedSequence(random_state,
-spawn_key=(s,)))``, drawn only for a set with floor cells and evaluated only on those rows.
+spawn_key=(s,)))``, drawn only for a set with floor cells (once per :class:`Prepared`, then
+reused for every block of cells: :func:`cached_extension_weights`) and evaluated only on those
+rows.
 """
 
 from __future__ import annotations
