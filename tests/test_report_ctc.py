@@ -29,3 +29,22 @@ def test_marker_check_gives_detection_fractions_of_candidates_and_other_cells():
 def test_marker_check_is_absent_without_candidates():
     markers = pd.DataFrame({"EPCAM": [1.0, 0.0]}, index=["a", "b"])
     assert _ctc_markers(_cells(markers), np.zeros(2, dtype=bool)) is None
+
+
+def test_marker_columns_are_needed_only_when_some_cell_is_a_candidate():
+    from seedsoil.report.sample import needs_ctc_markers
+
+    assert not needs_ctc_markers(None)
+    assert not needs_ctc_markers(pd.DataFrame({"cell_type_assigned": ["T cell"]}))
+    assert not needs_ctc_markers(pd.DataFrame({"ctc_candidate": [False, None, False]}))
+    assert needs_ctc_markers(pd.DataFrame({"ctc_candidate": [False, None, True]}))
+
+
+def test_a_report_without_candidates_has_no_marker_check_even_without_marker_columns():
+    from seedsoil.report.sample import _ctc
+
+    calls = pd.DataFrame({"ctc_candidate": [False, False]}, index=["a", "b"])
+    adata = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]))  # no obsm["ctc_markers"], no X
+    result = _ctc(calls, pd.Series(["T cell", "B cell"]), ["B cell", "T cell"], None, {}, adata)
+    assert result["markers"] is None
+    assert result["sentence"].startswith("0 of 2 cells")

@@ -63,3 +63,41 @@ def test_extended_pvalues_do_not_depend_on_chunks_or_threads(planted):
     )  # fmt: skip
     assert (whole["planted"] < 1 / (N_NULL + 1)).sum() >= N_PLANTED  # the extension was used
     np.testing.assert_array_equal(chunked.to_numpy(), whole.to_numpy())
+
+
+def test_a_sets_extension_is_built_once_for_all_blocks_of_cells(planted, monkeypatch):
+    from seedsoil.scoring import null
+
+    built, asked = [], []
+    build, lookup = null.extension_weights, null.cached_extension_weights
+    monkeypatch.setattr(null, "extension_weights", lambda p, s: built.append(s) or build(p, s))
+    monkeypatch.setattr(
+        null, "cached_extension_weights", lambda p, s: asked.append(s) or lookup(p, s)
+    )
+    blocked, _ = significance(
+        planted, {"planted": PLANTED}, var_names=gene_names(N_GENES), n_null=N_NULL,
+        chunk_size=333,
+    )  # fmt: skip
+    assert len(asked) > 1  # several blocks of cells hold floor cells of the set...
+    assert built == [0]  # ...and its extension nulls are drawn once
+    monkeypatch.undo()
+    whole, _ = significance(
+        planted, {"planted": PLANTED}, var_names=gene_names(N_GENES), n_null=N_NULL
+    )
+    np.testing.assert_array_equal(blocked.to_numpy(), whole.to_numpy())
+
+
+def test_extensions_beyond_the_memory_budget_are_rebuilt_with_the_same_nulls(planted):
+    from seedsoil.scoring import null, resolve_gene_sets
+    from seedsoil.scoring.stats import gene_stats
+
+    gene_sets = resolve_gene_sets({"planted": PLANTED}, gene_names(N_GENES))
+    stats = gene_stats([planted], N_GENES)
+    kept_by = null.prepare(gene_sets, N_GENES, stats, n_null=N_NULL)
+    kept = null.cached_extension_weights(kept_by, 0)
+    assert kept_by.extensions[0] is kept
+    over_budget = null.prepare(gene_sets, N_GENES, stats, n_null=N_NULL)
+    rebuilt = null.cached_extension_weights(over_budget, 0, budget=0)
+    assert over_budget.extensions == {}  # nothing kept
+    for a, b in zip(kept, rebuilt, strict=True):
+        assert a.shape == b.shape and (a != b).nnz == 0

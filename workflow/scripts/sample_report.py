@@ -3,25 +3,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from seedsoil.cellfile import read_annotations, read_genes
+from seedsoil.cellfile import read_annotations
 from seedsoil.report import pseudobulk, summarise_sample, write_sample_report
-from seedsoil.report.sample import CTC_CHECK_GENES
+from seedsoil.report.cohort import pseudobulk_with_columns
+from seedsoil.report.sample import CTC_CHECK_GENES, needs_ctc_markers
 from seedsoil.signatures import library_version, load_library
 from seedsoil.util import atomic_path, rule_logging
 
 with rule_logging(snakemake.log[0]):
     # The matrices of an atlas-size sample do not fit in memory: the report and the summary
     # need only the annotations, and the pseudobulk streams the counts block by block.
-    with atomic_path(snakemake.output.pseudobulk) as path:
-        pseudobulk(snakemake.input.cells).to_parquet(path)
     cells = read_annotations(snakemake.input.cells)
-    # The CTC marker check needs a handful of genes: read just those columns.
-    check = read_genes(snakemake.input.cells, CTC_CHECK_GENES)
-    cells.obsm["ctc_markers"] = pd.DataFrame(
-        check.X.toarray(), index=cells.obs_names, columns=check.var_names
-    )
     scores = pd.read_parquet(snakemake.input.scores)
     calls = pd.read_parquet(snakemake.input.calls)
+    # The CTC marker check needs a handful of genes' columns of X, and only when some cell is
+    # a candidate: read in the pseudobulk's pass over the file (the indices read once).
+    if needs_ctc_markers(calls):
+        table, markers = pseudobulk_with_columns(snakemake.input.cells, CTC_CHECK_GENES)
+        cells.obsm["ctc_markers"] = markers.set_axis(cells.obs_names)
+    else:
+        table = pseudobulk(snakemake.input.cells)
+    with atomic_path(snakemake.output.pseudobulk) as path:
+        table.to_parquet(path)
     interpretation = json.loads(Path(snakemake.input.interpretation).read_text())
     library = load_library(snakemake.params.library, gmt=snakemake.params.gmt)
     write_sample_report(

@@ -8,6 +8,7 @@ few genes: these readers give them with one block of rows in memory at a time.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import anndata as ad
 import numpy as np
@@ -61,6 +62,64 @@ def read_genes(
         obsm=dict(annotations.obsm),
         uns=annotations.uns,
     )
+
+
+def shares_structure(path: str | os.PathLike, key: str, other: str) -> bool:
+    """Whether the CSR matrices ``key`` and ``other`` of ``path`` (e.g. ``"X"`` and
+    ``"layers/counts"``) store their ``indices`` and ``indptr`` once: the same HDF5 objects,
+    hard-linked under both names, as :class:`CsrWriter` and the split write a counts layer."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if not (key in f and other in f):
+            return False
+        a, b = f[key], f[other]
+        if not (isinstance(a, h5py.Group) and isinstance(b, h5py.Group)):
+            return False
+        return all(
+            part in a
+            and part in b
+            and h5py.h5o.get_info(a[part].id).addr == h5py.h5o.get_info(b[part].id).addr
+            for part in ("indices", "indptr")
+        )
+
+
+def block_pairs(
+    path: str | os.PathLike, key: str, other: str, block_cells: int = BLOCK_CELLS
+) -> Iterator[tuple[sp.csr_matrix, sp.csr_matrix]]:
+    """The same rows of the CSR matrices ``key`` and ``other`` of ``path``, ``block_cells`` at
+    a time, each block as ``open_source(path, ...).chunks(block_cells, check_finite=False)``
+    gives it; the two must share their structure (:func:`shares_structure`), whose
+    ``indices`` are then read once per block instead of once per matrix."""
+    import h5py
+
+    if block_cells < 1:
+        raise InputError(f"block_cells must be a positive number of cells, got {block_cells}")
+    if not shares_structure(path, key, other):
+        raise InputError(f"{path}: /{key} and /{other} do not share indices and indptr")
+    with h5py.File(path, "r") as f:
+        first, second = f[key], f[other]
+        n_rows, n_cols = (int(n) for n in first.attrs["shape"])
+        indptr = first["indptr"][...]
+        for start in range(0, n_rows, block_cells):
+            stop = min(start + block_cells, n_rows)
+            lo, hi = int(indptr[start]), int(indptr[stop])
+            indices = first["indices"][lo:hi]
+            pointers = indptr[start : stop + 1] - lo
+            yield tuple(
+                sp.csr_matrix(
+                    (
+                        node["data"][lo:hi],
+                        *(
+                            (indices, pointers)
+                            if node is first
+                            else (indices.copy(), pointers.copy())
+                        ),
+                    ),
+                    shape=(stop - start, n_cols),
+                )
+                for node in (first, second)
+            )
 
 
 #: Filter of the matrices the workflow writes. LZF (bundled with h5py, so read by every

@@ -201,7 +201,57 @@ def pseudobulk(data, *, groupby: str = "cell_type", block_cells: int = BLOCK_CEL
             block = block.expm1()
         sums += _group_sums(block, codes[start:stop], groups.size)
         start = stop
-    table = pd.DataFrame(sums.T, index=source.var_names, columns=groups)
+    return _pseudobulk_table(sums, source.var_names, groups, codes, has_counts)
+
+
+def pseudobulk_with_columns(
+    path: str | os.PathLike,
+    genes,
+    *,
+    groupby: str = "cell_type",
+    block_cells: int = BLOCK_CELLS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(pseudobulk(path), columns)``: :func:`pseudobulk` of the cell file ``path`` and the
+    values of ``X`` in the columns of ``genes`` (a cells × genes DataFrame in ``X``'s dtype,
+    genes in file order, those the file lacks left out), as
+    ``seedsoil.cellfile.read_genes(path, genes).X`` holds them.
+
+    One pass over the file when its counts layer shares ``X``'s indices and row pointers
+    (:func:`seedsoil.cellfile.shares_structure`, as the workflow writes cell files): the
+    shared indices are read once per block, not once for each matrix. Otherwise the two are
+    read one after the other. The values are the same either way."""
+    from seedsoil.cellfile import block_pairs, read_genes, shares_structure
+    from seedsoil.scoring._input import open_source
+
+    if not shares_structure(path, "layers/counts", "X"):
+        check = read_genes(path, genes, block_cells=block_cells)
+        columns = pd.DataFrame(check.X.toarray(), index=check.obs_names, columns=check.var_names)
+        return pseudobulk(path, groupby=groupby, block_cells=block_cells), columns
+    labels, _ = _pseudobulk_input(path, groupby)
+    codes, groups = pd.factorize(labels, sort=True)
+    source = open_source(os.fspath(path))  # names only: blocks come from block_pairs
+    wanted = np.flatnonzero(source.var_names.isin(list(genes)))
+    sums = np.zeros((groups.size, source.n_genes))
+    parts, start = [], 0
+    for counts, values in block_pairs(path, "layers/counts", "X", block_cells):
+        stop = start + counts.shape[0]
+        sums += _group_sums(counts, codes[start:stop], groups.size)
+        parts.append(values[:, wanted])
+        start = stop
+    matrix = (
+        sp.vstack(parts, format="csr")
+        if parts
+        else sp.csr_matrix((source.n_cells, wanted.size), dtype=np.float32)
+    )
+    columns = pd.DataFrame(
+        matrix.toarray(), index=source.obs_names, columns=source.var_names[wanted]
+    )
+    return _pseudobulk_table(sums, source.var_names, groups, codes, True), columns
+
+
+def _pseudobulk_table(sums, var_names, groups, codes, has_counts: bool) -> pd.DataFrame:
+    """The genes × groups frame of :func:`pseudobulk` with its ``attrs``."""
+    table = pd.DataFrame(sums.T, index=var_names, columns=groups)
     table.attrs["n_cells"] = {
         str(g): int(n)
         for g, n in zip(groups, np.bincount(codes, minlength=groups.size), strict=True)

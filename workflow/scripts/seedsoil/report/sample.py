@@ -451,10 +451,26 @@ def _ctc_markers(adata, candidate: np.ndarray) -> dict | None:
     return table(pd.DataFrame(rows)) if rows else None
 
 
-def _ctc(calls, labels, order, coords, interpretation, adata=None) -> dict | None:
+def ctc_candidates(calls) -> np.ndarray | None:
+    """Per cell of ``calls``, whether it is a CTC candidate (missing calls count as not);
+    None when ``calls`` has no ``ctc_candidate`` column."""
     if calls is None or "ctc_candidate" not in calls:
         return None
-    candidate = calls["ctc_candidate"].fillna(False).astype(bool).to_numpy()
+    return calls["ctc_candidate"].fillna(False).astype(bool).to_numpy()
+
+
+def needs_ctc_markers(calls) -> bool:
+    """Whether the report's CTC marker check (:func:`_ctc_markers`) has anything to show, so
+    the columns of :data:`CTC_CHECK_GENES` are worth reading: some cell is a CTC candidate.
+    Reading them is a pass over the whole matrix, the report's costliest step at atlas size."""
+    candidate = ctc_candidates(calls)
+    return candidate is not None and bool(candidate.any())
+
+
+def _ctc(calls, labels, order, coords, interpretation, adata=None) -> dict | None:
+    candidate = ctc_candidates(calls)
+    if candidate is None:
+        return None
     n = int(candidate.sum())
     sentence = (
         f"{n:,} of {len(candidate):,} cells ({n / max(len(candidate), 1):.1%}) are CTC candidates."

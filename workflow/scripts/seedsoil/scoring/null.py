@@ -50,13 +50,15 @@ each stage's p-value is valid alone, an extended cell's first-stage p-value is a
 keeps its ``n_null``-null p-value exactly. Cost: an extended cell meets ``n_null_max -
 n_null`` more nulls, so a signature that many cells truly express costs up to
 ``n_null_max / n_null`` times its first-stage time. The extra nulls of set ``s`` come from ``default_rng(SeedSequence(random_state,
-spawn_key=(s,)))``, drawn only for a set with floor cells and evaluated only on those rows.
+spawn_key=(s,)))``, drawn only for a set with floor cells (once per :class:`Prepared`, then
+reused for every block of cells: :func:`cached_extension_weights`) and evaluated only on those
+rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -70,6 +72,12 @@ from .scanpy import expression_bins
 NEEDS_STATS = True
 FLOOR_EXCEEDANCES = 10  # h: a p-value with fewer nulls at or above it is resolved further
 EXTENSION_FACTOR = 20  # default n_null_max = 20 n_null
+#: Bytes of extension weights (:func:`extension_weights`) one :class:`Prepared` keeps between
+#: blocks of cells. Building a set's extension (19,000 null draws for ``n_null`` 1000) costs
+#: more than evaluating a 20,000-cell block's floor cells against it, and the draws are the same
+#: for every block; the shipped library's 39 sets need ~150 MB in all. Sets beyond the budget
+#: are rebuilt per block (same values, only slower).
+EXTENSION_CACHE_BYTES = 256 * 2**20
 
 
 def _distinct_draws(pool_size: int, k: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -112,6 +120,8 @@ class Prepared:
     gene_sets: tuple[GeneSet, ...]  # for the floor extension's draws
     cuts: np.ndarray  # expression bin of every gene
     n_null_max: int  # nulls per set a floor cell is compared with (n_null: no extension)
+    # set index -> its extension_weights, filled by cached_extension_weights
+    extensions: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def prepare(
@@ -274,6 +284,27 @@ def extension_weights(prepared: Prepared, s: int) -> tuple[sp.csr_matrix, sp.csr
     return matrix, prepared.up_members[:, [s]].tocsr()
 
 
+def _nbytes(matrix: sp.csr_matrix) -> int:
+    return matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+
+
+def cached_extension_weights(
+    prepared: Prepared, s: int, budget: int | None = None
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """:func:`extension_weights` of set ``s``, built once per ``prepared`` and kept in
+    ``prepared.extensions`` while all kept extensions fit in ``budget`` bytes (default
+    :data:`EXTENSION_CACHE_BYTES`); beyond it they are rebuilt at every call. The result is
+    the same either way: the draws depend on (``random_state``, ``s``) alone."""
+    if s in prepared.extensions:
+        return prepared.extensions[s]
+    built = extension_weights(prepared, s)
+    budget = EXTENSION_CACHE_BYTES if budget is None else budget
+    kept = sum(_nbytes(w) + _nbytes(m) for w, m in prepared.extensions.values())
+    if kept + _nbytes(built[0]) + _nbytes(built[1]) <= budget:
+        prepared.extensions[s] = built
+    return built
+
+
 def extend_floor(
     X: sp.csr_matrix,
     prepared: Prepared,
@@ -298,7 +329,7 @@ def extend_floor(
     for s in np.flatnonzero(floor.any(axis=0)):
         rows = np.flatnonzero(floor[:, s])
         sub = X[rows]
-        w, m = extension_weights(prepared, s)
+        w, m = cached_extension_weights(prepared, s)
         _, greater, equal, _ = null_tail_counts(
             sub.indptr, sub.indices, sub.data, w.indptr, w.indices, w.data,
             m.indptr, m.indices, 1, prepared.n_null_max - prepared.n_null,
