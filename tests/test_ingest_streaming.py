@@ -258,3 +258,13 @@ def test_column_indices_are_stored_byte_shuffled_and_values_are_not(tmp_path):
                 indices, data = f[f"{key}/indices"], f[f"{key}/data"]
                 assert (indices.compression, indices.shuffle) == ("lzf", True), (path.name, key)
                 assert (data.compression, data.shuffle) == ("lzf", False), (path.name, key)
+
+
+def test_returning_freed_memory_to_the_system_never_raises():
+    """Ingest calls it after its pass; where the C library has no ``malloc_trim`` it does
+    nothing."""
+    from seedsoil.util import return_freed_memory
+
+    kept = [np.ones(1_000) for _ in range(100)]
+    del kept[::2]
+    assert return_freed_memory() is None
