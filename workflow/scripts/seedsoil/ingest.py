@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 #: Cells harmonised per block. Each block makes a dozen temporaries of its stored values
 #: (float64 copies, row factors, the float32 results); at 2,000 cells of ~1,500 values they stay
 #: below the C library's 32 MB threshold for fresh memory maps, so the same memory is reused
-#: block after block. Blocks of 10,000 cells took 3.5x as long to harmonise (measured at 200,000
-#: cells, benchmarks/README.md), and held ~1 GB of temporaries.
+#: block after block. Blocks of 10,000 cells took 3.8x as long to harmonise (measured at 200,000
+#: cells, benchmarks/README.md), and held an estimated ~1 GB of temporaries.
 BLOCK_CELLS = 2_000
 #: Cells read from the input per HDF5 read (then harmonised :data:`BLOCK_CELLS` at a time): an
 #: HDF5 chunk that a read boundary cuts is decoded twice, so a read spans many chunks (~60 of
