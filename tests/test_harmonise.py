@@ -251,3 +251,22 @@ def test_tiny_datasets_fall_back_to_pca_or_zeros(counts):
     assert coords.shape == (5, 2) and "first two PCs" in how
     coords, how = compute_embedding(make(np.log1p(counts[:2])))
     assert np.all(coords == 0) and "too few" in how
+
+
+def test_log_normalise_is_log1p_of_each_value_times_its_cells_factor_bit_for_bit():
+    """X = float32(log1p(value × 10,000 / cell total)), every step in float64; an all-zero cell
+    stays empty and the sparsity structure is kept."""
+    from seedsoil.harmonise import log_normalise
+
+    counts = sp.random(40, 30, density=0.3, format="csr", random_state=2, dtype=np.float64)
+    counts.data = np.rint(counts.data * 50) + 1
+    counts = sp.vstack([counts, sp.csr_matrix((1, 30))], format="csr")  # an empty cell
+    X = log_normalise(counts)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+    expected = np.log1p(counts.data * (1e4 / totals[rows])).astype(np.float32)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X.indptr, counts.indptr)
+    np.testing.assert_array_equal(X.indices, counts.indices)
+    np.testing.assert_array_equal(X.data, expected)
+    assert X[-1].nnz == 0

@@ -11,7 +11,7 @@ from workflow_helpers import REPO, synthetic_tumour
 
 import seedsoil.embedding as embedding_module
 from seedsoil.errors import InputError
-from seedsoil.ingest import ingest, ingest_h5ad
+from seedsoil.ingest import ingest, ingest_h5ad, sub_blocks
 from seedsoil.pipeline import ingest_dataset
 from seedsoil.sheet import load_sheet
 
@@ -203,3 +203,68 @@ def test_a_label_column_asked_of_a_matrix_only_format_names_the_one_row_per_libr
     row = sheet_row(tmp_path, source, format="csv", sample_column="patient", transpose="false")
     with pytest.raises(InputError, match="give each library its own sheet row"):
         ingest_dataset(source, row, QC)
+
+
+def test_how_the_matrix_is_read_and_harmonised_in_blocks_does_not_change_the_file(tmp_path):
+    """Reads of ``read_cells`` rows harmonised ``block_cells`` at a time: any split of the rows,
+    a block per read or several, blocks cut across reads or not, gives the same file."""
+    adata = tumour()
+    adata.obsm["X_umap"] = np.random.default_rng(1).normal(size=(adata.n_obs, 2))
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    row = sheet_row(tmp_path, source, **COLUMNS)
+    files = {}
+    for block_cells, read_cells in [(1_000, 1_000), (7, 7), (5, 17), (9, 4)]:
+        path = tmp_path / f"ingested_{block_cells}_{read_cells}.h5ad"
+        ingest_h5ad(source, row, QC, path, block_cells=block_cells, read_cells=read_cells)
+        files[block_cells, read_cells] = ad.read_h5ad(path)
+    whole = files[1_000, 1_000]  # one block: every row at once
+    for written in files.values():
+        assert_same_matrix(written.X, whole.X)
+        assert_same_matrix(written.layers["counts"], whole.layers["counts"])
+        assert_same_annotations(written, whole)
+
+
+def test_sub_blocks_are_views_covering_every_row_once_in_order():
+    matrix = sp.random(23, 6, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    reads = [(0, matrix[:10]), (10, matrix[10:])]  # two reads of 10 and 13 rows
+    blocks = list(sub_blocks(reads, 4))
+    assert [start for start, _ in blocks] == [0, 4, 8, 10, 14, 18, 22]
+    assert_same_matrix(sp.vstack([block for _, block in blocks], format="csr"), matrix)
+    first_read = reads[0][1]
+    assert np.shares_memory(blocks[1][1].data, first_read.data)  # rows 4-7 are not copied
+
+
+def test_column_indices_are_stored_byte_shuffled_and_values_are_not(tmp_path):
+    """Column numbers fit in the low bytes of their int32: HDF5's shuffle filter groups the
+    bytes so LZF packs the indices well; the values (float32) are stored with LZF alone. The
+    counts layer's hard-linked indices are the same dataset, and a sample's copied rows keep
+    the filters."""
+    import h5py
+
+    from seedsoil.split import write_sample_cells
+
+    adata = tumour()
+    adata.obsm["X_umap"] = np.zeros((adata.n_obs, 2))
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    ingested = tmp_path / "ingested.h5ad"
+    ingest_h5ad(source, sheet_row(tmp_path, source, **COLUMNS), QC, ingested, block_cells=BLOCK)
+    sample = str(ad.read_h5ad(ingested).obs["sample"].iloc[0])
+    write_sample_cells(ingested, sample, tmp_path / "cells.h5ad", standalone=True)
+    for path in (ingested, tmp_path / "cells.h5ad"):
+        with h5py.File(path) as f:
+            for key in ("X", "layers/counts"):
+                indices, data = f[f"{key}/indices"], f[f"{key}/data"]
+                assert (indices.compression, indices.shuffle) == ("lzf", True), (path.name, key)
+                assert (data.compression, data.shuffle) == ("lzf", False), (path.name, key)
+
+
+def test_returning_freed_memory_to_the_system_never_raises():
+    """Ingest calls it after its pass; where the C library has no ``malloc_trim`` it does
+    nothing."""
+    from seedsoil.util import return_freed_memory
+
+    kept = [np.ones(1_000) for _ in range(100)]
+    del kept[::2]
+    assert return_freed_memory() is None

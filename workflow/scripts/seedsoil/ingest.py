@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from .cellfile import COMPRESSION, CsrWriter, write_annotations
+from .cellfile import COMPRESSION, INDEX_COMPRESSION, CsrWriter, write_annotations
 from .embedding import embedding_subsample
 from .errors import InputError
 from .harmonise import (
@@ -34,11 +36,20 @@ from .pipeline import (
     sample_table,
 )
 from .qc import apply_qc
+from .util import return_freed_memory
 
 log = logging.getLogger(__name__)
 
-#: Cells harmonised per block: ~10,000 cells of 2,000 genes hold a few hundred MB of temporaries.
-BLOCK_CELLS = 10_000
+#: Cells harmonised per block. Each block makes a dozen temporaries of its stored values
+#: (float64 copies, row factors, the float32 results); at 2,000 cells of ~1,500 values they stay
+#: below the C library's 32 MB threshold for fresh memory maps, so the same memory is reused
+#: block after block. Blocks of 10,000 cells took 3.8x as long to harmonise (measured at 200,000
+#: cells, benchmarks/README.md), and held an estimated ~1 GB of temporaries.
+BLOCK_CELLS = 2_000
+#: Cells read from the input per HDF5 read (then harmonised :data:`BLOCK_CELLS` at a time): an
+#: HDF5 chunk that a read boundary cuts is decoded twice, so a read spans many chunks (~60 of
+#: 262,144 values at 1,500 values per cell), and it holds ~120 MB of values and indices.
+READ_CELLS = 10_000
 
 
 def ingest(
@@ -107,9 +118,11 @@ def ingest_h5ad(
     out_path: str | os.PathLike,
     *,
     block_cells: int = BLOCK_CELLS,
+    read_cells: int = READ_CELLS,
     random_state: int = 0,
 ) -> pd.DataFrame:
-    """:func:`ingest` for an ``.h5ad`` input, one block of ``block_cells`` cells in memory.
+    """:func:`ingest` for an ``.h5ad`` input, read ``read_cells`` cells at a time and harmonised
+    ``block_cells`` at a time (:func:`sub_blocks`): one read block in memory.
 
     The embedding, when the input brings none, is computed on at most
     :data:`seedsoil.embedding.MAX_EMBEDDING_CELLS` cells, as in memory.
@@ -138,15 +151,18 @@ def ingest_h5ad(
         **{k: v for k, v in options.items() if k not in ("fmt", "provenance")},
     )  # fmt: skip
     subsample = embedding_subsample(source.n_cells, random_state)
+    read_cells = max(read_cells, block_cells)
 
     def read_blocks():
-        starts = range(0, source.n_cells, block_cells)
-        return zip(starts, source.chunks(block_cells, check_finite=False), strict=True)
+        starts = range(0, source.n_cells, read_cells)
+        reads = zip(starts, source.chunks(read_cells, check_finite=False), strict=True)
+        return sub_blocks(reads, block_cells)
 
     with h5py.File(out_path, "w") as out:
         sink = _FileSink(out, len(plan.symbols))
         values = harmonise_rows(read_blocks, plan, sink, embedding_cells=subsample)
         sink.close()
+        return_freed_memory()  # the blocks' temporaries, before the embedding's own
         adata = ad.AnnData(obs=plan.obs, var=plan.var)
         for column, metric in values.metrics.items():
             adata.obs[column] = metric
@@ -166,6 +182,19 @@ def ingest_h5ad(
     return samples
 
 
+def sub_blocks(
+    blocks: Iterable[tuple[int, sp.csr_matrix]], block_cells: int
+) -> Iterator[tuple[int, sp.csr_matrix]]:
+    """``(first row, CSR rows)`` of each run of at most ``block_cells`` rows of each of
+    ``blocks`` (``(first row, CSR block)`` pairs), in order. The rows are views: they share the
+    block's values and column indices."""
+    from .scoring._input import _row_view
+
+    for start, block in blocks:
+        for lo in range(0, block.shape[0], block_cells):
+            yield start + lo, _row_view(block, lo, min(lo + block_cells, block.shape[0]))
+
+
 class _FileSink:
     """Harmonised blocks appended to ``X`` and ``layers/counts`` of an open h5ad file."""
 
@@ -176,7 +205,9 @@ class _FileSink:
         for key in ("X", "layers"):
             if key in self.f:
                 del self.f[key]
-        self.X = CsrWriter(self.f, "X", self.n_genes, np.float32, COMPRESSION)
+        self.X = CsrWriter(
+            self.f, "X", self.n_genes, np.float32, COMPRESSION, index_compression=INDEX_COMPRESSION
+        )
         self.counts = None
 
     def append(self, X, counts) -> None:

@@ -118,6 +118,23 @@ def use_system_allocator() -> None:
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
+def return_freed_memory() -> None:
+    """Give the heap memory the C library holds free back to the system (glibc's
+    ``malloc_trim(0)``; nothing where the C library has none).
+
+    Arrays below glibc's memory-map threshold (up to 32 MB) come from the heap; a streamed pass
+    that frees its blocks' temporaries between the small arrays it keeps leaves the freed
+    memory mapped, and it counts in the job's resident memory until the end: after ingest's
+    pass over 200,000 cells, 1,113 MB resident before trimming, 707 MB after."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
 @contextlib.contextmanager
 def numba_threads(n_threads: int | None) -> Iterator[None]:
     """Run the block with ``n_threads`` numba threads (capped at numba's maximum), then restore."""
