@@ -127,11 +127,6 @@ def block_pairs(
 #: whether an atlas of a million cells gets through ingest and split in minutes. Files are
 #: ~1.5x gzip's size; R readers without the LZF filter need a gzip copy (docs/cluster.md).
 COMPRESSION = {"compression": "lzf"}
-#: Filters of the column indices of the CSR matrices the workflow writes: HDF5's byte shuffle
-#: (built into every HDF5 library) before :data:`COMPRESSION`. Column numbers below 65,536 leave
-#: the two high bytes of every int32 zero; grouped by byte, LZF stores the indices in ~31 % of
-#: their size instead of ~88 %, and writes them ~25 % faster (benchmarks/README.md, ingest).
-INDEX_COMPRESSION = {**COMPRESSION, "shuffle": True}
 
 
 def copy_objects(source, target, names, *, references: bool = False) -> None:
@@ -180,8 +175,11 @@ class CsrWriter:
     A matrix with the sparsity structure of another (``same_structure_as``, e.g. the counts
     of a log-normalised ``X``) stores only its values and hard-links the other's ``indices``
     and ``indptr``: HDF5 keeps one copy, every reader sees two complete matrices.
-    ``compression`` is the values' filter, ``index_compression`` the column indices' (by
-    default the values' one).
+    ``compression`` is the filter of the values and of the column indices, which are
+    byte-shuffled before it (HDF5's shuffle filter, built into every HDF5 library) unless
+    ``shuffle_indices`` is False: column numbers below 65,536 leave the two high bytes of every
+    int32 zero, and grouped by byte LZF stores the indices in ~31 % of their size instead of
+    ~88 %, ~25 % faster (benchmarks/README.md, ingest).
     """
 
     def __init__(
@@ -192,10 +190,12 @@ class CsrWriter:
         dtype,
         compression: dict | None = None,
         same_structure_as: CsrWriter | None = None,
-        index_compression: dict | None = None,
+        shuffle_indices: bool = True,
     ):
         storage = {"maxshape": (None,), "chunks": (1 << 18,)}
-        index_compression = compression if index_compression is None else index_compression
+        index_compression = (
+            {**compression, "shuffle": True} if compression and shuffle_indices else compression
+        )
         self.group = parent.create_group(key)
         self.n_cols = n_cols
         self.twin = same_structure_as

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .cellfile import COMPRESSION, INDEX_COMPRESSION, CsrWriter, write_annotations
+from .cellfile import COMPRESSION, CsrWriter, write_annotations
 from .embedding import embedding_subsample
 from .errors import InputError
 from .harmonise import (
@@ -205,9 +205,7 @@ class _FileSink:
         for key in ("X", "layers"):
             if key in self.f:
                 del self.f[key]
-        self.X = CsrWriter(
-            self.f, "X", self.n_genes, np.float32, COMPRESSION, index_compression=INDEX_COMPRESSION
-        )
+        self.X = CsrWriter(self.f, "X", self.n_genes, np.float32, COMPRESSION)
         self.counts = None
 
     def append(self, X, counts) -> None:

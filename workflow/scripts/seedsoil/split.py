@@ -55,13 +55,11 @@ def _copy_rows(source, target, keys, keep: np.ndarray, block_size: int, compress
     address = {key: h5py.h5o.get_info(node["indices"].id).addr for key, node in nodes.items()}
     twin = {key: next((k for k in keys[:i] if address[k] == address[key]), None)
             for i, key in enumerate(keys)}  # fmt: skip
-    # column indices byte-shuffled as ingest writes them (cellfile.INDEX_COMPRESSION)
-    index_compression = {**compression, "shuffle": True} if compression else None
     writers = {}
     for key, node in nodes.items():
         writers[key] = CsrWriter(
             target, key, int(node.attrs["shape"][1]), node["data"].dtype, compression,
-            same_structure_as=writers.get(twin[key]), index_compression=index_compression,
+            same_structure_as=writers.get(twin[key]),
         )  # fmt: skip
     indptr = {key: node["indptr"][...] for key, node in nodes.items()}
     for lo in range(0, keep.size, block_size):

@@ -130,7 +130,8 @@ def write_umi_h5ad(
     with h5py.File(path, "w") as f:
         f.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         storage = {"compression": compression} if compression else None
-        writer = CsrWriter(f, "X", n_genes, np.float32, storage)
+        # indices not shuffled: the input as public atlases ship it (gzip alone)
+        writer = CsrWriter(f, "X", n_genes, np.float32, storage, shuffle_indices=False)
         for chunk in iter_umi_chunks(n_cells, n_genes, nnz_per_cell, seed, chunk_size):
             writer.append(log_normalise(chunk) if log else chunk)
         writer.close()
