@@ -80,9 +80,9 @@ def _most_variable(X) -> tuple[ad.AnnData, str]:
     """A float32 AnnData of the :func:`most_variable_genes` columns of ``X`` (dense when
     restricted), and how the description names them."""
     X = sp.csr_matrix(X, dtype=np.float32)
-    if X.shape[1] <= N_TOP_GENES:
-        return ad.AnnData(X=X.copy()), ""
     top = most_variable_genes(X)
+    if top.size == X.shape[1]:
+        return ad.AnnData(X=X.copy()), ""
     return ad.AnnData(X=X[:, top].toarray()), f" of the {N_TOP_GENES:,} most variable genes"
 
 

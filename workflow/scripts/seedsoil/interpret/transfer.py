@@ -22,14 +22,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..cellfile import BLOCK_CELLS
 from ..embedding import MAX_EMBEDDING_CELLS, embedding_subsample, most_variable_genes
 from ..scoring._input import open_source
 from .knn import KNN_WORKING_MEMORY_MB, N_NEIGHBORS
 
 #: Principal components of the neighbour search (scanpy's ``pp.pca`` default).
 N_PCS = 50
-#: Rows per block read from the matrix.
-BLOCK_CELLS = 20_000
 
 
 def transfer_labels(
