@@ -191,17 +191,11 @@ def pseudobulk(data, *, groupby: str = "cell_type", block_cells: int = BLOCK_CEL
     from seedsoil.scoring._input import open_source
 
     labels, has_counts = _pseudobulk_input(data, groupby)
-    codes, groups = pd.factorize(labels, sort=True)
     source = open_source(data, layer="counts" if has_counts else None)
-    sums = np.zeros((groups.size, source.n_genes))
-    start = 0
-    for block in source.chunks(block_cells, check_finite=False):
-        stop = start + block.shape[0]
-        if not has_counts:
-            block = block.expm1()
-        sums += _group_sums(block, codes[start:stop], groups.size)
-        start = stop
-    return _pseudobulk_table(sums, source.var_names, groups, codes, has_counts)
+    blocks = source.chunks(block_cells, check_finite=False)
+    if not has_counts:
+        blocks = (block.expm1() for block in blocks)
+    return _pseudobulk_table(labels, blocks, source.var_names, has_counts)
 
 
 def pseudobulk_with_columns(
@@ -228,16 +222,16 @@ def pseudobulk_with_columns(
         columns = pd.DataFrame(check.X.toarray(), index=check.obs_names, columns=check.var_names)
         return pseudobulk(path, groupby=groupby, block_cells=block_cells), columns
     labels, _ = _pseudobulk_input(path, groupby)
-    codes, groups = pd.factorize(labels, sort=True)
     source = open_source(os.fspath(path))  # names only: blocks come from block_pairs
     wanted = np.flatnonzero(source.var_names.isin(list(genes)))
-    sums = np.zeros((groups.size, source.n_genes))
-    parts, start = [], 0
-    for counts, values in block_pairs(path, "layers/counts", "X", block_cells):
-        stop = start + counts.shape[0]
-        sums += _group_sums(counts, codes[start:stop], groups.size)
-        parts.append(values[:, wanted])
-        start = stop
+    parts = []
+
+    def counts_blocks():  # the counts summed; X's wanted columns kept on the way
+        for counts, values in block_pairs(path, "layers/counts", "X", block_cells):
+            parts.append(values[:, wanted])
+            yield counts
+
+    table = _pseudobulk_table(labels, counts_blocks(), source.var_names, True)
     matrix = (
         sp.vstack(parts, format="csr")
         if parts
@@ -246,11 +240,19 @@ def pseudobulk_with_columns(
     columns = pd.DataFrame(
         matrix.toarray(), index=source.obs_names, columns=source.var_names[wanted]
     )
-    return _pseudobulk_table(sums, source.var_names, groups, codes, True), columns
+    return table, columns
 
 
-def _pseudobulk_table(sums, var_names, groups, codes, has_counts: bool) -> pd.DataFrame:
-    """The genes × groups frame of :func:`pseudobulk` with its ``attrs``."""
+def _pseudobulk_table(labels, blocks, var_names, has_counts: bool) -> pd.DataFrame:
+    """The genes × groups frame of :func:`pseudobulk` with its ``attrs``: ``blocks`` (the
+    summed quantity, consecutive CSR row blocks) summed per label of ``labels``."""
+    codes, groups = pd.factorize(labels, sort=True)
+    sums = np.zeros((groups.size, len(var_names)))
+    start = 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        sums += _group_sums(block, codes[start:stop], groups.size)
+        start = stop
     table = pd.DataFrame(sums.T, index=var_names, columns=groups)
     table.attrs["n_cells"] = {
         str(g): int(n)
