@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from seedsoil.errors import InputError
-from seedsoil.qc import apply_qc, qc_metrics, split_samples
+from seedsoil.qc import apply_qc, cell_metrics, qc_metrics, split_samples
 
 GENES = ["CD3E", "LYZ", "MS4A1", "MT-CO1", "MT-ND1"]
 
@@ -46,6 +46,23 @@ def test_metrics_without_counts_use_expm1_of_x():
     metrics = qc_metrics(make(COUNTS, ["a"] * 4, with_counts=False))
     np.testing.assert_allclose(metrics["n_counts"], 1e4, rtol=1e-5)  # CP10k totals
     np.testing.assert_allclose(metrics["mito_fraction"], [0, 0.8, 1 / 7, 0.4], rtol=1e-5)
+
+
+def test_metrics_leave_the_callers_matrix_with_explicit_zeros_intact():
+    # Row 0 stores an explicit zero for LYZ: it is no gene of the cell, and the caller's
+    # matrix keeps its three stored values and its indptr.
+    counts = sp.csr_matrix(
+        (np.array([5.0, 0.0, 2.0, 4.0]), np.array([0, 1, 2, 3]), np.array([0, 3, 4])),
+        shape=(2, 5),
+    )
+    before = (counts.data.copy(), counts.indices.copy(), counts.indptr.copy())
+
+    metrics = cell_metrics(counts, counts, np.array([False, False, False, True, False]))
+
+    np.testing.assert_array_equal(metrics["n_genes"], [2, 1])
+    np.testing.assert_array_equal(metrics["n_counts"], [7, 4])
+    for array, original in zip((counts.data, counts.indices, counts.indptr), before, strict=True):
+        np.testing.assert_array_equal(array, original)
 
 
 def test_apply_qc_sets_reasons_and_counts():

@@ -28,18 +28,21 @@ def cell_metrics(
     counts: sp.csr_matrix | None, X: sp.csr_matrix, mito: np.ndarray
 ) -> dict[str, np.ndarray]:
     """``n_counts`` (total), ``n_genes`` (genes > 0) and ``mito_fraction`` (total of the ``mito``
-    genes / total) of each cell (row), on ``counts`` if given, else on ``expm1(X)``."""
+    genes / total) of each cell (row), on ``counts`` if given, else on ``expm1(X)``. Neither
+    matrix is modified: explicit zeros are left stored and not counted as genes."""
     if counts is not None:
         values = sp.csr_matrix(counts)
     else:
         values = sp.csr_matrix(X, dtype=np.float64, copy=True)
         values.data = np.expm1(values.data)
-    values.eliminate_zeros()
     totals = np.asarray(values.sum(axis=1), dtype=np.float64).ravel()
     mito_totals = np.asarray(values[:, mito].sum(axis=1), dtype=np.float64).ravel()
+    # Stored non-zeros counted per row through a running sum: eliminate_zeros() would compact
+    # the arrays this matrix shares with the caller's and leave the caller's indptr stale.
+    stored_nonzero = np.concatenate(([0], np.cumsum(values.data != 0, dtype=np.int64)))
     return {
         "n_counts": totals,
-        "n_genes": np.diff(values.indptr).astype(np.int64),
+        "n_genes": stored_nonzero[values.indptr[1:]] - stored_nonzero[values.indptr[:-1]],
         "mito_fraction": np.divide(
             mito_totals, totals, out=np.zeros_like(totals), where=totals > 0
         ),
