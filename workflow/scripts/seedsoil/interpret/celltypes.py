@@ -332,7 +332,7 @@ def assign_cell_types(
 
     Definition, per sample, over the candidate signatures ``T`` of :data:`CELL_TYPE_SIGNATURES`
     present in ``scores`` (significance enters through the p-values below; ``alpha`` only in
-    step 3b):
+    step 4b; the steps are numbered as in ``docs/interpretation.md``):
 
     1. **Evidence and neighbourhood**: a kNN graph (``n_neighbors``, Euclidean) on the
        :func:`robust_z` scores of the candidate cell-type signatures ``T`` (the sample's
@@ -342,7 +342,7 @@ def assign_cell_types(
        ``e[c, t] = x[c, t] / σ``, with ``x`` the raw score (comparable between signatures for
        rank-based scores such as UCell, each a normalised rank statistic in [0, 1]) and ``σ`` =
        :func:`evidence_scale`. The neighbourhood lends strength where absence is weak evidence —
-       marker detection (step 2) and the p-value (step 5) — not to the ranking of types: averaged
+       marker detection (step 2) and the p-value (step 6) — not to the ranking of types: averaged
        scores ``(x[c, t] + mean_{n in N(c)} x[n, t]) / 2 / σ`` (``neighbour_evidence=True``, the
        previous default) pull a cell of a minority subtype towards the sample's majority type,
        and lowered accuracy on every labelled set (``docs/interpretation.md``). Raw scores rather
@@ -362,32 +362,33 @@ def assign_cell_types(
     3. **Posterior** ``P[c, ·] = softmax(e[c, ·])``: one typical spread of evidence is a factor
        ``e`` in odds; the call is ``t* = argmax P``; ``assignment_confidence = P[c, t*]`` (for a
        call a sibling contrast moved from ``t*`` to ``t'``, ``P[c, t*] + P[c, t']``).
-       Then (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B vs plasma,
-       T vs NK, platelet vs endothelial) and (b) :func:`nucleated_over_anucleate`: a platelet
-       call yields to a tissue identity (:data:`TISSUE_IDENTITIES`) whose core rule the cell
-       meets, or whose core gene the cell detects with p ≤ ``alpha`` below the platelet p-value
-       (confidence: at least the platelet call's posterior).
+    4. **Contrasts**: (a) the :data:`SIBLING_CONTRASTS` (:func:`apply_sibling_contrasts`: B
+       vs plasma, T vs NK, platelet vs endothelial, monocyte/macrophage vs dendritic) and (b)
+       :func:`nucleated_over_anucleate`: a platelet call yields to a tissue identity
+       (:data:`TISSUE_IDENTITIES`) whose core rule the cell meets, or whose core gene the cell
+       detects with p ≤ ``alpha`` below the platelet p-value (confidence: at least the platelet
+       call's posterior).
        (c) With ``cluster_vote`` (default off: it lowered accuracy on pbmc68k and Wu 2020, see
        ``docs/interpretation.md``), :func:`majority_vote` over :func:`over_cluster` (``seed``).
-    4. **Lineage level**: when the p-value rule of step 5 rejects ``t*`` but accepts a sibling
+    5. **Lineage level**: when the p-value rule of step 6 rejects ``t*`` but accepts a sibling
        of the same lineage (:data:`LINEAGE_TYPES`), the call is the lineage (e.g. ``"T/NK
        cell"``) with confidence = the posterior summed over that lineage's types.
-    5. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
+    6. **Unassigned** when no type is admissible; when the evidence is absent — the p-value of
        ``t*`` (``pvalues``, else ``fdr``) averaged as ``(p_c + mean_{N(c)} p) / 2`` exceeds
        ``max_pvalue`` (0.5: the score does not beat even half of the expression-matched random
-       signatures), no sibling of its lineage passes (step 4) and, with ``marker_evidence``
+       signatures), no sibling of its lineage passes (step 5) and, with ``marker_evidence``
        (default), the cell does not itself show ``t*``'s core markers (core rule met with a core
        gene detected in the cell: marker presence is the identity evidence a partial panel still
        measures when the signature's score has too few genes to beat the null); or, when
        ``min_confidence`` > 0 (default 0: the confidence is reported, not thresholded), when it
        is ambiguous — ``P[c, t*] < min_confidence``.
-    6. **Classifier** (``classifier``, default on; :func:`~.refine.refine_calls`): cells left
-       unassigned by step 5 while a type is admissible for them, and lineage-level calls, get
+    7. **Classifier** (``classifier``, default on; :func:`~.refine.refine_calls`): cells left
+       unassigned by step 6 while a type is admissible for them, and lineage-level calls, get
        the type a logistic regression trained on the sample's subtype calls predicts from the
        marker genes in ``expression`` — among the types admissible for the cell (for a lineage
        call, that lineage's subtypes) and only at probability ≥ 0.5, which becomes the
        confidence. It never overrules a call.
-    7. **Transcriptome neighbours** (when ``transcriptome``, the sample's log-normalised matrix
+    8. **Transcriptome neighbours** (when ``transcriptome``, the sample's log-normalised matrix
        or its ``.h5ad`` path, is given; :func:`~.transfer.transfer_labels`): cells still
        unassigned or at lineage level get the subtype that more than half of their
        ``n_neighbors`` nearest cells in the principal components of the most variable genes
@@ -395,8 +396,8 @@ def assign_cell_types(
        marker genes dropped out (or are not on the panel) among cells of its type. It never
        overrules a call; cells with no majority keep theirs.
 
-    ``assignment_method`` says which step made each call: ``"signature"`` (step 5's p-value
-    rule), ``"markers"`` (marker evidence), ``"contrast"`` (step 3a/3b changed the score-based
+    ``assignment_method`` says which step made each call: ``"signature"`` (step 6's p-value
+    rule), ``"markers"`` (marker evidence), ``"contrast"`` (step 4a/4b changed the score-based
     subtype), ``"lineage"``, ``"classifier"``, ``"transcriptome neighbours"``, ``"cluster
     vote"``; ``""`` when unassigned.
     ``assignment_score`` = ``scores[c, t*]`` (NaN when unassigned). ``assignment_markers`` = up to

@@ -1,4 +1,4 @@
-"""Classifier refinement of cell-type calls (step 6 of :func:`~.celltypes.assign_cell_types`).
+"""Classifier refinement of cell-type calls (step 7 of :func:`~.celltypes.assign_cell_types`).
 
 Cells whose signature evidence is too weak for a subtype call — left unassigned, or called at the
 lineage level (``"T/NK cell"``) — borrow strength from the cells of the same sample that were
