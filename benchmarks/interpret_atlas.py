@@ -6,11 +6,9 @@ AnnData convention's ``obs``; 8 cell-type labels drawn at random) from :mod:`see
 with every gene the interpretation reads (``genes_needed``: the consensus resource's and the
 chapter's pair genes and the markers, 1,997) at random positions among filler genes, plus ``scores``/``pvalues``/``fdr.parquet`` of the library's
 signatures (uniform random values: the calls' cost, not their content, matters here). Then a
-fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers
-with, from the same pass, the transcriptome-neighbour reference's rows
-(``read_genes_and_reference``), the cell-type kNN graph from the scores' cell-type columns
-(``identity_graph``), the three tables (the signatures read), ``interpret_cells``, the tables
-dropped,
+fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers,
+the cell-type kNN graph from the scores' cell-type columns (``identity_graph``), the three
+tables (the signatures read), ``interpret_cells``, the tables dropped,
 ``interpret_communication`` with the pairs' genes streamed from the file — and prints
 its wall time and peak RSS (``VmHWM``); ``--step communication`` measures the
 communication step alone (the annotations and ``sample_communication`` with the genes streamed).
@@ -259,6 +257,7 @@ def run_job(
     import importlib
     import logging
 
+    from seedsoil.cellfile import read_genes
     from seedsoil.interpret import (
         communication_pairs,
         genes_needed,
@@ -268,8 +267,12 @@ def run_job(
         load_pairs,
         read_cell_table,
     )
-    from seedsoil.interpret.transfer import read_genes_and_reference
-    from seedsoil.util import numba_threads, use_system_allocator, write_cell_table
+    from seedsoil.util import (
+        numba_threads,
+        return_freed_memory,
+        use_system_allocator,
+        write_cell_table,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
     use_system_allocator()  # as the rule's rule_logging does
@@ -291,7 +294,7 @@ def run_job(
     with numba_threads(threads):
         pairs = communication_pairs(load_pairs(), "consensus", "human")
         cells = folder / "cells.h5ad"
-        adata, reference = read_genes_and_reference(cells, genes_needed(pairs, communication=False))
+        adata = read_genes(cells, genes_needed(pairs, communication=False))
         genes_mb = (current_hwm_mb(), current_rss_mb())
         neighbours = identity_graph(folder / "scores.parquet", adata)
         tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names, signatures=True)
@@ -300,14 +303,10 @@ def run_job(
         read_mb = current_hwm_mb()
         held = {"markers read (peak, held)": [round(x) for x in genes_mb],
                 "tables read (held)": round(current_rss_mb())}  # fmt: skip
-        calls, summary = interpret_cells(
-            adata, *tables, neighbours=neighbours, transfer_reference=reference
-        )
-        del (
-            tables,
-            neighbours,
-            reference,
-        )  # as workflow/scripts/interpret.py: communication does not read them
+        calls, summary = interpret_cells(adata, *tables, neighbours=neighbours)
+        # as workflow/scripts/interpret.py: communication does not read them
+        del tables, neighbours
+        return_freed_memory()
         table, summary = interpret_communication(
             adata, calls, summary, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
             expr_prop=0.1, max_cells=50_000, expression=cells,

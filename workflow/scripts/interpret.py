@@ -2,6 +2,7 @@ import json
 
 import pandas as pd
 
+from seedsoil.cellfile import read_genes
 from seedsoil.interpret import (
     communication_pairs,
     genes_needed,
@@ -12,8 +13,13 @@ from seedsoil.interpret import (
     read_cell_table,
 )
 from seedsoil.interpret.ctc import core_marker_groups, library_signature
-from seedsoil.interpret.transfer import read_genes_and_reference
-from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
+from seedsoil.util import (
+    atomic_path,
+    numba_threads,
+    return_freed_memory,
+    rule_logging,
+    write_cell_table,
+)
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
@@ -30,10 +36,7 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
     ctc_null = {"signature": ctc_signature, **{k: scoring[k] for k in ("n_null", "random_state")}}
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
-    # The same pass keeps the whole rows of the transcriptome-neighbour step's reference cells.
-    adata, transfer_reference = read_genes_and_reference(
-        snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False)
-    )
+    adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
     # The cell-type step's kNN graph first, from the cell-type scores alone: its search, the
     # job's largest working memory (~1 GB at a million cells), does not add to the tables'.
     neighbours = identity_graph(snakemake.input.scores, adata)
@@ -55,13 +58,11 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         expression=snakemake.input.cells,
         ctc_null=ctc_null,
         neighbours=neighbours,
-        transfer_reference=transfer_reference,
     )
-    del (
-        tables,
-        neighbours,
-        transfer_reference,
-    )  # communication does not read them: their memory goes to its streaming
+    # communication does not read them: their memory goes to its streaming, and what they
+    # leave mapped in the heap back to the system
+    del tables, neighbours
+    return_freed_memory()
     table, summary = interpret_communication(
         adata,
         calls,

@@ -51,6 +51,7 @@ from seedsoil.interpret.summary import (
     communication_summary,
     summarise_interpretation,
 )
+from seedsoil.util import return_freed_memory
 
 __all__ = [
     "CALL_COLUMNS",
@@ -158,6 +159,8 @@ def read_cell_table(
     values = np.empty((len(obs_names), len(columns)), dtype=np.float64)
     for k, name in enumerate(columns):
         values[:, k] = file.read(columns=[name]).column(0).to_numpy()
+    del stored, expected
+    return_freed_memory()  # the read's Arrow buffers, freed but kept mapped by the heap
     return pd.DataFrame(values, index=obs_names, columns=columns)
 
 
@@ -179,7 +182,10 @@ def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
         _aligned(scores[cell_type_signatures(scores.columns)], "scores", adata, None)
     )
     del scores  # a table read here is not held through the search
-    return celltypes.neighbour_index(embedding)  # the search assign_cell_types runs
+    neighbours = celltypes.neighbour_index(embedding)  # the search assign_cell_types runs
+    del embedding
+    return_freed_memory()  # the search's many small freed arrays, before the tables are read
+    return neighbours
 
 
 def _aligned(table: pd.DataFrame, name: str, adata, columns) -> pd.DataFrame:

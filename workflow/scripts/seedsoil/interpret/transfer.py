@@ -14,8 +14,9 @@ The neighbours are searched among a seeded subsample of at most
 principal components of their most variable genes (as the sample's embedding is computed), so
 memory and time stay bounded at a million cells: the reference rows (and up to as many query
 cells' rows) are read in one pass over the file; more query cells are read in a second pass,
-block by block. The interpret job reads the reference rows in the pass that reads the marker
-genes (:func:`read_genes_and_reference`), so it streams the file once less.
+block by block. :func:`read_genes_and_reference` reads the reference rows in the pass that reads
+the marker genes, one pass fewer; the interpret rule does not use it yet (its labels differed
+from the file path's inside the atlas benchmark's job, see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
