@@ -7,7 +7,8 @@ with every gene the interpretation reads (``genes_needed``: the consensus resour
 chapter's pair genes and the markers, 1,997) at random positions among filler genes, plus ``scores``/``pvalues``/``fdr.parquet`` of the library's
 signatures (uniform random values: the calls' cost, not their content, matters here). Then a
 fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers,
-the three tables (the signatures read), ``interpret_cells``, the tables dropped,
+the cell-type kNN graph from the scores' cell-type columns (``identity_graph``), the three
+tables (the signatures read), ``interpret_cells``, the tables dropped,
 ``interpret_communication`` with the pairs' genes streamed from the file — and prints
 its wall time and peak RSS (``VmHWM``); ``--step communication`` measures the
 communication step alone (the annotations and ``sample_communication`` with the genes streamed).
@@ -61,6 +62,17 @@ def current_hwm_mb() -> float:
     return 0.0
 
 
+def current_rss_mb() -> float:
+    """``VmRSS`` of this process in MB (0 where ``/proc`` is unavailable): what is held now."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def reset_hwm() -> None:
     """Reset this process's ``VmHWM`` to its current RSS (``/proc/self/clear_refs`` ``5``, Linux
     ≥ 4.0), so that the next reading is the peak of what runs in between."""
@@ -71,7 +83,9 @@ def reset_hwm() -> None:
 class StageProfile:
     """Wall time and peak RSS per named stage, stages nested as the calls are.
 
-    A stage's peak is the largest ``VmHWM`` seen while it ran, children included: entering a
+    A stage's peak is the largest ``VmHWM`` seen while it ran, children included; ``held_mb``
+    the ``VmRSS`` on entering it (the largest over its calls): what the stages before it left
+    in memory, so that ``peak_mb − held_mb`` is the stage's own working memory. Entering a
     stage folds the running peak into every open stage and resets the mark; leaving one folds
     its peak into its parents. Stages of the same name add their time and keep the largest peak.
     """
@@ -98,6 +112,7 @@ class StageProfile:
         @functools.wraps(function)
         def timed(*args, **kwargs):
             self._fold()
+            held = current_rss_mb()
             reset_hwm()
             self.open.append([name, time.perf_counter(), current_hwm_mb()])
             try:
@@ -108,8 +123,10 @@ class StageProfile:
                 for frame in self.open:
                     frame[2] = max(frame[2], peak)
                 total = self.totals.setdefault(
-                    name, {"s": 0.0, "calls": 0, "peak_mb": 0, "depth": len(self.open)}
+                    name,
+                    {"s": 0.0, "calls": 0, "peak_mb": 0, "held_mb": 0, "depth": len(self.open)},
                 )
+                total["held_mb"] = max(total["held_mb"], round(held))
                 total["s"] += time.perf_counter() - start
                 total["calls"] += 1
                 total["peak_mb"] = max(total["peak_mb"], round(peak))
@@ -125,6 +142,7 @@ class StageProfile:
 
 #: (module, function, stage) wrapped by ``--stages``, outer stages first.
 STAGES = [
+    ("seedsoil.interpret", "identity_graph", "identity graph (before the tables)"),
     ("seedsoil.interpret", "call_ctc", "ctc calls"),
     ("seedsoil.interpret.celltypes", "robust_z", "robust z (embedding)"),
     ("seedsoil.interpret", "assign_cell_types", "cell types"),
@@ -243,12 +261,18 @@ def run_job(
     from seedsoil.interpret import (
         communication_pairs,
         genes_needed,
+        identity_graph,
         interpret_cells,
         interpret_communication,
         load_pairs,
         read_cell_table,
     )
-    from seedsoil.util import numba_threads, use_system_allocator, write_cell_table
+    from seedsoil.util import (
+        numba_threads,
+        return_freed_memory,
+        use_system_allocator,
+        write_cell_table,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
     use_system_allocator()  # as the rule's rule_logging does
@@ -264,18 +288,25 @@ def run_job(
         profile.wrap(interpret, "interpret_cells", "per-cell calls")
         profile.wrap(interpret, "interpret_communication", "communication and summary")
         interpret_cells = interpret.interpret_cells  # noqa: F811  (the timed copies)
+        identity_graph = interpret.identity_graph  # noqa: F811
         interpret_communication = interpret.interpret_communication  # noqa: F811
     start = time.perf_counter()
     with numba_threads(threads):
         pairs = communication_pairs(load_pairs(), "consensus", "human")
         cells = folder / "cells.h5ad"
         adata = read_genes(cells, genes_needed(pairs, communication=False))
+        genes_mb = (current_hwm_mb(), current_rss_mb())
+        neighbours = identity_graph(folder / "scores.parquet", adata)
         tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names, signatures=True)
                   for n in ("scores", "pvalues", "fdr")]  # fmt: skip
         read_s = time.perf_counter() - start
         read_mb = current_hwm_mb()
-        calls, summary = interpret_cells(adata, *tables)
-        del tables  # as workflow/scripts/interpret.py: communication does not read them
+        held = {"markers read (peak, held)": [round(x) for x in genes_mb],
+                "tables read (held)": round(current_rss_mb())}  # fmt: skip
+        calls, summary = interpret_cells(adata, *tables, neighbours=neighbours)
+        # as workflow/scripts/interpret.py: communication does not read them
+        del tables, neighbours
+        return_freed_memory()
         table, summary = interpret_communication(
             adata, calls, summary, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
             expr_prop=0.1, max_cells=50_000, expression=cells,
@@ -293,7 +324,7 @@ def run_job(
         "write_s": round(write_s, 1),
         # resetting VmHWM per stage loses the earlier peaks: the profile kept them
         "max_rss_mb": max(peak_rss_mb(), round(profile.peak)),
-        **({"read_peak_mb": round(read_mb), "stages": profile.report()} if stages else {}),
+        **({"read_peak_mb": round(read_mb), **held, "stages": profile.report()} if stages else {}),
         "genes_in_memory": int(adata.n_vars),
         "communication_rows": len(table),
         "liana": summary["communication_skipped"].get("liana", "run"),

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from seedsoil.interpret import (
     celltypes,
+    identity_graph,
     interpret_cells,
     interpret_communication,
     interpret_sample,
@@ -197,3 +198,45 @@ def test_the_signatures_read_give_the_interpretation_of_the_whole_tables(tmp_pat
     pd.testing.assert_frame_equal(
         read_cell_table(path, adata.obs_names, signatures=True), read[0], check_names=False
     )
+
+
+def test_identity_graph_searched_before_the_tables_gives_the_same_calls(tmp_path):
+    # The workflow's order: the kNN graph from scores.parquet's cell-type columns alone (cells
+    # stored in another order), then the tables; the calls equal those searched inside.
+    adata, tables = _typed_sample(n_cells=300, seed=5)
+    inside, summary_inside = interpret_cells(adata, *tables)
+    path = tmp_path / "scores.parquet"
+    tables[0].iloc[::-1].rename_axis("cell").to_parquet(path)
+    neighbours = identity_graph(path, adata)
+    assert neighbours.shape == (300, celltypes.N_NEIGHBORS)
+    calls, summary = interpret_cells(adata, *tables, neighbours=neighbours)
+    pd.testing.assert_frame_equal(calls, inside, check_exact=True)
+    assert summary == summary_inside
+
+
+def test_cell_table_read_for_named_columns_keeps_only_those_in_file_order(tmp_path):
+    adata, tables = _typed_sample(n_cells=50, seed=6)
+    path = tmp_path / "scores.parquet"
+    tables[0].rename_axis("cell").to_parquet(path)
+    read = read_cell_table(path, adata.obs_names, only=["IMM_B", "EMT_bidirectional", "absent"])
+    pd.testing.assert_frame_equal(
+        read, tables[0][["IMM_B", "EMT_bidirectional"]], check_exact=True, check_names=False
+    )
+
+
+def test_cell_type_graph_given_with_other_cells_is_refused():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=60, seed=7)
+    with pytest.raises(ValueError, match="rows for 60 cells"):
+        assign_cell_types(scores, fdr, pvalues=pvalues, neighbours=np.zeros((59, 15), np.int32))
+
+
+def test_float32_embedding_gives_the_approximate_search_its_own_graph():
+    # identity_embedding hands the approximate search float32 (its own conversion) so the
+    # float64 copy is not held through it: the graph is the one of the float64 embedding
+    _, (scores, _, _) = _typed_sample(n_cells=600, seed=8)
+    z = robust_z(scores[celltypes.cell_type_signatures(scores.columns)].to_numpy())
+    from_float64 = neighbour_index(z, 15, exact_max_cells=100)
+    np.testing.assert_array_equal(
+        neighbour_index(z.astype(np.float32), 15, exact_max_cells=100), from_float64
+    )
+    assert celltypes.identity_embedding(scores).dtype == np.float64  # 600 cells: exact search

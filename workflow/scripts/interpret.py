@@ -6,13 +6,20 @@ from seedsoil.cellfile import read_genes
 from seedsoil.interpret import (
     communication_pairs,
     genes_needed,
+    identity_graph,
     interpret_cells,
     interpret_communication,
     load_pairs,
     read_cell_table,
 )
 from seedsoil.interpret.ctc import core_marker_groups, library_signature
-from seedsoil.util import atomic_path, numba_threads, rule_logging, write_cell_table
+from seedsoil.util import (
+    atomic_path,
+    numba_threads,
+    return_freed_memory,
+    rule_logging,
+    write_cell_table,
+)
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(snakemake.threads):
     options = snakemake.params.interpretation
@@ -30,6 +37,9 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
+    # The cell-type step's kNN graph first, from the cell-type scores alone: its search, the
+    # job's largest working memory (~1 GB at a million cells), does not add to the tables'.
+    neighbours = identity_graph(snakemake.input.scores, adata)
     # only the signatures interpretation reads: a third of each table less at atlas size
     tables = [
         read_cell_table(path, adata.obs_names, signatures=True)
@@ -47,8 +57,12 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         ctc_core=ctc_core,
         expression=snakemake.input.cells,
         ctc_null=ctc_null,
+        neighbours=neighbours,
     )
-    del tables  # communication does not read them: their memory goes to its streaming
+    # communication does not read them: their memory goes to its streaming, and what they
+    # leave mapped in the heap back to the system
+    del tables, neighbours
+    return_freed_memory()
     table, summary = interpret_communication(
         adata,
         calls,

@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 
 from seedsoil.errors import InputError
+from seedsoil.interpret import celltypes
 from seedsoil.interpret.celltypes import (
     CELL_TYPE_SIGNATURES,
     assign_cell_types,
+    cell_type_signatures,
     contrast_genes,
+    identity_embedding,
     shipped_markers,
 )
 from seedsoil.interpret.clusters import PARTNERS, TUMOUR_SIGNATURES, flag_heterotypic
@@ -48,11 +51,13 @@ from seedsoil.interpret.summary import (
     communication_summary,
     summarise_interpretation,
 )
+from seedsoil.util import return_freed_memory
 
 __all__ = [
     "CALL_COLUMNS",
     "communication_pairs",
     "genes_needed",
+    "identity_graph",
     "interpret_cells",
     "interpret_communication",
     "interpret_sample",
@@ -113,12 +118,12 @@ def _pairs(pairs) -> pd.DataFrame:
 
 
 def read_cell_table(
-    path: str | Path, obs_names: pd.Index, *, signatures: bool = False
+    path: str | Path, obs_names: pd.Index, *, signatures: bool = False, only=None
 ) -> pd.DataFrame:
     """A cells × signatures table (``scores``/``pvalues``/``fdr.parquet``) as ``pd.read_parquet``
     gives it, indexed by ``obs_names`` itself when it holds exactly those cells in that order.
     ``signatures=True``: only the columns :func:`interpret_sample` reads
-    (:func:`signatures_read`).
+    (:func:`signatures_read`); ``only`` (names): only those of its columns (file order).
 
     That usual case is read one column at a time into one float64 array, sharing the cell index
     with the AnnData: at a million cells this saves a copy of the table in Arrow memory and a
@@ -133,8 +138,7 @@ def read_cell_table(
     schema = file.schema_arrow
     index_columns = (schema.pandas_metadata or {}).get("index_columns", [])
     columns = [name for name in schema.names if name not in index_columns]
-    if signatures:
-        columns = signatures_read(columns)
+    columns = _chosen(columns, signatures, only)
     fast = (
         len(index_columns) == 1
         and isinstance(index_columns[0], str)
@@ -151,11 +155,37 @@ def read_cell_table(
             fast = stored.equals(pa.chunked_array([expected]))
     if not fast:
         table = pd.read_parquet(path)
-        return table[signatures_read(table.columns)] if signatures else table
+        return table[_chosen(table.columns, signatures, only)]
     values = np.empty((len(obs_names), len(columns)), dtype=np.float64)
     for k, name in enumerate(columns):
         values[:, k] = file.read(columns=[name]).column(0).to_numpy()
+    del stored, expected
+    return_freed_memory()  # the read's Arrow buffers, freed but kept mapped by the heap
     return pd.DataFrame(values, index=obs_names, columns=columns)
+
+
+def _chosen(columns, signatures: bool, only) -> list:
+    """``columns`` narrowed to :func:`signatures_read` (``signatures``) and to ``only``."""
+    columns = signatures_read(columns) if signatures else list(columns)
+    return columns if only is None else [c for c in columns if c in set(only)]
+
+
+def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
+    """The kNN graph the cell-type assignment searches (:func:`~.celltypes.identity_neighbours`)
+    for the cells of ``adata``, from ``scores`` (a table, or the path to ``scores.parquet``, of
+    which only the cell-type columns are read): pass it to :func:`interpret_cells` as
+    ``neighbours``. Searched before the three tables are read, its working memory (about 1 GB
+    at a million cells) is not added to theirs; the calls are the same."""
+    if not isinstance(scores, pd.DataFrame):
+        scores = read_cell_table(scores, adata.obs_names, only=CELL_TYPE_SIGNATURES)
+    embedding = identity_embedding(
+        _aligned(scores[cell_type_signatures(scores.columns)], "scores", adata, None)
+    )
+    del scores  # a table read here is not held through the search
+    neighbours = celltypes.neighbour_index(embedding)  # the search assign_cell_types runs
+    del embedding
+    return_freed_memory()  # the search's many small freed arrays, before the tables are read
+    return neighbours
 
 
 def _aligned(table: pd.DataFrame, name: str, adata, columns) -> pd.DataFrame:
@@ -247,11 +277,18 @@ def interpret_cells(
     ctc_core=None,
     expression=None,
     ctc_null: dict | None = None,
+    neighbours: np.ndarray | None = None,
+    transfer_reference=None,
 ) -> tuple[pd.DataFrame, dict]:
     """The per-cell part of :func:`interpret_sample` (arguments as there): ``(calls, summary)``
     with the summary's communication keys still empty (:func:`interpret_communication` fills
     them). The only step that reads the cells × signatures tables: a caller may drop them
-    before communication, which at a million cells frees ~0.6 GB for its streaming."""
+    before communication, which at a million cells frees ~0.6 GB for its streaming.
+    ``neighbours``: the cell-type step's kNN graph, :func:`identity_graph` of the same scores
+    and ``adata`` (None: searched here, with the tables in memory). ``transfer_reference``: the
+    :class:`~.transfer.ReferenceRows` of ``expression`` read with ``adata``
+    (:func:`~.transfer.read_genes_and_reference`): the transcriptome-neighbour step then does
+    not stream the file for them."""
     scores = _aligned(scores, "scores", adata, None)
     pvalues = _aligned(pvalues, "pvalues", adata, scores.columns)
     fdr = _aligned(fdr, "fdr", adata, scores.columns)
@@ -268,6 +305,11 @@ def interpret_cells(
             random_state=ctc_null["random_state"],
         )
     ctc = call_ctc(adata, pvalues, fdr, alpha, core=ctc_core, background=background)
+    # the whole matrix, read from the file in blocks (``adata`` holds a few genes), its
+    # reference cells' rows already read when given
+    transcriptome = expression if expression is not None else adata
+    if transfer_reference is not None:
+        transcriptome = transfer_reference
     calls = pd.concat(
         [
             assign_cell_types(
@@ -278,8 +320,8 @@ def interpret_cells(
                 expression=adata,
                 core_markers=core_markers,
                 marker_genes=marker_genes,
-                # the whole matrix, read from the file in blocks: ``adata`` holds a few genes
-                transcriptome=expression if expression is not None else adata,
+                transcriptome=transcriptome,
+                neighbours=neighbours,
             ),
             ctc,
             flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"], adata, core_markers),

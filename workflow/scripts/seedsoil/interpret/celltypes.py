@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .knn import N_NEIGHBORS, neighbour_index
+from .knn import EXACT_MAX_CELLS, N_NEIGHBORS, neighbour_index
 from .refine import refine_calls
 from .transfer import transfer_labels
 
@@ -291,9 +291,12 @@ class MarkerColumns(Mapping):
 
     def rows(self, genes: Sequence[str], cells: np.ndarray | None) -> np.ndarray:
         """Dense float64 (cells × genes) values of ``genes`` in ``cells`` (None: every cell)."""
-        block = self._csc[:, [self._position[g] for g in genes]]
+        block = self._csc
         if cells is not None:
+            # the cells first: a copy of their stored values, not of every cell's (selecting the
+            # genes first copied the whole matrix per block of the classifier's candidates)
             block = block[cells]
+        block = block[:, [self._position[g] for g in genes]]
         block = block.toarray() if hasattr(block, "toarray") else block
         return np.asarray(block, dtype=np.float64)
 
@@ -327,6 +330,7 @@ def assign_cell_types(
     marker_evidence: bool = True,
     classifier: bool = True,
     transcriptome=None,
+    neighbours: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Assign each cell a type from the evidence of every identity/immune signature.
 
@@ -396,6 +400,9 @@ def assign_cell_types(
        marker genes dropped out (or are not on the panel) among cells of its type. It never
        overrules a call; cells with no majority keep theirs.
 
+    ``neighbours``: the kNN graph of step 1 when already computed (:func:`identity_neighbours`
+    of ``scores`` with ``n_neighbors``, same cells in the same order); None computes it here.
+
     ``assignment_method`` says which step made each call: ``"signature"`` (step 6's p-value
     rule), ``"markers"`` (marker evidence), ``"contrast"`` (step 4a/4b changed the score-based
     subtype), ``"lineage"``, ``"classifier"``, ``"transcriptome neighbours"``, ``"cluster
@@ -407,7 +414,7 @@ def assign_cell_types(
 
     Returns a DataFrame indexed like ``scores`` with :data:`ASSIGNMENT_COLUMNS`.
     """
-    used = [s for s in CELL_TYPE_SIGNATURES if s in scores.columns and s in fdr.columns]
+    used = cell_type_signatures(scores.columns, fdr.columns)
     out = pd.DataFrame(index=scores.index)
     n_cells = scores.shape[0]
     if not used or n_cells == 0:
@@ -417,10 +424,12 @@ def assign_cell_types(
         out["assignment_markers"] = ""
         out["assignment_method"] = ""
         return out
+    if neighbours is None:
+        neighbours = identity_neighbours(scores, n_neighbors, used)
+    elif neighbours.shape[0] != n_cells:
+        raise ValueError(f"neighbours has {neighbours.shape[0]} rows for {n_cells} cells")
+    # after the graph: the search's working memory and this array are not held together
     values = np.nan_to_num(scores[used].to_numpy(dtype=np.float64))
-    # Neighbours in identity space only: state programmes (CTC, EMT, hypoxia, cycling) cut
-    # across cell types and would pull cells of different types together.
-    neighbours = neighbour_index(robust_z(values), n_neighbors)
     scale = evidence_scale(values)
     if neighbour_evidence:
         evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / scale
@@ -484,6 +493,7 @@ def assign_cell_types(
         blocked[:, k] = inadmissible
         gated[k] = True
         shown[:, k] = ~inadmissible & own[:, k]
+    del group_detected, group_near
     types = np.array([CELL_TYPE_SIGNATURES[s] for s in used], dtype=object)
     dominant = (
         own & (significance <= alpha) & (significance < anucleate_pvalue(significance, types))
@@ -540,6 +550,9 @@ def assign_cell_types(
         block = slice(start, start + BLOCK_CELLS)
         lineage_confidence[block] = np.where(same_lineage[block], posterior[block], 0.0).sum(axis=1)
     confidence = np.where(lineage_only, lineage_confidence, confidence)
+    del lineage_confidence, supported, shown, dominant
+    if not cluster_vote:  # the vote is its last reader: a cells × types array fewer from here
+        del posterior
     assigned = (
         admissible & (supported_call | lineage_only | marker_only) & (confidence >= min_confidence)
     )
@@ -606,6 +619,35 @@ def assign_cell_types(
     )
     out["assignment_method"] = shared_strings(method)
     return out
+
+
+def cell_type_signatures(*columns) -> list[str]:
+    """The signatures of :data:`CELL_TYPE_SIGNATURES`, in its order, present in every one of
+    ``columns`` (column names of the scores, and of the FDRs): the types
+    :func:`assign_cell_types` chooses among."""
+    return [s for s in CELL_TYPE_SIGNATURES if all(s in names for names in columns)]
+
+
+def identity_neighbours(
+    scores: pd.DataFrame, n_neighbors: int = N_NEIGHBORS, used: Sequence[str] | None = None
+) -> np.ndarray:
+    """Step 1's kNN graph of :func:`assign_cell_types`: :func:`~.knn.neighbour_index` of
+    :func:`identity_embedding` of ``scores`` (``used`` as there). Neighbours in identity space
+    only: state programmes (CTC, EMT, hypoxia, cycling) cut across cell types and would pull
+    cells of different types together."""
+    return neighbour_index(identity_embedding(scores, used), n_neighbors)
+
+
+def identity_embedding(scores: pd.DataFrame, used: Sequence[str] | None = None) -> np.ndarray:
+    """The :func:`robust_z` of ``scores[used]`` (NaN as 0), ``used`` defaulting to
+    :func:`cell_type_signatures` of ``scores``' columns, as the neighbour search reads it:
+    float32 above :data:`~.knn.EXACT_MAX_CELLS` cells (the approximate search's own
+    conversion, done here so that no float64 copy is held through the search), else float64.
+    Needs only these columns: a caller can search the graph before the rest of the tables is
+    in memory (the search is the job's largest working memory at a million cells)."""
+    used = cell_type_signatures(scores.columns) if used is None else list(used)
+    embedding = robust_z(np.nan_to_num(scores[used].to_numpy(dtype=np.float64)))
+    return embedding.astype(np.float32) if embedding.shape[0] > EXACT_MAX_CELLS else embedding
 
 
 def called_scores(scores: pd.DataFrame, used: Sequence[str], best: np.ndarray) -> np.ndarray:
