@@ -64,39 +64,12 @@ def read_genes(
     """:func:`read_annotations` with ``X`` holding the columns of ``genes`` (of ``X``, or of
     ``layers[layer]``) as CSR; ``var`` is restricted to those of ``genes`` the file has, in
     file order. Genes the file lacks are left out (check ``var_names``)."""
-    return read_genes_and_rows(path, genes, None, layer=layer, block_cells=block_cells)[0]
-
-
-def read_genes_and_rows(
-    path: str | os.PathLike,
-    genes,
-    rows_of,
-    *,
-    layer: str | None = None,
-    block_cells: int = BLOCK_CELLS,
-) -> tuple[ad.AnnData, np.ndarray, sp.csr_matrix]:
-    """:func:`read_genes`, and in the same pass over the matrix the whole rows of some cells:
-    ``rows_of(n_cells)`` gives their sorted row numbers (None: no rows). Returns ``(adata,
-    cells, rows)``, ``rows`` their float32 CSR rows with every gene (one pass instead of two
-    when a step needs both)."""
     from .scoring._input import open_source
 
     annotations = read_annotations(path)
     source = open_source(os.fspath(path), layer=layer)
     columns = np.flatnonzero(source.var_names.isin(list(genes)))
-    cells = np.zeros(0, dtype=np.int64) if rows_of is None else np.asarray(rows_of(source.n_cells))
-    blocks, kept = [], []
-    for number, block in enumerate(source.chunks(block_cells, check_finite=False)):
-        blocks.append(block[:, columns])
-        first = number * block_cells
-        lo, hi = np.searchsorted(cells, [first, first + block.shape[0]])
-        if hi > lo:
-            kept.append(sp.csr_matrix(block[cells[lo:hi] - first], dtype=np.float32))
-    rows = (
-        sp.vstack(kept, format="csr")
-        if kept
-        else sp.csr_matrix((0, source.n_genes), dtype=np.float32)
-    )
+    blocks = [block[:, columns] for block in source.chunks(block_cells, check_finite=False)]
     matrix = (
         sp.vstack(blocks, format="csr")
         if blocks
@@ -111,7 +84,7 @@ def read_genes_and_rows(
         uns=annotations.uns,
     )
     return_freed_memory()  # the pass's freed temporaries, which the heap keeps mapped otherwise
-    return adata, cells, rows
+    return adata
 
 
 def shares_structure(path: str | os.PathLike, key: str, other: str) -> bool:

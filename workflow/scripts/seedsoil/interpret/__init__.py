@@ -278,17 +278,13 @@ def interpret_cells(
     expression=None,
     ctc_null: dict | None = None,
     neighbours: np.ndarray | None = None,
-    transfer_reference=None,
 ) -> tuple[pd.DataFrame, dict]:
     """The per-cell part of :func:`interpret_sample` (arguments as there): ``(calls, summary)``
     with the summary's communication keys still empty (:func:`interpret_communication` fills
     them). The only step that reads the cells × signatures tables: a caller may drop them
     before communication, which at a million cells frees ~0.6 GB for its streaming.
     ``neighbours``: the cell-type step's kNN graph, :func:`identity_graph` of the same scores
-    and ``adata`` (None: searched here, with the tables in memory). ``transfer_reference``: the
-    :class:`~.transfer.ReferenceRows` of ``expression`` read with ``adata``
-    (:func:`~.transfer.read_genes_and_reference`): the transcriptome-neighbour step then does
-    not stream the file for them."""
+    and ``adata`` (None: searched here, with the tables in memory)."""
     scores = _aligned(scores, "scores", adata, None)
     pvalues = _aligned(pvalues, "pvalues", adata, scores.columns)
     fdr = _aligned(fdr, "fdr", adata, scores.columns)
@@ -305,11 +301,8 @@ def interpret_cells(
             random_state=ctc_null["random_state"],
         )
     ctc = call_ctc(adata, pvalues, fdr, alpha, core=ctc_core, background=background)
-    # the whole matrix, read from the file in blocks (``adata`` holds a few genes), its
-    # reference cells' rows already read when given
+    # the whole matrix, read from the file in blocks: ``adata`` holds a few genes
     transcriptome = expression if expression is not None else adata
-    if transfer_reference is not None:
-        transcriptome = transfer_reference
     calls = pd.concat(
         [
             assign_cell_types(

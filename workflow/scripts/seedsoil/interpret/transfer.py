@@ -14,60 +14,21 @@ The neighbours are searched among a seeded subsample of at most
 principal components of their most variable genes (as the sample's embedding is computed), so
 memory and time stay bounded at a million cells: the reference rows (and up to as many query
 cells' rows) are read in one pass over the file; more query cells are read in a second pass,
-block by block. :func:`read_genes_and_reference` reads the reference rows in the pass that reads
-the marker genes, one pass fewer; the interpret rule does not use it yet (its labels differed
-from the file path's inside the atlas benchmark's job, see ``benchmarks/README.md``).
+block by block.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import scipy.sparse as sp
 
-from ..cellfile import BLOCK_CELLS, read_genes_and_rows
+from ..cellfile import BLOCK_CELLS
 from ..embedding import MAX_EMBEDDING_CELLS, embedding_subsample, most_variable_genes
 from ..scoring._input import open_source
 from .knn import KNN_WORKING_MEMORY_MB, N_NEIGHBORS
 
 #: Principal components of the neighbour search (scanpy's ``pp.pca`` default).
 N_PCS = 50
-
-
-def reference_cells(
-    n_cells: int, seed: int = 0, max_reference: int = MAX_EMBEDDING_CELLS
-) -> np.ndarray:
-    """Sorted row numbers of the reference cells of :func:`transfer_labels`: the
-    :func:`~seedsoil.embedding.embedding_subsample` of ``n_cells`` (every cell when at most
-    ``max_reference``)."""
-    reference = embedding_subsample(n_cells, seed, max_reference)
-    return np.arange(n_cells) if reference is None else reference
-
-
-@dataclass(frozen=True)
-class ReferenceRows:
-    """A sample's ``.h5ad`` (``path``) with the rows of its reference cells (``cells``, as
-    :func:`reference_cells` gives them) already read: ``rows``, float32 CSR with every gene.
-    :func:`transfer_labels` takes it as ``expression`` and reads only the other cells' rows
-    from the file."""
-
-    path: str | Path
-    cells: np.ndarray
-    rows: sp.csr_matrix
-
-
-def read_genes_and_reference(
-    path: str | Path, genes, seed: int = 0, max_reference: int = MAX_EMBEDDING_CELLS
-):
-    """``(adata, reference)``: :func:`seedsoil.cellfile.read_genes` of ``genes`` and, from the
-    same pass over the file, the :class:`ReferenceRows` of :func:`transfer_labels` (``seed``
-    and ``max_reference`` as there)."""
-    adata, cells, rows = read_genes_and_rows(
-        path, genes, lambda n_cells: reference_cells(n_cells, seed, max_reference)
-    )
-    return adata, ReferenceRows(path, cells, rows)
 
 
 def transfer_labels(
@@ -83,8 +44,7 @@ def transfer_labels(
 
     ``reference_codes``: per cell of the sample, the code of its subtype call (≥ 0), or −1 for a
     cell without one. ``candidates``: sorted row numbers of the cells to label. ``expression``:
-    the sample's log-normalised matrix (an AnnData, a matrix, or a path to its ``.h5ad``), or
-    the :class:`ReferenceRows` of its ``.h5ad`` (the same result, one pass over the file fewer).
+    the sample's log-normalised matrix (an AnnData, a matrix, or a path to its ``.h5ad``).
 
     Reference cells ``R``: :func:`~seedsoil.embedding.embedding_subsample` of all cells (every
     cell when at most ``max_reference``). Genes: the :data:`~seedsoil.embedding.N_TOP_GENES` of
@@ -106,20 +66,16 @@ def transfer_labels(
     codes = np.full(candidates.size, -1, dtype=np.int64)
     share = np.full(candidates.size, np.nan)
     n_cells = reference_codes.size
-    reference = reference_cells(n_cells, seed, max_reference)
+    reference = embedding_subsample(n_cells, seed, max_reference)
+    reference = np.arange(n_cells) if reference is None else reference
     k = min(n_neighbors, reference.size - 1)
     if candidates.size == 0 or k < 1 or not (reference_codes[reference] >= 0).any():
         return codes, share
-    read = None
-    if isinstance(expression, ReferenceRows):
-        # rows read ahead are used only when they are this reference's
-        read = expression if np.array_equal(expression.cells, reference) else None
-        expression = expression.path
     source = open_source(expression)
     # Up to max_reference candidates are read in the reference's pass: one pass over the file
     one_pass = candidates.size <= max_reference
     wanted = np.union1d(reference, candidates) if one_pass else reference
-    rows = _rows(source, wanted, read)
+    rows = _rows(source, wanted)
     reference_rows = rows[np.searchsorted(wanted, reference)]
     genes = most_variable_genes(reference_rows)
     reference_rows = reference_rows[:, genes].toarray()
@@ -171,21 +127,10 @@ def _majority(found: np.ndarray, own: np.ndarray, labels: np.ndarray, k: int):
     return np.where(won, best, -1), np.where(won, count / k, np.nan)
 
 
-def _rows(source, cells: np.ndarray, read: ReferenceRows | None = None) -> sp.csr_matrix:
-    """The rows ``cells`` (sorted) of ``source``, as one CSR matrix: those of ``read`` taken
-    from it, the others read in a pass over ``source`` (none when ``read`` holds them all)."""
-    have = np.zeros(cells.size, dtype=bool) if read is None else np.isin(cells, read.cells)
-    missing = cells[~have]
-    blocks = [block for _, block in _row_blocks(source, missing)] if missing.size else []
-    streamed = sp.vstack(blocks, format="csr") if blocks else None
-    if read is None:
-        return streamed if streamed is not None else sp.csr_matrix((0, source.n_genes))
-    taken = read.rows[np.searchsorted(read.cells, cells[have])]
-    if streamed is None:
-        return taken
-    # both parts in the order of ``cells``: the same rows as one pass would give
-    order = np.argsort(np.concatenate([np.flatnonzero(have), np.flatnonzero(~have)]))
-    return sp.vstack([taken, streamed], format="csr")[order]
+def _rows(source, cells: np.ndarray) -> sp.csr_matrix:
+    """The rows ``cells`` (sorted) of ``source``, as one CSR matrix."""
+    blocks = [block for _, block in _row_blocks(source, cells)]
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, source.n_genes))
 
 
 def _row_blocks(source, cells: np.ndarray):
