@@ -195,6 +195,18 @@ def test_standalone_scored_file_from_a_referencing_cell_file_holds_real_copies(t
     _assert_same_anndata(ad.read_h5ad(standalone), want)
 
 
+def test_standalone_copy_of_a_referencing_file_shuffles_the_column_indices(tmp_path):
+    # materialised from virtual datasets, the copy's indices get the filters CsrWriter gives
+    # them (shuffle + LZF), its values LZF alone
+    ingested, folder = _results(tmp_path, "gapped")
+    cells, _ = _write_sample(ingested, folder, standalone=False)
+    copy = folder / "scored.copied.h5ad"
+    write_scored_cells(cells, **_tables(cells), path=copy, standalone=True)
+    with h5py.File(copy, "r") as f:
+        assert (f["X/indices"].shuffle, f["X/indices"].compression) == (True, "lzf")
+        assert (f["X/data"].shuffle, f["X/data"].compression) == (False, "lzf")
+
+
 def test_results_moved_as_a_whole_stay_readable(tmp_path, monkeypatch):
     ingested, folder = _results(tmp_path, "interleaved")
     written = _write_sample(ingested, folder, standalone=False)

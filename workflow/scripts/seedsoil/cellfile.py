@@ -417,10 +417,13 @@ def reference_dataset(node, parent, name: str) -> None:
 
 
 def _materialise(node, parent, name: str, block_values: int = 1 << 24) -> None:
-    """``parent[name]``: a real, compressed copy of the (virtual) dataset ``node``, block by block."""
+    """``parent[name]``: a real, compressed copy of the (virtual) dataset ``node``, block by
+    block; a CSR matrix's ``indices`` byte-shuffled before compression, as :class:`CsrWriter`
+    stores them."""
     chunks = (min(1 << 18, max(node.shape[0], 1)),) + tuple(node.shape[1:]) if node.ndim else None
+    filters = {**COMPRESSION, "shuffle": True} if name == "indices" else COMPRESSION
     target = parent.create_dataset(name, shape=node.shape, dtype=node.dtype, chunks=chunks,
-                                   **COMPRESSION)  # fmt: skip
+                                   **filters)  # fmt: skip
     rows = max(1, block_values // max(1, int(np.prod(node.shape[1:], dtype=np.int64))))
     for lo in range(0, node.shape[0] if node.ndim else 0, rows):
         target[lo : lo + rows] = node[lo : lo + rows]
