@@ -51,26 +51,26 @@ def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def current_hwm_mb() -> float:
-    """``VmHWM`` of this process in MB (0 where ``/proc`` is unavailable)."""
+def _status_mb(field: str) -> float:
+    """The memory ``field`` (``VmHWM``, ``VmRSS``) of this process's ``/proc/self/status`` in MB
+    (0 where ``/proc`` is unavailable)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def current_hwm_mb() -> float:
+    """``VmHWM`` of this process in MB: the peak since the last :func:`reset_hwm`."""
+    return _status_mb("VmHWM")
 
 
 def current_rss_mb() -> float:
-    """``VmRSS`` of this process in MB (0 where ``/proc`` is unavailable): what is held now."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    """``VmRSS`` of this process in MB: what is held now."""
+    return _status_mb("VmRSS")
 
 
 def reset_hwm() -> None:
