@@ -152,6 +152,14 @@ def block_pairs(
 COMPRESSION = {"compression": "lzf"}
 
 
+def index_filters(compression: dict | None) -> dict | None:
+    """The filters of a CSR matrix's column indices written with ``compression``: HDF5's byte
+    shuffle (built into every HDF5 library) before it. Column numbers below 65,536 leave the
+    two high bytes of every int32 zero, and grouped by byte LZF stores the indices in ~31 % of
+    their size instead of ~88 %, ~25 % faster (benchmarks/README.md, ingest). None stays None."""
+    return {**compression, "shuffle": True} if compression else compression
+
+
 def copy_objects(source, target, names, *, references: bool = False) -> None:
     """HDF5 object copies of ``source[name]`` into ``target[name]`` for each of ``names``.
 
@@ -199,10 +207,7 @@ class CsrWriter:
     of a log-normalised ``X``) stores only its values and hard-links the other's ``indices``
     and ``indptr``: HDF5 keeps one copy, every reader sees two complete matrices.
     ``compression`` is the filter of the values and of the column indices, which are
-    byte-shuffled before it (HDF5's shuffle filter, built into every HDF5 library) unless
-    ``shuffle_indices`` is False: column numbers below 65,536 leave the two high bytes of every
-    int32 zero, and grouped by byte LZF stores the indices in ~31 % of their size instead of
-    ~88 %, ~25 % faster (benchmarks/README.md, ingest).
+    byte-shuffled before it (:func:`index_filters`) unless ``shuffle_indices`` is False.
     """
 
     def __init__(
@@ -216,9 +221,7 @@ class CsrWriter:
         shuffle_indices: bool = True,
     ):
         storage = {"maxshape": (None,), "chunks": (1 << 18,)}
-        index_compression = (
-            {**compression, "shuffle": True} if compression and shuffle_indices else compression
-        )
+        index_compression = index_filters(compression) if shuffle_indices else compression
         self.group = parent.create_group(key)
         self.n_cols = n_cols
         self.twin = same_structure_as
@@ -421,7 +424,7 @@ def _materialise(node, parent, name: str, block_values: int = 1 << 24) -> None:
     block; a CSR matrix's ``indices`` byte-shuffled before compression, as :class:`CsrWriter`
     stores them."""
     chunks = (min(1 << 18, max(node.shape[0], 1)),) + tuple(node.shape[1:]) if node.ndim else None
-    filters = {**COMPRESSION, "shuffle": True} if name == "indices" else COMPRESSION
+    filters = index_filters(COMPRESSION) if name == "indices" else COMPRESSION
     target = parent.create_dataset(name, shape=node.shape, dtype=node.dtype, chunks=chunks,
                                    **filters)  # fmt: skip
     rows = max(1, block_values // max(1, int(np.prod(node.shape[1:], dtype=np.int64))))

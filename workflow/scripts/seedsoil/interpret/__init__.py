@@ -167,7 +167,10 @@ def read_cell_table(
 def _chosen(columns, signatures: bool, only) -> list:
     """``columns`` narrowed to :func:`signatures_read` (``signatures``) and to ``only``."""
     columns = signatures_read(columns) if signatures else list(columns)
-    return columns if only is None else [c for c in columns if c in set(only)]
+    if only is None:
+        return columns
+    only = set(only)
+    return [c for c in columns if c in only]
 
 
 def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
