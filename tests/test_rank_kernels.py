@@ -283,6 +283,44 @@ def auc_edge_matrix(seed: int, dtype) -> sp.csr_matrix:
     return sp.csr_matrix(dense.astype(dtype))
 
 
+def full_length_matrix(seed: int, dtype) -> sp.csr_matrix:
+    """Smart-seq2-like rows: most kept genes non-zero with distinct values, and in some rows
+    a block of ties placed across the row's n_up-th largest value."""
+    rng = np.random.default_rng(seed)
+    n_cells, n_genes = 16, 600
+    dense = np.where(
+        rng.random((n_cells, n_genes)) < 0.85, rng.lognormal(1, 1, (n_cells, n_genes)), 0
+    )
+    for cell in range(0, n_cells, 2):
+        order = np.argsort(-dense[cell])
+        dense[cell, order[20:70]] = dense[cell, order[45]]  # ties straddling ranks 21-70
+    dense[1, :30] = -1.0  # signed values below the selected ones
+    return sp.csr_matrix(dense.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_up", [2, 21, 45, 70, 120])
+def test_ordinal_auc_of_long_rows_equals_the_full_ranking(dtype, n_up):
+    """Rows with at least twice n_up values go through the selection of their n_up largest
+    values; tie groups across the n_up-th value must still rank by position."""
+    from seedsoil.scoring import aucell
+    from seedsoil.scoring.base import GeneSet
+    from seedsoil.scoring.stats import gene_stats
+
+    X = full_length_matrix(5, dtype)
+    rng = np.random.default_rng(11)
+    gene_lists = [rng.choice(600, size, replace=False) for size in (5, 30, 200)]
+    sets = [
+        GeneSet(f"s{i}", np.sort(g), np.array([], np.int64), np.ones(g.size), np.ones(0), ())
+        for i, g in enumerate(gene_lists)
+    ]
+    prepared = aucell.prepare(sets, X.shape[1], gene_stats([X], X.shape[1]), n_up=n_up, tmin=1)
+    members = [g[prepared.pos_of_gene[g] >= 0] for g in gene_lists]
+    ours = aucell.score_chunk(X, prepared)
+    expected = straightforward_auc(X, members, prepared)
+    assert np.array_equal(ours, expected, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 @pytest.mark.parametrize("n_up", [2, 7, 40, 150, 349, 350])
 def test_ordinal_auc_equals_the_full_ranking(dtype, n_up):

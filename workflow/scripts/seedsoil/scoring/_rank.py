@@ -8,9 +8,10 @@ row; with more (a full-length cell has hundreds) it sorts the levels and places 
 among them in one pass. Either way its cost grows with the row's length, not with its number
 of distinct values. AUCell groups the row's values by value in an open-addressing hash table
 keyed on the value's bit pattern, filled in one pass over the row, and sorts only the distinct
-values: cheap for UMI cells (a few dozen distinct values among ~1,800 non-zeros), costly for
-full-length ones; only the entries that can rank within ``n_up`` are then sorted by gene
-position.
+values: cheap for UMI cells (a few dozen distinct values among ~1,800 non-zeros). In a
+full-length cell (thousands of distinct values) it first selects the row's ``n_up`` largest
+values in linear time and groups and sorts only those. Only the entries that can rank within
+``n_up`` are then sorted by gene position.
 
 Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
 its own row alone with integer or exactly representable arithmetic, so results are
@@ -32,6 +33,10 @@ _SHIFT = np.uint64(29)
 #: (vectorised, ~0.07 ns per value and level on float32); with more, placing each value among
 #: the sorted levels (~3 ns per value plus the sort) is cheaper.
 MAX_COMPARED_LEVELS = 40
+#: AUCell selects a row's ``n_up`` largest values (a linear-time partition) before grouping
+#: and sorting by value once the row holds at least this many times ``n_up`` entries; in
+#: shorter rows (UMI cells) most entries survive and the selection would only add a pass.
+SELECT_FACTOR = 2
 
 
 def canonical_csr(X) -> sp.csr_matrix:
@@ -481,7 +486,11 @@ def ordinal_auc(
     non-zero kept value gets NaN: its ranking would be the shuffle alone.
 
     Per cell the kept entries are grouped by value (hash table on the bit pattern) and the
-    distinct values sorted, giving each group the number of values above it. Entries of a
+    distinct values sorted, giving each group the number of values above it. A row with at
+    least ``SELECT_FACTOR * n_up`` entries and ``n_up`` positive values is first cut to the
+    entries at or above its ``n_up``-th largest value (``np.partition``): every entry below
+    it has at least ``n_up`` values above it, and every entry above it only entries that
+    are kept, so the kept entries' counts are exact. Entries of a
     group with ``n_up`` or more values above it cannot rank within ``n_up``; the others are
     radix-sorted by position and visited in that order, so "tied and earlier" is a running
     count per group. Each signature gene ranked within ``n_up`` credits its columns
@@ -514,18 +523,21 @@ def ordinal_auc(
         entry_union = np.empty(longest, np.int64)
         keys = np.empty(longest, np.int64)
         buffer = np.empty(longest, np.int64)
+        selected = np.empty(longest, np.float64)
         recovered = np.zeros(n_cols, np.int64)
         rank_sum = np.zeros(n_cols, np.int64)
         position_counts = np.zeros((n_kept >> position_shift) + 2, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             m = 0
             n_positive = 0
+            has_nan = False
             for k in range(indptr[cell], indptr[cell + 1]):
                 v = data[k]
                 gene = indices[k]
                 pos = pos_of_gene[gene]
                 if v == 0 or pos < 0:
                     continue
+                has_nan |= v != v
                 entry_k[m] = k
                 entry_union[m] = union_of_gene[gene]
                 keys[m] = (pos << 32) | m
@@ -535,11 +547,27 @@ def ordinal_auc(
             if m == 0:
                 out[cell, :] = np.nan
                 continue
+            n_zero = n_kept - m
+            # A long row with at least n_up positive values (a full-length cell): the entries
+            # below its n_up-th largest value cannot rank within n_up and no entry above that
+            # value is below it, so they are dropped before grouping and sorting by value.
+            n_grouped = m
+            if n_positive >= n_up and m >= SELECT_FACTOR * n_up and not has_nan:
+                for i in range(m):
+                    selected[i] = data[entry_k[i]]
+                threshold = np.partition(selected[:m], m - n_up)[m - n_up]
+                n_grouped = 0
+                for i in range(m):
+                    if data[entry_k[i]] >= threshold:
+                        entry_k[n_grouped] = entry_k[i]
+                        entry_union[n_grouped] = entry_union[i]
+                        keys[n_grouped] = ((keys[i] >> 32) << 32) | n_grouped
+                        n_grouped += 1
             n_groups = group_values(
                 data,
                 bits,
                 entry_k,
-                m,
+                n_grouped,
                 table_key,
                 table_group,
                 group_value,
@@ -548,7 +576,6 @@ def ordinal_auc(
                 entry_group,
             )
             count_greater(group_value, group_count, n_groups, group_greater)
-            n_zero = n_kept - m
             for g in range(n_groups):
                 if group_value[g] < 0:
                     group_greater[g] += n_zero
@@ -560,7 +587,7 @@ def ordinal_auc(
             # Of the group that straddles n_up only its first n_up - greater entries in
             # position order can: a histogram of its positions finds a position below which
             # at least that many lie, and its entries beyond it are dropped too.
-            n_sorted = m
+            n_sorted = n_grouped
             if n_positive + 1 > n_up:
                 straddling = -1
                 for g in range(n_groups):
@@ -571,14 +598,14 @@ def ordinal_auc(
                     position_limit = _position_limit(
                         keys,
                         entry_group,
-                        m,
+                        n_grouped,
                         straddling,
                         n_up - group_greater[straddling],
                         position_counts,
                         position_shift,
                     )
                 n_sorted = 0
-                for i in range(m):  # keys[i] holds entry i here
+                for i in range(n_grouped):  # keys[i] holds entry i here
                     g = entry_group[i]
                     keys[n_sorted] = keys[i]
                     n_sorted += (group_greater[g] < n_up) & (
