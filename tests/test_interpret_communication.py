@@ -25,7 +25,8 @@ PAIRS = pd.DataFrame(
         "references": ["Szczerba et al. 2019", "", "", ""],
     }
 )
-CHAPTER = Path("/work/shared/seed/chapter.txt")
+# the review chapter's reference list, beside the project (../shared/seed), not shipped with it
+CHAPTER = Path(__file__).resolve().parents[2] / "shared" / "seed" / "chapter.txt"
 
 
 def _sample(seed=0, n_per_type=30):
