@@ -169,6 +169,11 @@ def write_sample(folder: Path, n_cells: int, n_genes: int, nnz_per_cell: int, se
 
     needed = genes_needed(communication_pairs(load_pairs()))
     library = load_library([REPO / "resources" / "signatures"])
+    if n_genes < len(needed):
+        raise SystemExit(
+            f"--genes {n_genes}: the sample must hold the {len(needed)} genes interpretation "
+            f"reads (interpret.genes_needed); use --genes {len(needed)} or more"
+        )
     rng = np.random.default_rng(seed)
     names = [f"FILLER{i:05d}" for i in range(n_genes)]
     for position, gene in zip(rng.choice(n_genes, len(needed), replace=False), needed, strict=True):
