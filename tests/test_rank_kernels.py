@@ -301,8 +301,8 @@ def full_length_matrix(seed: int, dtype) -> sp.csr_matrix:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_up", [2, 21, 45, 70, 120])
 def test_ordinal_auc_of_long_rows_equals_the_full_ranking(dtype, n_up):
-    """Rows with at least twice n_up values go through the selection of their n_up largest
-    values; tie groups across the n_up-th value must still rank by position."""
+    """Rows with more than twice n_up distinct values sort only their n_up largest
+    (count_greater's selection); tie groups across the n_up-th value still rank by position."""
     from seedsoil.scoring import aucell
     from seedsoil.scoring.base import GeneSet
     from seedsoil.scoring.stats import gene_stats

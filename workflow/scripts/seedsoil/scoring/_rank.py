@@ -8,10 +8,9 @@ row; with more (a full-length cell has hundreds) it sorts the levels and places 
 among them in one pass. Either way its cost grows with the row's length, not with its number
 of distinct values. AUCell groups the row's values by value in an open-addressing hash table
 keyed on the value's bit pattern, filled in one pass over the row, and sorts only the distinct
-values: cheap for UMI cells (a few dozen distinct values among ~1,800 non-zeros). In a
-full-length cell (thousands of distinct values) it first selects the row's ``n_up`` largest
-values in linear time and groups and sorts only those. Only the entries that can rank within
-``n_up`` are then sorted by gene position.
+values (a few dozen among ~1,800 non-zeros in a UMI cell); in a full-length cell, with thousands
+of distinct values, it selects the ``n_up`` largest in linear time and sorts only those. Only the
+entries that can rank within ``n_up`` are then sorted by gene position.
 
 Kernels run in parallel over blocks of cells (``prange``); every cell is computed from
 its own row alone with integer or exactly representable arithmetic, so results are
@@ -33,9 +32,9 @@ _SHIFT = np.uint64(29)
 #: (vectorised, ~0.07 ns per value and level on float32); with more, placing each value among
 #: the sorted levels (~3 ns per value plus the sort) is cheaper.
 MAX_COMPARED_LEVELS = 40
-#: AUCell selects a row's ``n_up`` largest values (a linear-time partition) before grouping
-#: and sorting by value once the row holds at least this many times ``n_up`` entries; in
-#: shorter rows (UMI cells) most entries survive and the selection would only add a pass.
+#: AUCell sorts a cell's distinct values only up to its ``n_up`` largest once it has more
+#: than this many times ``n_up`` of them (:func:`count_greater`); with fewer (UMI cells: a few
+#: dozen) a full sort is cheaper than the selection.
 SELECT_FACTOR = 2
 
 
@@ -128,11 +127,31 @@ def group_values(
 
 
 @njit(cache=True)
-def count_greater(group_value, group_count, n_groups, group_greater):
-    """``group_greater[g]`` = number of entries whose value is strictly greater than group ``g``'s."""
-    order = np.argsort(group_value[:n_groups])
+def count_greater(group_value, group_count, n_groups, group_greater, n_up, top):
+    """``group_greater[g]`` = number of entries whose value is strictly greater than group
+    ``g``'s, exact where it is below ``n_up``; at least ``n_up`` elsewhere.
+
+    With more than ``SELECT_FACTOR * n_up`` groups (a full-length cell: thousands of distinct
+    values) the ``n_up`` largest group values are selected first (``np.partition``, linear
+    time) and only they are sorted: every group below the ``n_up``-th largest value has at
+    least ``n_up`` entries above it, and every entry above a selected group is in a selected
+    group. ``top`` is scratch space for ``n_groups`` values and indices.
+    """
+    if n_groups <= SELECT_FACTOR * n_up:
+        order = np.argsort(group_value[:n_groups])
+        n_top = n_groups
+    else:
+        threshold = np.partition(group_value[:n_groups], n_groups - n_up)[n_groups - n_up]
+        n_top = 0
+        for g in range(n_groups):
+            if not group_value[g] < threshold:  # NaN sorts last (largest), as in argsort
+                top[n_top] = g
+                n_top += 1
+            else:
+                group_greater[g] = n_up
+        order = top[:n_top][np.argsort(group_value[top[:n_top]])]
     greater = 0
-    for i in range(n_groups - 1, -1, -1):
+    for i in range(n_top - 1, -1, -1):
         g = order[i]
         group_greater[g] = greater
         greater += group_count[g]
@@ -486,11 +505,8 @@ def ordinal_auc(
     non-zero kept value gets NaN: its ranking would be the shuffle alone.
 
     Per cell the kept entries are grouped by value (hash table on the bit pattern) and the
-    distinct values sorted, giving each group the number of values above it. A row with at
-    least ``SELECT_FACTOR * n_up`` entries and ``n_up`` positive values is first cut to the
-    entries at or above its ``n_up``-th largest value (``np.partition``): every entry below
-    it has at least ``n_up`` values above it, and every entry above it only entries that
-    are kept, so the kept entries' counts are exact. Entries of a
+    distinct values sorted — only the ``n_up`` largest when there are many
+    (:func:`count_greater`) — giving each group the number of values above it. Entries of a
     group with ``n_up`` or more values above it cannot rank within ``n_up``; the others are
     radix-sorted by position and visited in that order, so "tied and earlier" is a running
     count per group. Each signature gene ranked within ``n_up`` credits its columns
@@ -519,25 +535,23 @@ def ordinal_auc(
         group_count = np.empty(longest, np.int64)
         group_slot = np.empty(longest, np.int64)
         group_greater = np.empty(longest, np.int64)
+        group_top = np.empty(longest, np.int64)
         group_seen = np.zeros(longest, np.int64)
         entry_union = np.empty(longest, np.int64)
         keys = np.empty(longest, np.int64)
         buffer = np.empty(longest, np.int64)
-        selected = np.empty(longest, np.float64)
         recovered = np.zeros(n_cols, np.int64)
         rank_sum = np.zeros(n_cols, np.int64)
         position_counts = np.zeros((n_kept >> position_shift) + 2, np.int64)
         for cell in range(b * CELLS_PER_BLOCK, min(n_cells, (b + 1) * CELLS_PER_BLOCK)):
             m = 0
             n_positive = 0
-            has_nan = False
             for k in range(indptr[cell], indptr[cell + 1]):
                 v = data[k]
                 gene = indices[k]
                 pos = pos_of_gene[gene]
                 if v == 0 or pos < 0:
                     continue
-                has_nan |= v != v
                 entry_k[m] = k
                 entry_union[m] = union_of_gene[gene]
                 keys[m] = (pos << 32) | m
@@ -547,27 +561,11 @@ def ordinal_auc(
             if m == 0:
                 out[cell, :] = np.nan
                 continue
-            n_zero = n_kept - m
-            # A long row with at least n_up positive values (a full-length cell): the entries
-            # below its n_up-th largest value cannot rank within n_up and no entry above that
-            # value is below it, so they are dropped before grouping and sorting by value.
-            n_grouped = m
-            if n_positive >= n_up and m >= SELECT_FACTOR * n_up and not has_nan:
-                for i in range(m):
-                    selected[i] = data[entry_k[i]]
-                threshold = np.partition(selected[:m], m - n_up)[m - n_up]
-                n_grouped = 0
-                for i in range(m):
-                    if data[entry_k[i]] >= threshold:
-                        entry_k[n_grouped] = entry_k[i]
-                        entry_union[n_grouped] = entry_union[i]
-                        keys[n_grouped] = ((keys[i] >> 32) << 32) | n_grouped
-                        n_grouped += 1
             n_groups = group_values(
                 data,
                 bits,
                 entry_k,
-                n_grouped,
+                m,
                 table_key,
                 table_group,
                 group_value,
@@ -575,7 +573,8 @@ def ordinal_auc(
                 group_slot,
                 entry_group,
             )
-            count_greater(group_value, group_count, n_groups, group_greater)
+            count_greater(group_value, group_count, n_groups, group_greater, n_up, group_top)
+            n_zero = n_kept - m
             for g in range(n_groups):
                 if group_value[g] < 0:
                     group_greater[g] += n_zero
@@ -587,7 +586,7 @@ def ordinal_auc(
             # Of the group that straddles n_up only its first n_up - greater entries in
             # position order can: a histogram of its positions finds a position below which
             # at least that many lie, and its entries beyond it are dropped too.
-            n_sorted = n_grouped
+            n_sorted = m
             if n_positive + 1 > n_up:
                 straddling = -1
                 for g in range(n_groups):
@@ -598,14 +597,14 @@ def ordinal_auc(
                     position_limit = _position_limit(
                         keys,
                         entry_group,
-                        n_grouped,
+                        m,
                         straddling,
                         n_up - group_greater[straddling],
                         position_counts,
                         position_shift,
                     )
                 n_sorted = 0
-                for i in range(n_grouped):  # keys[i] holds entry i here
+                for i in range(m):  # keys[i] holds entry i here
                     g = entry_group[i]
                     keys[n_sorted] = keys[i]
                     n_sorted += (group_greater[g] < n_up) & (
