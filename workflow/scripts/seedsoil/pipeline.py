@@ -338,7 +338,8 @@ def score_sample(
 
 
 # Atlas-size samples: the same results from separate jobs over cell ranges
-# (seedsoil.scoring.chunked explains why the statistics pass is a chain).
+# (seedsoil.scoring.chunked explains why the statistics follow the row order; the workflow
+# takes them from ingest, sample_gene_stats is the same pass over a cell file).
 
 
 def sample_gene_stats(
