@@ -11,6 +11,7 @@ from workflow_helpers import REPO, synthetic_tumour
 
 from seedsoil.errors import InputError
 from seedsoil.ingest import ingest
+from seedsoil.pipeline import score_sample
 from seedsoil.scoring.chunked import (
     chunk_bounds,
     continue_gene_stats,
@@ -149,3 +150,18 @@ def test_a_sample_absent_from_the_stats_file_is_named(tmp_path):
     assert_same_stats(load_sample_gene_stats(tmp_path / "gene_stats.npz", "P1"), stats)
     with pytest.raises(InputError, match="sample 'P2'.*re-run ingest"):
         load_sample_gene_stats(tmp_path / "gene_stats.npz", "P2")
+
+
+def test_one_job_scoring_with_ingests_stats_equals_its_own_pass(tmp_path):
+    """score_sample given the ingested statistics reads the cells once, same tables."""
+    samples, stats_path, cells = ingest_and_split(tmp_path, interleaved_tumour(), **COLUMNS)
+    options = dict(
+        library=[str(REPO / "resources" / "signatures")], gmt=[], min_coverage=0.5,
+        method="scanpy", n_null=20, random_state=0,
+    )  # fmt: skip
+    path = cells["P1"]
+    expected = score_sample(path, **options)
+    written = score_sample(path, **options, stats=load_sample_gene_stats(stats_path, "P1"))
+    for table, reference in zip(written[:3], expected[:3], strict=True):
+        pd.testing.assert_frame_equal(table, reference, check_exact=True)
+    pd.testing.assert_frame_equal(written[3], expected[3])

@@ -221,6 +221,12 @@ def final_gene_stats(wildcards):
     return f"results/{wildcards.dataset}/gene_stats.npz"
 
 
+def one_job_gene_stats(wildcards):
+    """final_gene_stats for a sample scored by `score` alone; none for a chunked sample (its
+    score_chunk jobs read them)."""
+    return final_gene_stats(wildcards) if n_chunks(wildcards) == 1 else []
+
+
 def stream_mem_mb(wildcards, attempt):
     return STREAM_MEM_MB * attempt
 

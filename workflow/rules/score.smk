@@ -4,7 +4,8 @@
 #   results/{dataset}/gene_stats.npz, accumulated in row order while it wrote the rows)
 #   -> score (gathers; FDR across all cells).
 # The results equal a one-job run to the bit (tests/test_chunked_scoring.py,
-# tests/test_workflow_chunked.py). A sample within chunk_cells is scored by `score` alone.
+# tests/test_workflow_chunked.py). A sample within chunk_cells is scored by `score` alone,
+# with the same statistics from ingest (one pass over its cells instead of two).
 
 
 rule score_chunk:
@@ -45,6 +46,7 @@ rule score:
         library=LIBRARY_INPUTS,
         chunk_scores=chunk_tables("scores"),
         chunk_pvalues=chunk_tables("pvalues"),
+        stats=one_job_gene_stats,
     output:
         scores="results/{dataset}/{sample}/scores.parquet",
         pvalues="results/{dataset}/{sample}/pvalues.parquet",
