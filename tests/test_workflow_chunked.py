@@ -14,7 +14,7 @@ SAMPLES = ("P1", "P2")  # 120 cells each
 CHUNK_CELLS = 40  # 3 ranges per sample
 TABLES = ("scores.parquet", "pvalues.parquet", "fdr.parquet", "calls.parquet")
 TEXTS = ("coverage.tsv", "communication.tsv")
-SCORING_RULES = ("score_stats", "score_chunk", "score", "interpret")
+SCORING_RULES = ("score_chunk", "score", "interpret")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,6 @@ def runs(tmp_path_factory):
             for file in TABLES + TEXTS
         }
         if name == "one_job":
-            assert not (workdir / "logs" / "score_stats").exists()
             assert not (workdir / "logs" / "score_chunk").exists()
     return tables["one_job"], tables["chunked"], workdir
 
@@ -59,11 +58,17 @@ def runs(tmp_path_factory):
 def test_chunked_run_scored_each_sample_in_three_ranges(runs):
     workdir = runs[2]
     for sample in SAMPLES:
-        for rule in ("score_stats", "score_chunk"):
-            logs = sorted((workdir / "logs" / rule / "tumour").glob(f"{sample}.*.log"))
-            assert [log.name for log in logs] == [f"{sample}.{i}.log" for i in range(3)], rule
+        logs = sorted((workdir / "logs" / "score_chunk" / "tumour").glob(f"{sample}.*.log"))
+        assert [log.name for log in logs] == [f"{sample}.{i}.log" for i in range(3)]
         # the per-range tables are temporary
         assert not list((workdir / "results" / "tumour" / sample / "chunks").glob("*.parquet"))
+
+
+def test_chunked_run_takes_the_gene_statistics_from_ingest(runs):
+    """No statistics pass over the ranges: ingest wrote every sample's statistics."""
+    workdir = runs[2]
+    assert not (workdir / "logs" / "score_stats").exists()
+    assert (workdir / "results" / "tumour" / "gene_stats.npz").is_file()
 
 
 @pytest.mark.parametrize("table", TABLES)

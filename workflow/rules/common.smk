@@ -208,7 +208,8 @@ def chunk_tables(kind):
 
 
 def final_gene_stats(wildcards):
-    """The gene statistics of all a sample's cells: the last range's, if the scoring needs them."""
+    """The gene statistics of all a sample's cells (ingest writes every sample's), if the
+    scoring needs them."""
     scoring = config["scoring"]
     options = (
         {"random_state": scoring["random_state"]}
@@ -217,17 +218,13 @@ def final_gene_stats(wildcards):
     )
     if not needs_gene_stats(scoring["method"], scoring["n_null"], **options):
         return []
-    last = n_chunks(wildcards) - 1
-    return f"results/{wildcards.dataset}/{wildcards.sample}/chunks/stats.{last}.npz"
+    return f"results/{wildcards.dataset}/gene_stats.npz"
 
 
-def previous_gene_stats(wildcards):
-    chunk = int(wildcards.chunk)
-    if chunk == 0:
-        return []
-    return (
-        f"results/{wildcards.dataset}/{wildcards.sample}/chunks/stats.{chunk - 1}.npz"
-    )
+def one_job_gene_stats(wildcards):
+    """final_gene_stats for a sample scored by `score` alone; none for a chunked sample (its
+    score_chunk jobs read them)."""
+    return final_gene_stats(wildcards) if n_chunks(wildcards) == 1 else []
 
 
 def stream_mem_mb(wildcards, attempt):

@@ -15,6 +15,9 @@ checkpoint ingest:
             else "results/{dataset}/ingested.h5ad"
         ),
         samples="results/{dataset}/samples.tsv",
+        # each kept sample's gene statistics, gathered while ingest writes the rows (a few
+        # hundred KB per sample): what scoring a sample in cell ranges needs from all its cells
+        gene_stats="results/{dataset}/gene_stats.npz",
     log:
         "logs/ingest/{dataset}.log",
     benchmark:

@@ -1,35 +1,11 @@
 # Every signature of the library, every cell of a sample (seedsoil.score), streamed from disk.
 # A sample above scoring.chunk_cells is scored as separate jobs over cell ranges:
-#   score_stats (one per range, each continuing the previous range's gene statistics)
-#   -> score_chunk (one per range, independent) -> score (gathers; FDR across all cells).
+#   score_chunk (one per range, independent; the sample's gene statistics come from ingest,
+#   results/{dataset}/gene_stats.npz, accumulated in row order while it wrote the rows)
+#   -> score (gathers; FDR across all cells).
 # The results equal a one-job run to the bit (tests/test_chunked_scoring.py,
-# tests/test_workflow_chunked.py). A sample within chunk_cells is scored by `score` alone.
-
-
-rule score_stats:
-    input:
-        cells="results/{dataset}/{sample}/cells.h5ad",
-        previous=previous_gene_stats,
-    output:
-        temp("results/{dataset}/{sample}/chunks/stats.{chunk}.npz"),
-    log:
-        "logs/score_stats/{dataset}/{sample}.{chunk}.log",
-    benchmark:
-        "results/benchmarks/score_stats/{dataset}/{sample}.{chunk}.tsv"
-    wildcard_constraints:
-        chunk=r"\d+",
-    retries: 2
-    conda:
-        "../../envs/seedsoil.yaml"
-    threads: 2
-    resources:
-        attempt=attempt_number,
-        mem_mb=stream_mem_mb,
-        runtime=runtime_per_range(10, 10),
-    params:
-        n_chunks=n_chunks,
-    script:
-        "../scripts/score_stats.py"
+# tests/test_workflow_chunked.py). A sample within chunk_cells is scored by `score` alone,
+# with the same statistics from ingest (one pass over its cells instead of two).
 
 
 rule score_chunk:
@@ -70,6 +46,7 @@ rule score:
         library=LIBRARY_INPUTS,
         chunk_scores=chunk_tables("scores"),
         chunk_pvalues=chunk_tables("pvalues"),
+        stats=one_job_gene_stats,
     output:
         scores="results/{dataset}/{sample}/scores.parquet",
         pvalues="results/{dataset}/{sample}/pvalues.parquet",

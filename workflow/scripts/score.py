@@ -1,4 +1,5 @@
 from seedsoil.pipeline import gather_sample_scores, score_sample
+from seedsoil.scoring.chunked import load_sample_gene_stats
 from seedsoil.util import atomic_path, rule_logging, write_cell_table
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt):
@@ -18,6 +19,12 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt):
             max_rank=scoring["max_rank"],
         )
     else:  # the path, not an AnnData: the engine streams the file block by block
+        # the sample's statistics as ingest gathered them: no statistics pass of its own
+        stats = (
+            load_sample_gene_stats(snakemake.input.stats, snakemake.wildcards.sample)
+            if snakemake.input.stats
+            else None
+        )
         scores, pvalues, fdr, coverage = score_sample(
             snakemake.input.cells,
             **signatures,
@@ -26,6 +33,7 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt):
             random_state=scoring["random_state"],
             max_rank=scoring["max_rank"],
             n_threads=snakemake.threads,
+            stats=stats,
         )
     for table, output in ((scores, "scores"), (pvalues, "pvalues"), (fdr, "fdr")):
         # scores keep attrs["scoring"] (method, max_rank and the depth it came from):

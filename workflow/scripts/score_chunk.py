@@ -1,13 +1,20 @@
 from seedsoil.pipeline import score_sample_chunk
+from seedsoil.scoring.chunked import load_sample_gene_stats
 from seedsoil.util import atomic_path, rule_logging
 
 with rule_logging(snakemake.log[0], snakemake.resources.attempt):
     scoring = snakemake.params.scoring
+    # the sample's statistics as ingest gathered them (none when the method needs none)
+    stats = (
+        load_sample_gene_stats(snakemake.input.stats, snakemake.wildcards.sample)
+        if snakemake.input.stats
+        else None
+    )
     scores, pvalues = score_sample_chunk(
         snakemake.input.cells,
         int(snakemake.wildcards.chunk),
         snakemake.params.n_chunks,
-        snakemake.input.stats or None,
+        stats,
         library=snakemake.params.library,
         gmt=snakemake.params.gmt,
         min_coverage=snakemake.params.min_coverage,

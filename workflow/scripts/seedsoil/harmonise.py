@@ -294,7 +294,8 @@ def harmonise_rows(
     """Harmonise an input's values block of rows by block (:func:`harmonise_block`).
 
     ``read_blocks()`` yields ``(first row, CSR block)`` over all cells in order; each harmonised
-    block goes to ``sink.append(X, counts)``. The scale is that of the first block unless the
+    block goes to ``sink.append(X, counts, metrics)`` with its QC metrics
+    (:func:`seedsoil.qc.cell_metrics`). The scale is that of the first block unless the
     whole input says otherwise (:class:`ScaleTally`): then the pass is repeated with the right
     scale after ``sink.start()``, so the result equals classifying all values first. NaN/Inf and
     negative values raise :class:`InputError` naming the first cell and gene. ``X`` rows of
@@ -317,8 +318,8 @@ def harmonise_rows(
                 )  # fmt: skip
             scale = scale or detect_scale(block)
             X, counts = harmonise_block(block, scale, plan.merge)
-            sink.append(X, counts)
             metrics.append(cell_metrics(counts, X, mito))
+            sink.append(X, counts, metrics[-1])
             if plan.embedding is None and embedding_cells is None:
                 kept.append(X)
             elif plan.embedding is None:
@@ -453,7 +454,7 @@ class _MemorySink:
     def start(self) -> None:
         self.X, self.counts = [], []
 
-    def append(self, X, counts) -> None:
+    def append(self, X, counts, metrics=None) -> None:
         self.X.append(X)
         if counts is not None:
             self.counts.append(counts)

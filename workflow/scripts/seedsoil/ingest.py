@@ -4,6 +4,11 @@ An ``.h5ad`` input in the current AnnData layout is streamed: its matrix is read
 (:func:`seedsoil.harmonise.harmonise_rows`) and written one block of cells at a time, so a job's
 memory does not grow with the dataset. Other formats (10x, delimited, pre-0.7 ``.h5ad``) are
 read whole (:func:`seedsoil.pipeline.ingest_dataset`). Both give the same file.
+
+Ingest also gives each kept sample's :class:`~seedsoil.scoring.base.GeneStats` (its QC-passed
+rows of ``X``, in file order: the rows and values of the sample's ``cells.h5ad``), accumulated
+while the rows are written, so scoring a sample in cell ranges needs no statistics pass of its
+own (:mod:`seedsoil.scoring.chunked`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ from .pipeline import (
     record_source,
     sample_table,
 )
-from .qc import apply_qc
+from .qc import apply_qc, cell_filter_fails
+from .scoring.base import GeneStats
+from .scoring.chunked import save_sample_gene_stats
+from .scoring.stats import GeneStatsBySample, gene_stats
 from .util import return_freed_memory
 
 log = logging.getLogger(__name__)
@@ -58,19 +66,34 @@ def ingest(
     qc: dict,
     out_path: str | os.PathLike,
     *,
+    stats_path: str | os.PathLike | None = None,
     block_cells: int = BLOCK_CELLS,
     random_state: int = 0,
 ) -> pd.DataFrame:
     """Write the harmonised, QC-flagged dataset of sheet ``row`` to ``out_path``; return the
-    sample table (:func:`seedsoil.pipeline.sample_table`). ``qc`` holds the thresholds."""
+    sample table (:func:`seedsoil.pipeline.sample_table`). ``qc`` holds the thresholds.
+    ``stats_path``: where to write every kept sample's gene statistics
+    (:func:`kept_gene_stats`; :func:`seedsoil.scoring.chunked.save_sample_gene_stats`)."""
     if is_streamed(path, row):
         return ingest_h5ad(
-            path, row, qc, out_path, block_cells=block_cells, random_state=random_state
-        )
+            path, row, qc, out_path, stats_path=stats_path, block_cells=block_cells,
+            random_state=random_state,
+        )  # fmt: skip
     adata, samples = ingest_dataset(path, row, qc)
     log_warnings(adata.uns["seedsoil"])
     adata.write_h5ad(out_path, **COMPRESSION)
+    if stats_path is not None:
+        stats = {name: kept_gene_stats(adata, name) for name in samples["sample"]}
+        save_sample_gene_stats(stats, stats_path)
     return samples
+
+
+def kept_gene_stats(adata: ad.AnnData, sample: str) -> GeneStats:
+    """:class:`GeneStats` of ``X`` over the QC-passed cells of ``sample`` (``obs["sample"]``), in
+    row order: the cells of the sample's ``cells.h5ad`` (:func:`seedsoil.split.write_sample_cells`)."""
+    keep = (adata.obs["sample"].astype(str) == sample).to_numpy()
+    keep &= adata.obs["qc_pass"].to_numpy(dtype=bool)
+    return gene_stats([sp.csr_matrix(adata.X[np.flatnonzero(keep)])], adata.n_vars)
 
 
 def log_warnings(meta: dict) -> None:
@@ -117,12 +140,14 @@ def ingest_h5ad(
     qc: dict,
     out_path: str | os.PathLike,
     *,
+    stats_path: str | os.PathLike | None = None,
     block_cells: int = BLOCK_CELLS,
     read_cells: int = READ_CELLS,
     random_state: int = 0,
 ) -> pd.DataFrame:
     """:func:`ingest` for an ``.h5ad`` input, read ``read_cells`` cells at a time and harmonised
-    ``block_cells`` at a time (:func:`sub_blocks`): one read block in memory.
+    ``block_cells`` at a time (:func:`sub_blocks`): one read block in memory. Each kept
+    sample's :func:`kept_gene_stats` are accumulated block by block, as the rows are written.
 
     The embedding, when the input brings none, is computed on at most
     :data:`seedsoil.embedding.MAX_EMBEDDING_CELLS` cells, as in memory.
@@ -158,8 +183,9 @@ def ingest_h5ad(
         reads = zip(starts, source.chunks(read_cells, check_finite=False), strict=True)
         return sub_blocks(reads, block_cells)
 
+    names = pd.Categorical(plan.obs["sample"].astype(str))
     with h5py.File(out_path, "w") as out:
-        sink = _FileSink(out, len(plan.symbols))
+        sink = _FileSink(out, len(plan.symbols), np.asarray(names.codes, dtype=np.int64), qc)
         values = harmonise_rows(read_blocks, plan, sink, embedding_cells=subsample)
         sink.close()
         return_freed_memory()  # the blocks' temporaries, before the embedding's own
@@ -179,6 +205,14 @@ def ingest_h5ad(
         samples = sample_table(adata, row, qc)
         log_warnings(adata.uns["seedsoil"])
         write_annotations(out, adata, COMPRESSION)
+    stats = {}
+    for name, n_cells in zip(samples["sample"], samples["n_cells"], strict=True):
+        stats[name] = sink.stats.result(names.categories.get_loc(name))
+        if stats[name].n_cells != n_cells:  # the per-cell filters disagree with apply_qc's
+            raise RuntimeError(f"sample {name}: gene statistics of {stats[name].n_cells} cells, "
+                               f"{n_cells} passed QC")  # fmt: skip
+    if stats_path is not None:
+        save_sample_gene_stats(stats, stats_path)
     return samples
 
 
@@ -196,10 +230,13 @@ def sub_blocks(
 
 
 class _FileSink:
-    """Harmonised blocks appended to ``X`` and ``layers/counts`` of an open h5ad file."""
+    """Harmonised blocks appended to ``X`` and ``layers/counts`` of an open h5ad file, and the
+    rows of ``X`` that pass :func:`seedsoil.qc.cell_filter_fails` added to their sample's gene
+    statistics (``sample_codes``: each row's sample; ``qc``: the thresholds)."""
 
-    def __init__(self, f, n_genes: int):
-        self.f, self.n_genes = f, n_genes
+    def __init__(self, f, n_genes: int, sample_codes: np.ndarray, qc: dict):
+        self.f, self.n_genes, self.sample_codes = f, n_genes, sample_codes
+        self.filters = {k: qc[k] for k in ("min_genes", "max_mito_fraction") if k in qc}
 
     def start(self) -> None:
         for key in ("X", "layers"):
@@ -207,9 +244,15 @@ class _FileSink:
                 del self.f[key]
         self.X = CsrWriter(self.f, "X", self.n_genes, np.float32, COMPRESSION)
         self.counts = None
+        self.stats, self.n_rows = GeneStatsBySample(self.n_genes, np.float32), 0
 
-    def append(self, X, counts) -> None:
+    def append(self, X, counts, metrics) -> None:
         self.X.append(X)
+        codes = self.sample_codes[self.n_rows : self.n_rows + X.shape[0]].copy()
+        fails = cell_filter_fails(metrics["n_genes"], metrics["mito_fraction"], **self.filters)
+        codes[fails["min_genes"] | fails["max_mito_fraction"]] = -1
+        self.stats.add(X, codes)
+        self.n_rows += X.shape[0]
         if counts is not None:
             if self.counts is None:
                 layers = self.f.require_group("layers")

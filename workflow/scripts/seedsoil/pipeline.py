@@ -287,6 +287,7 @@ def score_sample(
     random_state: int,
     max_rank: int | str = "auto",
     n_threads: int | None = None,
+    stats: GeneStats | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Score one sample against the signature library.
 
@@ -294,7 +295,8 @@ def score_sample(
     core rule does not hold are skipped (and listed in the coverage table), and a sample on which none reaches it is an
     :class:`InputError`. ``cells`` is an AnnData or the path of the sample's ``.h5ad``; a
     path is streamed (one block of cells in memory, the file read once for the statistics
-    and once for scores and p-values together). Returns ``(scores, pvalues, fdr, coverage)``;
+    and once for scores and p-values together; once only when ``stats``, the sample's
+    :class:`GeneStats` as ingest gathered them, are given). Returns ``(scores, pvalues, fdr, coverage)``;
     with ``n_null = 0`` the p-value and FDR tables are empty (same index, no columns).
     ``max_rank`` is ucell's window (``"auto"``: from the sample's depth); the resolved choice
     is in ``scores.attrs["scoring"]``. A signature scored all zero or all NaN is warned about.
@@ -308,11 +310,8 @@ def score_sample(
         scored, table = signatures_to_score(
             var_names, meta, library=library, gmt=gmt, min_coverage=min_coverage
         )
-        stats = (
-            sample_gene_stats(cells, 0, 1, None, n_threads=n_threads)
-            if needs_gene_stats(method, n_null, **options)
-            else None
-        )
+        if stats is None and needs_gene_stats(method, n_null, **options):
+            stats = sample_gene_stats(cells, 0, 1, None, n_threads=n_threads)
         scores, pvalues = score_rows(
             cells, scored, method, start=0, stop=n_cells, stats=stats, n_null=n_null,
             random_state=random_state, n_threads=n_threads, options=options,
@@ -338,7 +337,8 @@ def score_sample(
 
 
 # Atlas-size samples: the same results from separate jobs over cell ranges
-# (seedsoil.scoring.chunked explains why the statistics pass is a chain).
+# (seedsoil.scoring.chunked explains why the statistics follow the row order; the workflow
+# takes them from ingest, sample_gene_stats is the same pass over a cell file).
 
 
 def sample_gene_stats(

@@ -63,6 +63,22 @@ def add_qc_metrics(adata: ad.AnnData) -> None:
         adata.obs[column] = values.to_numpy()
 
 
+def cell_filter_fails(
+    n_genes: np.ndarray,
+    mito_fraction: np.ndarray,
+    *,
+    min_genes: int = 200,
+    max_mito_fraction: float = 0.2,
+) -> dict[str, np.ndarray]:
+    """The per-cell filters of :func:`apply_qc`: ``{"min_genes": n_genes < min_genes,
+    "max_mito_fraction": mito_fraction > max_mito_fraction}`` (True = the cell fails). A cell
+    passing both is kept unless its sample is dropped whole by ``min_cells_per_sample``."""
+    return {
+        "min_genes": np.asarray(n_genes) < min_genes,
+        "max_mito_fraction": np.asarray(mito_fraction) > max_mito_fraction,
+    }
+
+
 def apply_qc(
     adata: ad.AnnData,
     *,
@@ -81,10 +97,12 @@ def apply_qc(
     if "n_genes" not in adata.obs:
         add_qc_metrics(adata)
     fails = pd.DataFrame(
-        {
-            "min_genes": adata.obs["n_genes"].to_numpy() < min_genes,
-            "max_mito_fraction": adata.obs["mito_fraction"].to_numpy() > max_mito_fraction,
-        },
+        cell_filter_fails(
+            adata.obs["n_genes"].to_numpy(),
+            adata.obs["mito_fraction"].to_numpy(),
+            min_genes=min_genes,
+            max_mito_fraction=max_mito_fraction,
+        ),
         index=adata.obs_names,
     )
     cell_pass = ~fails.any(axis=1)

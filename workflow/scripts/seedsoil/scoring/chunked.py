@@ -4,14 +4,16 @@ A sample too large for one job is cut into ``n_chunks`` consecutive row ranges
 (:func:`chunk_bounds`). Three kinds of step then give exactly what :func:`seedsoil.score`
 and :func:`seedsoil.significance` give on the whole file:
 
-1. :func:`continue_gene_stats` — the dataset-wide :class:`GeneStats`, one range per step.
-   Its float sums accumulate gene by gene in row order (``sum_native`` must, to match
-   scipy's ``X.sum(axis=0)`` bit for bit), and floating-point addition is not associative:
-   per-range partial sums added afterwards would differ in the last bits. Each step
-   therefore *continues* the running accumulators of the previous range (a fixed
-   reduction order: a scan, not a tree), which makes the last step's result bit-identical
-   to a single pass. The step costs one read of its rows; the ranges are processed one
-   after another.
+1. The dataset-wide :class:`GeneStats`. Its float sums accumulate gene by gene in row order
+   (``sum_native`` must, to match scipy's ``X.sum(axis=0)`` bit for bit), and floating-point
+   addition is not associative: per-range partial sums added afterwards would differ in the
+   last bits. :func:`continue_gene_stats` therefore *continues* the running accumulators of
+   the previous range (a fixed reduction order: a scan, not a tree), which makes the last
+   range's result bit-identical to a single pass; each step reads its rows, one range after
+   another. The workflow runs no such chain: ingest, which writes every row of the dataset in
+   order, accumulates each sample's statistics on the way
+   (:class:`seedsoil.scoring.stats.GeneStatsBySample`, same kernel, same order per gene) and
+   saves them (:func:`save_sample_gene_stats`), so the ranges' scoring jobs start at once.
 2. :func:`score_rows` — every signature's score and empirical p-value for one range,
    reading only those rows (``score_chunk`` gives a cell the same row whatever block it
    falls in; see :mod:`seedsoil.scoring.base`). Ranges are independent.
@@ -44,9 +46,11 @@ __all__ = [
     "continue_gene_stats",
     "gather",
     "load_gene_stats",
+    "load_sample_gene_stats",
     "n_chunks_for",
     "needs_gene_stats",
     "save_gene_stats",
+    "save_sample_gene_stats",
     "score_rows",
 ]
 
@@ -162,6 +166,35 @@ def load_gene_stats(path: str | os.PathLike) -> GeneStats:
             n_cells=int(f["n_cells"]), sum=f["sum"], sum_native=f["sum_native"],
             sum_sq=f["sum_sq"], nnz=f["nnz"],
         )  # fmt: skip
+
+
+#: Fields of a :class:`GeneStats` as stored by :func:`save_sample_gene_stats`.
+_FIELDS = ("n_cells", "sum", "sum_native", "sum_sq", "nnz")
+
+
+def save_sample_gene_stats(stats: Mapping[str, GeneStats], path: str | os.PathLike) -> None:
+    """Write each sample's ``stats`` to one ``.npz`` (arrays ``"{sample}:{field}"``; exact
+    values, dtypes kept). Sample names are folder names (no ``:``; seedsoil.names)."""
+    arrays = {}
+    for sample, one in stats.items():
+        for field in _FIELDS:
+            value = getattr(one, field)
+            arrays[f"{sample}:{field}"] = np.int64(value) if field == "n_cells" else value
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a bare name
+        np.savez(f, **arrays)
+
+
+def load_sample_gene_stats(path: str | os.PathLike, sample: str) -> GeneStats:
+    """Sample ``sample``'s statistics from what :func:`save_sample_gene_stats` wrote."""
+    with np.load(path) as f:
+        if f"{sample}:n_cells" not in f.files:
+            raise InputError(
+                f"{path} holds no gene statistics of sample {sample!r}; re-run ingest "
+                "(snakemake --forcerun ingest)"
+            )
+        values = {field: f[f"{sample}:{field}"] for field in _FIELDS}
+    values["n_cells"] = int(values["n_cells"])
+    return GeneStats(**values)
 
 
 def needs_gene_stats(method: str, n_null: int, **options) -> bool:
