@@ -7,8 +7,8 @@ with every gene the interpretation reads (``genes_needed``: the consensus resour
 chapter's pair genes and the markers, 1,997) at random positions among filler genes, plus ``scores``/``pvalues``/``fdr.parquet`` of the library's
 signatures (uniform random values: the calls' cost, not their content, matters here). Then a
 fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers,
-the cell-type kNN graph from the scores' cell-type columns (``identity_graph``), the three
-tables (the signatures read), ``interpret_cells``, the tables dropped,
+the cell-type kNN graph from the scores' cell-type columns (``identity_graph``),
+``interpret_cells`` on the three tables' files (each step reading the columns it needs),
 ``interpret_communication`` with the pairs' genes streamed from the file — and prints
 its wall time and peak RSS (``VmHWM``); ``--step communication`` measures the
 communication step alone (the annotations and ``sample_communication`` with the genes streamed).
@@ -265,7 +265,6 @@ def run_job(
         interpret_cells,
         interpret_communication,
         load_pairs,
-        read_cell_table,
     )
     from seedsoil.util import (
         numba_threads,
@@ -297,15 +296,14 @@ def run_job(
         adata = read_genes(cells, genes_needed(pairs, communication=False))
         genes_mb = (current_hwm_mb(), current_rss_mb())
         neighbours = identity_graph(folder / "scores.parquet", adata)
-        tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names, signatures=True)
-                  for n in ("scores", "pvalues", "fdr")]  # fmt: skip
         read_s = time.perf_counter() - start
         read_mb = current_hwm_mb()
         held = {"markers read (peak, held)": [round(x) for x in genes_mb],
-                "tables read (held)": round(current_rss_mb())}  # fmt: skip
+                "graph searched (held)": round(current_rss_mb())}  # fmt: skip
+        # as workflow/scripts/interpret.py: the tables as files, read a few columns per step
+        tables = [folder / f"{n}.parquet" for n in ("scores", "pvalues", "fdr")]
         calls, summary = interpret_cells(adata, *tables, neighbours=neighbours)
-        # as workflow/scripts/interpret.py: communication does not read them
-        del tables, neighbours
+        del neighbours
         return_freed_memory()
         table, summary = interpret_communication(
             adata, calls, summary, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
@@ -320,7 +318,7 @@ def run_job(
         write_s = time.perf_counter() - written
     return {
         "wall_s": round(time.perf_counter() - start, 1),
-        "read_s": round(read_s, 1),
+        "read_s": round(read_s, 1),  # the markers and the graph
         "write_s": round(write_s, 1),
         # resetting VmHWM per stage loses the earlier peaks: the profile kept them
         "max_rss_mb": max(peak_rss_mb(), round(profile.peak)),

@@ -297,7 +297,8 @@ class MarkerColumns(Mapping):
             # genes first copied the whole matrix per block of the classifier's candidates)
             block = block[cells]
         block = block[:, [self._position[g] for g in genes]]
-        block = block.toarray() if hasattr(block, "toarray") else block
+        if hasattr(block, "toarray"):  # widened before densifying: no float32 dense copy
+            return block.astype(np.float64).toarray()
         return np.asarray(block, dtype=np.float64)
 
 
