@@ -22,11 +22,10 @@ from seedsoil.interpret import (
     interpret_sample,
     load_pairs,
     read_cell_table,
+    refine,
     signatures_read,
     summarise_interpretation,
 )
-from seedsoil.interpret import refine
-from seedsoil.interpret.clusters import PARTNERS, partner_enrichment
 from seedsoil.interpret.celltypes import (
     CELL_TYPE_SIGNATURES,
     MarkerColumns,
@@ -40,6 +39,7 @@ from seedsoil.interpret.celltypes import (
     smoothed_at_most,
     softmax,
 )
+from seedsoil.interpret.clusters import PARTNERS, partner_enrichment
 from seedsoil.interpret.ctc import detected_genes
 
 
@@ -333,3 +333,13 @@ def test_marker_rows_of_a_compressed_matrix_are_float64_in_the_dense_layout():
     expected = np.asarray(sp.csc_matrix(matrix)[[4, 0, 29]][:, [4, 1]].toarray(), np.float64)
     np.testing.assert_array_equal(rows, expected)
     assert rows.dtype == np.float64 and rows.flags.f_contiguous == expected.flags.f_contiguous
+
+
+def test_identity_graph_from_the_cell_names_alone_equals_the_one_from_the_anndata(tmp_path):
+    adata, tables = _typed_sample(n_cells=120, seed=17)
+    path = tmp_path / "scores.parquet"
+    tables[0].iloc[::-1].rename_axis("cell").to_parquet(path)
+    from_names = identity_graph(path, adata.obs_names.copy())
+    np.testing.assert_array_equal(from_names, identity_graph(path, adata))
+    with pytest.raises(InputError, match="scores: 1 cell"):
+        identity_graph(path, pd.Index([*adata.obs_names, "extra"]))

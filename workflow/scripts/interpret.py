@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from seedsoil.cellfile import read_genes
+from seedsoil.cellfile import read_genes, read_obs_names
 from seedsoil.interpret import (
     communication_pairs,
     genes_needed,
@@ -33,12 +33,13 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
     ctc_core = core_marker_groups(ctc_signature)
     scoring = snakemake.params.scoring  # the blood-background null of the CTC call: same nulls
     ctc_null = {"signature": ctc_signature, **{k: scoring[k] for k in ("n_null", "random_state")}}
+    # The cell-type step's kNN graph first, from the cell-type scores and the cell names alone:
+    # its search, the job's largest working memory (~1 GB at a million cells), adds neither to
+    # the tables nor to the marker genes' matrix.
+    neighbours = identity_graph(snakemake.input.scores, read_obs_names(snakemake.input.cells))
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
-    # The cell-type step's kNN graph first, from the cell-type scores alone: its search, the
-    # job's largest working memory (~1 GB at a million cells), does not add to the tables'.
-    neighbours = identity_graph(snakemake.input.scores, adata)
     # the tables as files: each step reads the columns it needs and drops them after
     calls, summary = interpret_cells(
         adata,

@@ -179,16 +179,19 @@ def _chosen(columns, signatures: bool, only) -> list:
     return [c for c in columns if c in only]
 
 
-def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
+def identity_graph(scores: str | Path | pd.DataFrame, cells) -> np.ndarray:
     """The kNN graph the cell-type assignment searches (:func:`~.celltypes.identity_neighbours`)
-    for the cells of ``adata``, from ``scores`` (a table, or the path to ``scores.parquet``, of
-    which only the cell-type columns are read): pass it to :func:`interpret_cells` as
-    ``neighbours``. Searched before the three tables are read, its working memory (about 1 GB
-    at a million cells) is not added to theirs; the calls are the same."""
+    for ``cells`` (an AnnData, or its ``obs_names``), from ``scores`` (a table, or the path to
+    ``scores.parquet``, of which only the cell-type columns are read): pass it to
+    :func:`interpret_cells` as ``neighbours``. Searched before the three tables are read (and,
+    given the cell names alone, :func:`seedsoil.cellfile.read_obs_names`, before the
+    expression), its working memory (about 1 GB at a million cells) is not added to theirs;
+    the calls are the same."""
+    obs_names = _obs_names(cells)
     if not isinstance(scores, pd.DataFrame):
-        scores = read_cell_table(scores, adata.obs_names, only=CELL_TYPE_SIGNATURES)
+        scores = read_cell_table(scores, obs_names, only=CELL_TYPE_SIGNATURES)
     embedding = identity_embedding(
-        _aligned(scores[cell_type_signatures(scores.columns)], "scores", adata, None)
+        _aligned(scores[cell_type_signatures(scores.columns)], "scores", cells, None)
     )
     del scores  # a table read here is not held through the search
     neighbours = celltypes.neighbour_index(embedding)  # the search assign_cell_types runs
@@ -197,23 +200,30 @@ def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
     return neighbours
 
 
+def _obs_names(cells) -> pd.Index:
+    """The cell names of ``cells``: an AnnData's ``obs_names``, or ``cells`` itself (an Index)."""
+    return cells if isinstance(cells, pd.Index) else cells.obs_names
+
+
 def _aligned(table: pd.DataFrame, name: str, adata, columns) -> pd.DataFrame:
-    """``table`` reindexed to ``adata.obs_names``; InputError when cells or signatures differ."""
+    """``table`` reindexed to ``adata.obs_names`` (``adata``: an AnnData or those names);
+    InputError when cells or signatures differ."""
     if columns is not None and list(table.columns) != list(columns):
         raise InputError(
             f"{name}: signature columns differ from scores.parquet; write all three tables from one scoring run"
         )
-    if table.index.equals(adata.obs_names):
+    obs_names = _obs_names(adata)
+    if table.index.equals(obs_names):
         table = table.copy(deep=False)  # the usual case: no copy of a cells × signatures table
-        table.index = adata.obs_names
+        table.index = obs_names
         return table
-    missing_cells = adata.obs_names.difference(table.index)
+    missing_cells = obs_names.difference(table.index)
     if len(missing_cells):
         raise InputError(
             f"{name}: {len(missing_cells)} cell(s) of the AnnData are missing (first: {missing_cells[0]!r}); "
             "score the same cells.h5ad the interpretation reads"
         )
-    return table.reindex(adata.obs_names)
+    return table.reindex(obs_names)
 
 
 def interpret_sample(
