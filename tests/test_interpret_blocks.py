@@ -343,3 +343,31 @@ def test_identity_graph_from_the_cell_names_alone_equals_the_one_from_the_anndat
     np.testing.assert_array_equal(from_names, identity_graph(path, adata))
     with pytest.raises(InputError, match="scores: 1 cell"):
         identity_graph(path, pd.Index([*adata.obs_names, "extra"]))
+
+
+def test_p_values_given_as_a_function_are_read_once_and_give_the_same_types():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=200, seed=18)
+    core, markers = shipped_markers()
+    options = {"expression": adata, "core_markers": core, "marker_genes": markers}
+    given = assign_cell_types(scores, fdr, pvalues=pvalues, **options)
+    reads = []
+    lazy = assign_cell_types(scores, fdr, pvalues=lambda: reads.append(1) or pvalues, **options)
+    pd.testing.assert_frame_equal(lazy, given, check_exact=True)
+    assert reads == [1]
+
+
+@pytest.mark.parametrize("block", [2, 17, 64])
+def test_classifier_predictions_in_blocks_equal_one_block(monkeypatch, block):
+    rng = np.random.default_rng(19)
+    features = rng.normal(0, 1, (300, 12))
+    labels = np.where(rng.random(300) < 0.4, -1, rng.integers(0, 4, 300))
+    features[labels >= 0, labels[labels >= 0]] += 2.0  # learnable types
+    candidates = np.flatnonzero(labels < 0)
+    allowed = rng.random((300, 4)) < 0.8
+    monkeypatch.setattr(refine, "BLOCK_CELLS", 1_000_000)
+    whole = refine.refine_calls(lambda cells: features[cells], labels, candidates, allowed)
+    monkeypatch.setattr(refine, "BLOCK_CELLS", block)
+    blocks = refine.refine_calls(lambda cells: features[cells], labels, candidates, allowed)
+    np.testing.assert_array_equal(blocks[0], whole[0])
+    np.testing.assert_array_equal(blocks[1], whole[1])
+    assert (whole[0] >= 0).any()

@@ -333,16 +333,16 @@ def interpret_cells(
     enrichment = {p: partner_enrichment(fdr, alpha, p) for p in PARTNERS}
     del fdr, pvalues, background
 
-    # The cell-type step reads the cell-type scores and p-values only; an FDR table is not
-    # needed with p-values given (its columns, equal to the scores', only name the types).
+    # The cell-type step reads the cell-type scores and p-values only, the p-values when it
+    # needs them and not after; the FDR table is not read with p-values given (its columns,
+    # the scores', only name the types: the scores stand in for it).
     used = cell_type_signatures(tables.columns)
     scores = tables.read("scores", used)
-    pvalues = tables.read("pvalues", used)
     types = assign_cell_types(
         scores,
-        pvalues,
+        scores,
         alpha,
-        pvalues=pvalues,
+        pvalues=lambda: tables.read("pvalues", used),
         expression=adata,
         core_markers=core_markers,
         marker_genes=marker_genes,
@@ -350,7 +350,7 @@ def interpret_cells(
         transcriptome=expression if expression is not None else adata,
         neighbours=neighbours,
     )
-    del scores, pvalues
+    del scores
     calls = pd.concat([types, ctc, heterotypic], axis=1)
     del types, ctc, heterotypic
     if reference_labels is not None:

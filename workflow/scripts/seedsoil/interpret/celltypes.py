@@ -11,7 +11,7 @@ random signatures, in the cell and its neighbourhood, and no sibling of its line
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -316,7 +316,7 @@ def assign_cell_types(
     fdr: pd.DataFrame,
     alpha: float = 0.05,
     *,
-    pvalues: pd.DataFrame | None = None,
+    pvalues: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     expression=None,
     core_markers: Mapping[str, Sequence[Sequence[str]]] | None = None,
     marker_genes: Mapping[str, Sequence[str]] | None = None,
@@ -401,6 +401,10 @@ def assign_cell_types(
        marker genes dropped out (or are not on the panel) among cells of its type. It never
        overrules a call; cells with no majority keep theirs.
 
+    ``pvalues`` may also be a function of no arguments returning that table: it is then called
+    once, when step 6's p-values are made, and the table is not held after (a caller reading it
+    from a file keeps a cells × signatures table less through the later steps).
+
     ``neighbours``: the kNN graph of step 1 when already computed (:func:`identity_neighbours`
     of ``scores`` with ``n_neighbors``, same cells in the same order); None computes it here.
 
@@ -438,7 +442,10 @@ def assign_cell_types(
         evidence = values / scale
     del values  # the call's score is read from ``scores`` at the end: a cells × types array fewer
 
+    if callable(pvalues):  # read now, and not held once the significance is made
+        pvalues = pvalues()
     significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
+    del pvalues
     significance = np.nan_to_num(significance, nan=1.0)
     supported = smoothed_at_most(significance, neighbours, max_pvalue)
 

@@ -32,8 +32,11 @@ C = 0.1
 #: Standardised expression is clipped to ±this (scanpy's ``pp.scale(max_value=10)``), so one
 #: extreme cell does not dominate a gene's weight.
 MAX_VALUE = 10.0
-#: Candidate cells predicted per block (their dense features are block × genes).
-BLOCK_CELLS = 65_536
+#: Candidate cells predicted per block (their dense features are block × genes: ~30 MB and its
+#: standardised copy at a few hundred marker genes). Rows are predicted independently: blocks
+#: of two or more rows give the calls of one block (a one-row block, possible as the last,
+#: takes BLAS's matrix-vector path, whose last bits may differ).
+BLOCK_CELLS = 16_384
 
 
 def training_cells(
