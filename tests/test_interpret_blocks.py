@@ -356,6 +356,29 @@ def test_p_values_given_as_a_function_are_read_once_and_give_the_same_types():
     assert reads == [1]
 
 
+def test_scores_given_as_a_function_are_read_for_the_evidence_and_the_call_scores():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=200, seed=20)
+    core, markers = shipped_markers()
+    options = {"expression": adata, "core_markers": core, "marker_genes": markers}
+    given = assign_cell_types(scores, fdr, pvalues=pvalues, **options)
+    reads = []
+    lazy = assign_cell_types(
+        lambda: reads.append(1) or scores, fdr.iloc[:0], pvalues=pvalues, **options
+    )
+    pd.testing.assert_frame_equal(lazy, given, check_exact=True)
+    assert reads == [1, 1]
+
+
+def test_p_values_holding_just_the_cell_type_columns_give_the_same_types():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=200, seed=21)
+    core, markers = shipped_markers()
+    options = {"expression": adata, "core_markers": core, "marker_genes": markers}
+    used = celltypes.cell_type_signatures(scores.columns)
+    given = assign_cell_types(scores, fdr, pvalues=pvalues, **options)
+    just = assign_cell_types(scores, fdr, pvalues=pvalues[used].copy(), **options)
+    pd.testing.assert_frame_equal(just, given, check_exact=True)
+
+
 @pytest.mark.parametrize("block", [2, 17, 64])
 def test_classifier_predictions_in_blocks_equal_one_block(monkeypatch, block):
     rng = np.random.default_rng(19)

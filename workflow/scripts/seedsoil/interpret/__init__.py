@@ -333,14 +333,12 @@ def interpret_cells(
     enrichment = {p: partner_enrichment(fdr, alpha, p) for p in PARTNERS}
     del fdr, pvalues, background
 
-    # The cell-type step reads the cell-type scores and p-values only, the p-values when it
-    # needs them and not after; the FDR table is not read with p-values given (its columns,
-    # the scores', only name the types: the scores stand in for it).
+    # The cell-type step reads the cell-type scores and p-values only, each when it needs them
+    # and not after; no FDR is read with p-values given (an empty table names the types).
     used = cell_type_signatures(tables.columns)
-    scores = tables.read("scores", used)
     types = assign_cell_types(
-        scores,
-        scores,
+        lambda: tables.read("scores", used),
+        pd.DataFrame(columns=used),
         alpha,
         pvalues=lambda: tables.read("pvalues", used),
         expression=adata,
@@ -350,7 +348,6 @@ def interpret_cells(
         transcriptome=expression if expression is not None else adata,
         neighbours=neighbours,
     )
-    del scores
     calls = pd.concat([types, ctc, heterotypic], axis=1)
     del types, ctc, heterotypic
     if reference_labels is not None:
