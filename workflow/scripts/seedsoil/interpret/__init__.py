@@ -308,9 +308,12 @@ def interpret_cells(
     (:func:`read_cell_table`, the signatures of :func:`signatures_read`). From files, each
     step reads the columns it needs when it runs and drops them after (:class:`CellTables`):
     the FDRs and the CTC/EMT p-values for the CTC call, the heterotypic flags and the partner
-    enrichment; then the cell-type scores and p-values for the assignment; then the few scores
-    of the summary. At a million cells the cell-type step then holds two 20-column tables
-    instead of three 27-column ones (~330 MB less). The results do not depend on the form."""
+    enrichment; then the cell-type scores and p-values, read by the assignment when it needs
+    them (:func:`~.celltypes.assign_cell_types`); then the few scores of the summary. At a
+    million cells the cell-type step then holds no table between its reads, where it held the
+    three (~650 MB). The results are those of the files read whole by :func:`read_cell_table`
+    (a table built otherwise may lay its columns out differently in memory, which moves the
+    last bits of the posterior's sums)."""
     tables = CellTables(adata, scores, pvalues, fdr)
     core_markers, marker_genes = shipped_markers()
 
