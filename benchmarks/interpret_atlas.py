@@ -6,10 +6,10 @@ AnnData convention's ``obs``; 8 cell-type labels drawn at random) from :mod:`see
 with every gene the interpretation reads (``genes_needed``: the consensus resource's and the
 chapter's pair genes and the markers, 1,997) at random positions among filler genes, plus ``scores``/``pvalues``/``fdr.parquet`` of the library's
 signatures (uniform random values: the calls' cost, not their content, matters here). Then a
-fresh process runs what ``workflow/scripts/interpret.py`` runs — ``read_genes`` of the markers,
-the cell-type kNN graph from the scores' cell-type columns (``identity_graph``), the three
-tables (the signatures read), ``interpret_cells``, the tables dropped,
-``interpret_communication`` with the pairs' genes streamed from the file — and prints
+fresh process runs what ``workflow/scripts/interpret.py`` runs — the cell-type kNN graph from
+the scores' cell-type columns and the cell names (``identity_graph``), ``read_genes`` of the
+markers, ``interpret_cells`` on the three tables' files (each step reading the columns it
+needs), ``interpret_communication`` with the pairs' genes streamed from the file — and prints
 its wall time and peak RSS (``VmHWM``); ``--step communication`` measures the
 communication step alone (the annotations and ``sample_communication`` with the genes streamed).
 The interpret job also writes its three outputs as the rule does, and ``--stages`` prints each
@@ -262,7 +262,7 @@ def run_job(
     import importlib
     import logging
 
-    from seedsoil.cellfile import read_genes
+    from seedsoil.cellfile import read_genes, read_obs_names
     from seedsoil.interpret import (
         communication_pairs,
         genes_needed,
@@ -270,7 +270,6 @@ def run_job(
         interpret_cells,
         interpret_communication,
         load_pairs,
-        read_cell_table,
     )
     from seedsoil.util import (
         numba_threads,
@@ -299,18 +298,16 @@ def run_job(
     with numba_threads(threads):
         pairs = communication_pairs(load_pairs(), "consensus", "human")
         cells = folder / "cells.h5ad"
+        neighbours = identity_graph(folder / "scores.parquet", read_obs_names(cells))
         adata = read_genes(cells, genes_needed(pairs, communication=False))
         genes_mb = (current_hwm_mb(), current_rss_mb())
-        neighbours = identity_graph(folder / "scores.parquet", adata)
-        tables = [read_cell_table(folder / f"{n}.parquet", adata.obs_names, signatures=True)
-                  for n in ("scores", "pvalues", "fdr")]  # fmt: skip
         read_s = time.perf_counter() - start
         read_mb = current_hwm_mb()
-        held = {"markers read (peak, held)": [round(x) for x in genes_mb],
-                "tables read (held)": round(current_rss_mb())}  # fmt: skip
+        held = {"graph, then markers read (peak, held)": [round(x) for x in genes_mb]}
+        # as workflow/scripts/interpret.py: the tables as files, read a few columns per step
+        tables = [folder / f"{n}.parquet" for n in ("scores", "pvalues", "fdr")]
         calls, summary = interpret_cells(adata, *tables, neighbours=neighbours)
-        # as workflow/scripts/interpret.py: communication does not read them
-        del tables, neighbours
+        del neighbours
         return_freed_memory()
         table, summary = interpret_communication(
             adata, calls, summary, pairs=pairs, n_perm=n_perm, random_state=0, min_cells=5,
@@ -325,7 +322,7 @@ def run_job(
         write_s = time.perf_counter() - written
     return {
         "wall_s": round(time.perf_counter() - start, 1),
-        "read_s": round(read_s, 1),
+        "read_s": round(read_s, 1),  # the markers and the graph
         "write_s": round(write_s, 1),
         # resetting VmHWM per stage loses the earlier peaks: the profile kept them
         "max_rss_mb": max(peak_rss_mb(), round(profile.peak)),

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+import seedsoil.interpret as interpret
+from seedsoil.errors import InputError
 from seedsoil.interpret import (
     celltypes,
     identity_graph,
@@ -20,7 +22,9 @@ from seedsoil.interpret import (
     interpret_sample,
     load_pairs,
     read_cell_table,
+    refine,
     signatures_read,
+    summarise_interpretation,
 )
 from seedsoil.interpret.celltypes import (
     CELL_TYPE_SIGNATURES,
@@ -35,6 +39,7 @@ from seedsoil.interpret.celltypes import (
     smoothed_at_most,
     softmax,
 )
+from seedsoil.interpret.clusters import PARTNERS, partner_enrichment
 from seedsoil.interpret.ctc import detected_genes
 
 
@@ -240,3 +245,152 @@ def test_float32_embedding_gives_the_approximate_search_its_own_graph():
         neighbour_index(z.astype(np.float32), 15, exact_max_cells=100), from_float64
     )
     assert celltypes.identity_embedding(scores).dtype == np.float64  # 600 cells: exact search
+
+
+def _files(tmp_path, tables, order=slice(None)):
+    """The tables written as the workflow writes them (cells stored in ``order``)."""
+    paths = []
+    for name, table in zip(("scores", "pvalues", "fdr"), tables, strict=True):
+        paths.append(tmp_path / f"{name}.parquet")
+        table.iloc[order].rename_axis("cell").to_parquet(paths[-1])
+    return paths
+
+
+def _with_programmes(tables, seed):
+    """The tables with the summary's, the one-sided EMT and an unread programme's columns."""
+    rng = np.random.default_rng(seed)
+    extra = ["NET_formation", "EV_biogenesis", "EMT_epithelial", "EMT_mesenchymal", "NICHE_Notch"]
+    values = rng.random((tables[0].shape[0], len(extra)))
+    return [t.assign(**dict(zip(extra, values.T, strict=True))) for t in tables]
+
+
+@pytest.mark.parametrize("order", [slice(None), slice(None, None, -1)])
+def test_cell_tables_read_from_files_step_by_step_give_the_calls_of_the_tables(tmp_path, order):
+    adata, tables = _typed_sample(n_cells=300, seed=11)
+    tables = _with_programmes(tables, 11)
+    adata.obs["cell_type"] = np.where(np.arange(300) % 2, "A", "B")  # labels: a confusion table
+    paths = _files(tmp_path, tables, order)
+    # the tables as the workflow read them before: whole, the signatures read (the layout of a
+    # file's columns, which the posterior's last bits follow, is a read table's)
+    read = [read_cell_table(path, adata.obs_names, signatures=True) for path in paths]
+    calls, summary = interpret_cells(adata, *read)
+    from_files, summary_files = interpret_cells(adata, *paths)
+    pd.testing.assert_frame_equal(from_files, calls, check_exact=True)
+    assert summary_files == summary and list(summary_files) == list(summary)
+    assert summary["partner_enrichment"] and summary["exosome_by_cell_type"]
+
+
+def test_cell_tables_read_only_the_wanted_columns_in_the_tables_order(tmp_path):
+    adata, tables = _typed_sample(n_cells=40, seed=12)
+    tables = _with_programmes(tables, 12)
+    cell_tables = interpret.CellTables(adata, *_files(tmp_path, tables))
+    assert "NICHE_Notch" not in cell_tables.columns  # a file: the signatures read
+    read = cell_tables.read("fdr", ("EMT_mesenchymal", "CTC_epithelial_identity", "IMM_*"))
+    expected = [c for c in tables[2].columns if c.startswith("IMM_")]
+    expected += ["CTC_epithelial_identity", "EMT_mesenchymal"]
+    pd.testing.assert_frame_equal(read, tables[2][expected], check_exact=True, check_names=False)
+
+
+def test_cell_tables_with_other_signatures_are_refused(tmp_path):
+    adata, tables = _typed_sample(n_cells=40, seed=13)
+    paths = _files(tmp_path, [tables[0], tables[1].drop(columns="IMM_B"), tables[2]])
+    with pytest.raises(InputError, match="pvalues: signature columns differ"):
+        interpret.CellTables(adata, *paths)
+
+
+def test_cell_tables_refuse_a_table_missing_cells_before_any_step():
+    adata, tables = _typed_sample(n_cells=40, seed=14)
+    with pytest.raises(InputError, match="fdr: 1 cell"):
+        interpret.CellTables(adata, tables[0], tables[1], tables[2].iloc[1:])
+
+
+def test_summary_given_the_partner_enrichment_equals_the_one_from_the_fdrs():
+    adata, tables = _typed_sample(n_cells=200, seed=15)
+    calls, _ = interpret_cells(adata, *tables)
+    whole = summarise_interpretation(calls, None, tables[0], adata, fdr=tables[2])
+    enrichment = {p: partner_enrichment(tables[2], 0.05, p) for p in PARTNERS}
+    given = summarise_interpretation(calls, None, tables[0], adata, enrichment=enrichment)
+    assert given == whole and list(given) == list(whole)
+
+
+def test_standardised_features_equal_the_whole_expression_and_keep_the_input():
+    x = np.asfortranarray(np.random.default_rng(16).normal(0, 30, (50, 6)))
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    before = x.copy()
+    expected = np.clip((x - mean) / sd, -refine.MAX_VALUE, refine.MAX_VALUE)
+    out = refine._standardised(x, mean, sd)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(x, before)
+    assert out.flags.f_contiguous == expected.flags.f_contiguous
+    in_c_order = refine._standardised(x, mean, sd, order="C")
+    np.testing.assert_array_equal(in_c_order, expected)
+    assert in_c_order.flags.c_contiguous
+
+
+def test_marker_rows_of_a_compressed_matrix_are_float64_in_the_dense_layout():
+    matrix = sp.random(30, 5, density=0.4, format="csr", random_state=1, dtype=np.float32)
+    rows = MarkerColumns(matrix, list("ABCDE")).rows(["E", "B"], np.array([4, 0, 29]))
+    expected = np.asarray(sp.csc_matrix(matrix)[[4, 0, 29]][:, [4, 1]].toarray(), np.float64)
+    np.testing.assert_array_equal(rows, expected)
+    assert rows.dtype == np.float64 and rows.flags.f_contiguous == expected.flags.f_contiguous
+
+
+def test_identity_graph_from_the_cell_names_alone_equals_the_one_from_the_anndata(tmp_path):
+    adata, tables = _typed_sample(n_cells=120, seed=17)
+    path = tmp_path / "scores.parquet"
+    tables[0].iloc[::-1].rename_axis("cell").to_parquet(path)
+    from_names = identity_graph(path, adata.obs_names.copy())
+    np.testing.assert_array_equal(from_names, identity_graph(path, adata))
+    with pytest.raises(InputError, match="scores: 1 cell"):
+        identity_graph(path, pd.Index([*adata.obs_names, "extra"]))
+
+
+def test_p_values_given_as_a_function_are_read_once_and_give_the_same_types():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=200, seed=18)
+    core, markers = shipped_markers()
+    options = {"expression": adata, "core_markers": core, "marker_genes": markers}
+    given = assign_cell_types(scores, fdr, pvalues=pvalues, **options)
+    reads = []
+    lazy = assign_cell_types(scores, fdr, pvalues=lambda: reads.append(1) or pvalues, **options)
+    pd.testing.assert_frame_equal(lazy, given, check_exact=True)
+    assert reads == [1]
+
+
+def test_scores_given_as_a_function_are_read_for_the_evidence_and_the_call_scores():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=200, seed=20)
+    core, markers = shipped_markers()
+    options = {"expression": adata, "core_markers": core, "marker_genes": markers}
+    given = assign_cell_types(scores, fdr, pvalues=pvalues, **options)
+    reads = []
+    lazy = assign_cell_types(
+        lambda: reads.append(1) or scores, fdr.iloc[:0], pvalues=pvalues, **options
+    )
+    pd.testing.assert_frame_equal(lazy, given, check_exact=True)
+    assert reads == [1, 1]
+
+
+def test_p_values_holding_just_the_cell_type_columns_give_the_same_types():
+    adata, (scores, pvalues, fdr) = _typed_sample(n_cells=200, seed=21)
+    core, markers = shipped_markers()
+    options = {"expression": adata, "core_markers": core, "marker_genes": markers}
+    used = celltypes.cell_type_signatures(scores.columns)
+    given = assign_cell_types(scores, fdr, pvalues=pvalues, **options)
+    just = assign_cell_types(scores, fdr, pvalues=pvalues[used].copy(), **options)
+    pd.testing.assert_frame_equal(just, given, check_exact=True)
+
+
+@pytest.mark.parametrize("block", [2, 17, 64])
+def test_classifier_predictions_in_blocks_equal_one_block(monkeypatch, block):
+    rng = np.random.default_rng(19)
+    features = rng.normal(0, 1, (300, 12))
+    labels = np.where(rng.random(300) < 0.4, -1, rng.integers(0, 4, 300))
+    features[labels >= 0, labels[labels >= 0]] += 2.0  # learnable types
+    candidates = np.flatnonzero(labels < 0)
+    allowed = rng.random((300, 4)) < 0.8
+    monkeypatch.setattr(refine, "BLOCK_CELLS", 1_000_000)
+    whole = refine.refine_calls(lambda cells: features[cells], labels, candidates, allowed)
+    monkeypatch.setattr(refine, "BLOCK_CELLS", block)
+    blocks = refine.refine_calls(lambda cells: features[cells], labels, candidates, allowed)
+    np.testing.assert_array_equal(blocks[0], whole[0])
+    np.testing.assert_array_equal(blocks[1], whole[1])
+    assert (whole[0] >= 0).any()

@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from seedsoil.cellfile import read_genes
+from seedsoil.cellfile import read_genes, read_obs_names
 from seedsoil.interpret import (
     communication_pairs,
     genes_needed,
@@ -10,7 +10,6 @@ from seedsoil.interpret import (
     interpret_cells,
     interpret_communication,
     load_pairs,
-    read_cell_table,
 )
 from seedsoil.interpret.ctc import core_marker_groups, library_signature
 from seedsoil.util import (
@@ -34,20 +33,19 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
     ctc_core = core_marker_groups(ctc_signature)
     scoring = snakemake.params.scoring  # the blood-background null of the CTC call: same nulls
     ctc_null = {"signature": ctc_signature, **{k: scoring[k] for k in ("n_null", "random_state")}}
+    # The cell-type step's kNN graph first, from the cell-type scores and the cell names alone:
+    # its search, the job's largest working memory (~1 GB at a million cells), adds neither to
+    # the tables nor to the marker genes' matrix.
+    neighbours = identity_graph(snakemake.input.scores, read_obs_names(snakemake.input.cells))
     # Only the few genes interpretation reads from X: an atlas's matrix does not fit in memory.
     # The pairs' genes (a tenth of the values) are streamed from the file by communication.
     adata = read_genes(snakemake.input.cells, genes_needed(pairs, ctc_core, communication=False))
-    # The cell-type step's kNN graph first, from the cell-type scores alone: its search, the
-    # job's largest working memory (~1 GB at a million cells), does not add to the tables'.
-    neighbours = identity_graph(snakemake.input.scores, adata)
-    # only the signatures interpretation reads: a third of each table less at atlas size
-    tables = [
-        read_cell_table(path, adata.obs_names, signatures=True)
-        for path in (snakemake.input.scores, snakemake.input.pvalues, snakemake.input.fdr)
-    ]
+    # the tables as files: each step reads the columns it needs and drops them after
     calls, summary = interpret_cells(
         adata,
-        *tables,
+        snakemake.input.scores,
+        snakemake.input.pvalues,
+        snakemake.input.fdr,
         alpha=options["alpha"],
         reference_labels=(
             pd.read_parquet(snakemake.input.reference_labels)
@@ -59,9 +57,9 @@ with rule_logging(snakemake.log[0], snakemake.resources.attempt), numba_threads(
         ctc_null=ctc_null,
         neighbours=neighbours,
     )
-    # communication does not read them: their memory goes to its streaming, and what they
-    # leave mapped in the heap back to the system
-    del tables, neighbours
+    # communication does not read it: its memory goes to the streaming, and what the per-cell
+    # calls leave mapped in the heap back to the system
+    del neighbours
     return_freed_memory()
     table, summary = interpret_communication(
         adata,

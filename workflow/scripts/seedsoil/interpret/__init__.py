@@ -28,7 +28,12 @@ from seedsoil.interpret.celltypes import (
     identity_embedding,
     shipped_markers,
 )
-from seedsoil.interpret.clusters import PARTNERS, TUMOUR_SIGNATURES, flag_heterotypic
+from seedsoil.interpret.clusters import (
+    PARTNERS,
+    TUMOUR_SIGNATURES,
+    flag_heterotypic,
+    partner_enrichment,
+)
 from seedsoil.interpret.communication import EXPR_PROP, MAX_CELLS, load_pairs, pair_genes
 from seedsoil.interpret.ctc import (
     CTC_SIGNATURE,
@@ -55,6 +60,7 @@ from seedsoil.util import return_freed_memory
 
 __all__ = [
     "CALL_COLUMNS",
+    "CellTables",
     "communication_pairs",
     "genes_needed",
     "identity_graph",
@@ -173,16 +179,19 @@ def _chosen(columns, signatures: bool, only) -> list:
     return [c for c in columns if c in only]
 
 
-def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
+def identity_graph(scores: str | Path | pd.DataFrame, cells) -> np.ndarray:
     """The kNN graph the cell-type assignment searches (:func:`~.celltypes.identity_neighbours`)
-    for the cells of ``adata``, from ``scores`` (a table, or the path to ``scores.parquet``, of
-    which only the cell-type columns are read): pass it to :func:`interpret_cells` as
-    ``neighbours``. Searched before the three tables are read, its working memory (about 1 GB
-    at a million cells) is not added to theirs; the calls are the same."""
+    for ``cells`` (an AnnData, or its ``obs_names``), from ``scores`` (a table, or the path to
+    ``scores.parquet``, of which only the cell-type columns are read): pass it to
+    :func:`interpret_cells` as ``neighbours``. Searched before the three tables are read (and,
+    given the cell names alone, :func:`seedsoil.cellfile.read_obs_names`, before the
+    expression), its working memory (about 1 GB at a million cells) is not added to theirs;
+    the calls are the same."""
+    obs_names = _obs_names(cells)
     if not isinstance(scores, pd.DataFrame):
-        scores = read_cell_table(scores, adata.obs_names, only=CELL_TYPE_SIGNATURES)
+        scores = read_cell_table(scores, obs_names, only=CELL_TYPE_SIGNATURES)
     embedding = identity_embedding(
-        _aligned(scores[cell_type_signatures(scores.columns)], "scores", adata, None)
+        _aligned(scores[cell_type_signatures(scores.columns)], "scores", cells, None)
     )
     del scores  # a table read here is not held through the search
     neighbours = celltypes.neighbour_index(embedding)  # the search assign_cell_types runs
@@ -191,23 +200,30 @@ def identity_graph(scores: str | Path | pd.DataFrame, adata) -> np.ndarray:
     return neighbours
 
 
+def _obs_names(cells) -> pd.Index:
+    """The cell names of ``cells``: an AnnData's ``obs_names``, or ``cells`` itself (an Index)."""
+    return cells if isinstance(cells, pd.Index) else cells.obs_names
+
+
 def _aligned(table: pd.DataFrame, name: str, adata, columns) -> pd.DataFrame:
-    """``table`` reindexed to ``adata.obs_names``; InputError when cells or signatures differ."""
+    """``table`` reindexed to ``adata.obs_names`` (``adata``: an AnnData or those names);
+    InputError when cells or signatures differ."""
     if columns is not None and list(table.columns) != list(columns):
         raise InputError(
             f"{name}: signature columns differ from scores.parquet; write all three tables from one scoring run"
         )
-    if table.index.equals(adata.obs_names):
+    obs_names = _obs_names(adata)
+    if table.index.equals(obs_names):
         table = table.copy(deep=False)  # the usual case: no copy of a cells × signatures table
-        table.index = adata.obs_names
+        table.index = obs_names
         return table
-    missing_cells = adata.obs_names.difference(table.index)
+    missing_cells = obs_names.difference(table.index)
     if len(missing_cells):
         raise InputError(
             f"{name}: {len(missing_cells)} cell(s) of the AnnData are missing (first: {missing_cells[0]!r}); "
             "score the same cells.h5ad the interpretation reads"
         )
-    return table.reindex(adata.obs_names)
+    return table.reindex(obs_names)
 
 
 def interpret_sample(
@@ -271,9 +287,9 @@ def interpret_sample(
 
 def interpret_cells(
     adata,
-    scores: pd.DataFrame,
-    pvalues: pd.DataFrame,
-    fdr: pd.DataFrame,
+    scores: pd.DataFrame | str | Path,
+    pvalues: pd.DataFrame | str | Path,
+    fdr: pd.DataFrame | str | Path,
     *,
     alpha: float = 0.05,
     reference_labels: pd.DataFrame | None = None,
@@ -284,15 +300,27 @@ def interpret_cells(
 ) -> tuple[pd.DataFrame, dict]:
     """The per-cell part of :func:`interpret_sample` (arguments as there): ``(calls, summary)``
     with the summary's communication keys still empty (:func:`interpret_communication` fills
-    them). The only step that reads the cells × signatures tables: a caller may drop them
-    before communication, which at a million cells frees ~0.6 GB for its streaming.
+    them). The only step that reads the cells × signatures tables.
     ``neighbours``: the cell-type step's kNN graph, :func:`identity_graph` of the same scores
-    and ``adata`` (None: searched here, with the tables in memory)."""
-    scores = _aligned(scores, "scores", adata, None)
-    pvalues = _aligned(pvalues, "pvalues", adata, scores.columns)
-    fdr = _aligned(fdr, "fdr", adata, scores.columns)
+    and ``adata`` (None: searched here).
+
+    ``scores``/``pvalues``/``fdr`` may each be a table or the path to its Parquet file
+    (:func:`read_cell_table`, the signatures of :func:`signatures_read`). From files, each
+    step reads the columns it needs when it runs and drops them after (:class:`CellTables`):
+    the FDRs and the CTC/EMT p-values for the CTC call, the heterotypic flags and the partner
+    enrichment; then the cell-type scores and p-values, read by the assignment when it needs
+    them (:func:`~.celltypes.assign_cell_types`); then the few scores of the summary. At a
+    million cells the cell-type step then holds no table between its reads, where it held the
+    three (~650 MB). The results are those of the files read whole by :func:`read_cell_table`
+    (a table built otherwise may lay its columns out differently in memory, which moves the
+    last bits of the posterior's sums)."""
+    tables = CellTables(adata, scores, pvalues, fdr)
     core_markers, marker_genes = shipped_markers()
 
+    # The FDR-driven steps first (none reads the cell types): the FDRs are then dropped
+    # before the cell-type step, the job's largest working memory.
+    fdr = tables.read("fdr", FDR_READ)
+    pvalues = tables.read("pvalues", (CTC_SIGNATURE, EMT_SIGNATURE))
     background = None
     if ctc_null is not None and ctc_null.get("signature") is not None and CTC_SIGNATURE in pvalues:
         background = blood_background_pvalues(
@@ -304,26 +332,27 @@ def interpret_cells(
             random_state=ctc_null["random_state"],
         )
     ctc = call_ctc(adata, pvalues, fdr, alpha, core=ctc_core, background=background)
-    # the whole matrix, read from the file in blocks: ``adata`` holds a few genes
-    transcriptome = expression if expression is not None else adata
-    calls = pd.concat(
-        [
-            assign_cell_types(
-                scores,
-                fdr,
-                alpha,
-                pvalues=pvalues,
-                expression=adata,
-                core_markers=core_markers,
-                marker_genes=marker_genes,
-                transcriptome=transcriptome,
-                neighbours=neighbours,
-            ),
-            ctc,
-            flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"], adata, core_markers),
-        ],
-        axis=1,
+    heterotypic = flag_heterotypic(adata.obs, fdr, alpha, ctc["ctc_class"], adata, core_markers)
+    enrichment = {p: partner_enrichment(fdr, alpha, p) for p in PARTNERS}
+    del fdr, pvalues, background
+
+    # The cell-type step reads the cell-type scores and p-values only, each when it needs them
+    # and not after; no FDR is read with p-values given (an empty table names the types).
+    used = cell_type_signatures(tables.columns)
+    types = assign_cell_types(
+        lambda: tables.read("scores", used),
+        pd.DataFrame(columns=used),
+        alpha,
+        pvalues=lambda: tables.read("pvalues", used),
+        expression=adata,
+        core_markers=core_markers,
+        marker_genes=marker_genes,
+        # the whole matrix, read from the file in blocks: ``adata`` holds a few genes
+        transcriptome=expression if expression is not None else adata,
+        neighbours=neighbours,
     )
+    calls = pd.concat([types, ctc, heterotypic], axis=1)
+    del types, ctc, heterotypic
     if reference_labels is not None:
         reference_labels = _aligned(reference_labels, "reference_labels", adata, None)
         calls["cell_type_reference"] = reference_labels["cell_type_reference"].astype(str)
@@ -332,8 +361,72 @@ def interpret_cells(
         calls["cell_type_reference"] = ""
         calls["reference_confidence"] = np.nan
     calls = calls[CALL_COLUMNS]
-    summary = summarise_interpretation(calls, None, scores, adata, fdr=fdr, alpha=alpha)
+    scores = tables.read("scores", SUMMARY_SCORES)
+    summary = summarise_interpretation(
+        calls, None, scores, adata, alpha=alpha, enrichment=enrichment
+    )
     return calls, summary
+
+
+#: The FDR columns :func:`interpret_cells` reads (those present): the CTC call's (the CTC
+#: signature, every leukocyte ``IMM_*`` one, the one-sided EMT programmes), the heterotypic
+#: flags' and the partner enrichment's (tumour and partner signatures).
+FDR_READ = (
+    CTC_SIGNATURE, EMT_EPITHELIAL, EMT_MESENCHYMAL, *TUMOUR_SIGNATURES, *PARTNERS, "IMM_*",
+)  # fmt: skip
+#: The score columns the summary reads (those present): the CTC signature (whether it was
+#: scored), NET formation and the exosome signatures.
+SUMMARY_SCORES = (CTC_SIGNATURE, NET_SIGNATURE, *EXOSOME_SIGNATURES)
+
+
+class CellTables:
+    """The three cells × signatures tables of one sample (``scores``, ``pvalues``, ``fdr``),
+    each a DataFrame or the path to its Parquet file, with their columns checked once and read
+    a few at a time (:meth:`read`).
+
+    ``columns``: the scores' signature columns (a file's: :func:`signatures_read` of them); the
+    p-values' and FDRs' must be the same list (InputError otherwise, as for tables)."""
+
+    NAMES = ("scores", "pvalues", "fdr")
+
+    def __init__(self, adata, scores, pvalues, fdr):
+        self.adata = adata
+        self.sources = dict(zip(self.NAMES, (scores, pvalues, fdr), strict=True))
+        self.columns = _signature_columns(scores)
+        for name in self.NAMES[1:]:
+            if _signature_columns(self.sources[name]) != self.columns:
+                raise InputError(
+                    f"{name}: signature columns differ from scores.parquet; write all three "
+                    "tables from one scoring run"
+                )
+        if not isinstance(scores, pd.DataFrame):  # a file's cells are checked on reading
+            return
+        for name in self.NAMES:  # tables: their cells checked now, as before any step runs
+            _aligned(self.sources[name][[]], name, adata, None)
+
+    def read(self, name: str, wanted) -> pd.DataFrame:
+        """The columns of table ``name`` among ``wanted`` (signature names; ``"IMM_*"`` stands
+        for every ``IMM_`` one), in the table's order, indexed by ``adata.obs_names``."""
+        prefixes = tuple(w[:-1] for w in wanted if w.endswith("*"))
+        wanted = set(wanted)
+        columns = [c for c in self.columns if c in wanted or str(c).startswith(prefixes)]
+        source = self.sources[name]
+        if isinstance(source, pd.DataFrame):
+            return _aligned(source[columns], name, self.adata, None)
+        return _aligned(read_cell_table(source, self.adata.obs_names, only=columns), name,
+                        self.adata, None)  # fmt: skip
+
+
+def _signature_columns(table) -> list:
+    """A table's columns, or those of a Parquet file that :func:`read_cell_table` gives with
+    ``signatures=True`` (the stored index left out)."""
+    if isinstance(table, pd.DataFrame):
+        return list(table.columns)
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(table)
+    index_columns = (schema.pandas_metadata or {}).get("index_columns", [])
+    return signatures_read([name for name in schema.names if name not in index_columns])
 
 
 def interpret_communication(

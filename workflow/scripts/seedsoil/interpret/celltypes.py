@@ -11,7 +11,7 @@ random signatures, in the cell and its neighbourhood, and no sibling of its line
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -297,7 +297,8 @@ class MarkerColumns(Mapping):
             # genes first copied the whole matrix per block of the classifier's candidates)
             block = block[cells]
         block = block[:, [self._position[g] for g in genes]]
-        block = block.toarray() if hasattr(block, "toarray") else block
+        if hasattr(block, "toarray"):  # widened before densifying: no float32 dense copy
+            return block.astype(np.float64).toarray()
         return np.asarray(block, dtype=np.float64)
 
 
@@ -311,11 +312,11 @@ def _expression_columns(expression, genes: Sequence[str]) -> Mapping[str, np.nda
 
 
 def assign_cell_types(
-    scores: pd.DataFrame,
+    scores: pd.DataFrame | Callable[[], pd.DataFrame],
     fdr: pd.DataFrame,
     alpha: float = 0.05,
     *,
-    pvalues: pd.DataFrame | None = None,
+    pvalues: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     expression=None,
     core_markers: Mapping[str, Sequence[Sequence[str]]] | None = None,
     marker_genes: Mapping[str, Sequence[str]] | None = None,
@@ -400,6 +401,12 @@ def assign_cell_types(
        marker genes dropped out (or are not on the panel) among cells of its type. It never
        overrules a call; cells with no majority keep theirs.
 
+    ``scores`` and ``pvalues`` may also be functions of no arguments returning those tables:
+    ``pvalues`` is then called once, when step 6's p-values are made, and ``scores`` twice, for
+    the evidence and for ``assignment_score`` at the end; neither table is held in between (a
+    caller reading them from files keeps two cells × types tables less through the steps).
+    ``fdr`` is then read for its columns only (with ``pvalues`` given, its values never are).
+
     ``neighbours``: the kNN graph of step 1 when already computed (:func:`identity_neighbours`
     of ``scores`` with ``n_neighbors``, same cells in the same order); None computes it here.
 
@@ -414,6 +421,9 @@ def assign_cell_types(
 
     Returns a DataFrame indexed like ``scores`` with :data:`ASSIGNMENT_COLUMNS`.
     """
+    read_scores = scores if callable(scores) else None
+    if read_scores is not None:
+        scores = read_scores()
     used = cell_type_signatures(scores.columns, fdr.columns)
     out = pd.DataFrame(index=scores.index)
     n_cells = scores.shape[0]
@@ -436,9 +446,18 @@ def assign_cell_types(
     else:
         evidence = values / scale
     del values  # the call's score is read from ``scores`` at the end: a cells × types array fewer
+    if read_scores is not None:
+        del scores  # read again at the end: not held through the steps between
 
-    significance = (pvalues if pvalues is not None else fdr)[used].to_numpy(dtype=np.float64)
-    significance = np.nan_to_num(significance, nan=1.0)
+    if callable(pvalues):  # read now, and not held once the significance is made
+        pvalues = pvalues()
+    table = pvalues if pvalues is not None else fdr
+    del pvalues
+    # no copy of a table that holds just these columns (the layout differs, but the
+    # significance is only compared, and averaged value by value)
+    table = table if list(table.columns) == used else table[used]
+    significance = np.nan_to_num(table.to_numpy(dtype=np.float64), nan=1.0)  # a copy
+    del table
     supported = smoothed_at_most(significance, neighbours, max_pvalue)
 
     core_markers = core_markers or {}
@@ -612,6 +631,8 @@ def assign_cell_types(
         method = np.where(called != before, "cluster vote", method)
         method[~assigned] = ""
     out["cell_type_assigned"] = shared_strings(called)
+    if read_scores is not None:
+        scores = read_scores()
     out["assignment_score"] = np.where(assigned, called_scores(scores, used, best), np.nan)
     out["assignment_confidence"] = np.where(assigned, confidence, 0.0)
     out["assignment_markers"] = _markers(

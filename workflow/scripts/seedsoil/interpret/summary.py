@@ -71,12 +71,15 @@ def summarise_interpretation(
     fdr: pd.DataFrame | None = None,
     alpha: float = 0.05,
     skipped: dict | None = None,
+    enrichment: dict | None = None,
 ) -> dict:
     """Per-sample summary for ``interpretation.json`` (plain JSON types; missing values are None).
 
     Keys: ``n_cells``; CTC — ``n_ctc_candidates``, ``frac_ctc``, ``ctc_support``, ``emt_states``;
     clusters — ``heterotypic`` (counts per flag), ``heterotypic_median_size_z``,
-    ``partner_enrichment`` (needs ``fdr``); cell types — ``cell_type_source`` (``"labels"`` |
+    ``partner_enrichment`` (needs ``fdr``, or ``enrichment``: that dict computed beforehand,
+    :func:`~seedsoil.interpret.clusters.partner_enrichment` per partner, as
+    :func:`seedsoil.interpret.interpret_cells` does before it drops the FDRs); cell types — ``cell_type_source`` (``"labels"`` |
     ``"assigned"``), ``composition`` (fraction of all cells per type), ``frac_immune``,
     ``immune_composition`` (fraction of immune cells per immune type; with labels, a label is
     immune when most of its cells are assigned an immune type), ``label_agreement`` and
@@ -115,6 +118,8 @@ def summarise_interpretation(
         )
     if fdr is not None:
         summary["partner_enrichment"] = {p: partner_enrichment(fdr, alpha, p) for p in PARTNERS}
+    elif enrichment is not None:
+        summary["partner_enrichment"] = enrichment
 
     if source == "labels":
         immune = types.isin(immune_labels(types, calls["cell_type_assigned"]))
