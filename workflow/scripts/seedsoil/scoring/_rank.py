@@ -33,8 +33,8 @@ _SHIFT = np.uint64(29)
 #: the sorted levels (~3 ns per value plus the sort) is cheaper.
 MAX_COMPARED_LEVELS = 40
 #: AUCell sorts a cell's distinct values only up to its ``n_up`` largest once it has more
-#: than this many times ``n_up`` of them (:func:`count_greater`); with fewer (UMI cells: a few
-#: dozen) a full sort is cheaper than the selection.
+#: than this many times ``n_up`` of them (:func:`count_greater_top`); with fewer (UMI cells: a
+#: few dozen) a full sort (:func:`count_greater`) is cheaper than the selection.
 SELECT_FACTOR = 2
 
 
@@ -127,29 +127,35 @@ def group_values(
 
 
 @njit(cache=True)
-def count_greater(group_value, group_count, n_groups, group_greater, n_up, top):
-    """``group_greater[g]`` = number of entries whose value is strictly greater than group
-    ``g``'s, exact where it is below ``n_up``; at least ``n_up`` elsewhere.
+def count_greater(group_value, group_count, n_groups, group_greater):
+    """``group_greater[g]`` = number of entries whose value is strictly greater than group ``g``'s."""
+    order = np.argsort(group_value[:n_groups])
+    greater = 0
+    for i in range(n_groups - 1, -1, -1):
+        g = order[i]
+        group_greater[g] = greater
+        greater += group_count[g]
 
-    With more than ``SELECT_FACTOR * n_up`` groups (a full-length cell: thousands of distinct
-    values) the ``n_up`` largest group values are selected first (``np.partition``, linear
-    time) and only they are sorted: every group below the ``n_up``-th largest value has at
-    least ``n_up`` entries above it, and every entry above a selected group is in a selected
-    group. ``top`` is scratch space for ``n_groups`` values and indices.
+
+@njit(cache=True)
+def count_greater_top(group_value, group_count, n_groups, group_greater, n_up, top):
+    """:func:`count_greater` exact where the count is below ``n_up``, at least ``n_up`` elsewhere.
+
+    For a cell with many more distinct values than ``n_up`` (a full-length cell: thousands):
+    the ``n_up`` largest group values are selected first (``np.partition``, linear time) and
+    only they are sorted. Every group below the ``n_up``-th largest value has at least ``n_up``
+    entries above it, and every entry above a selected group is in a selected group. ``top``
+    is scratch space for ``n_groups`` indices.
     """
-    if n_groups <= SELECT_FACTOR * n_up:
-        order = np.argsort(group_value[:n_groups])
-        n_top = n_groups
-    else:
-        threshold = np.partition(group_value[:n_groups], n_groups - n_up)[n_groups - n_up]
-        n_top = 0
-        for g in range(n_groups):
-            if not group_value[g] < threshold:  # NaN sorts last (largest), as in argsort
-                top[n_top] = g
-                n_top += 1
-            else:
-                group_greater[g] = n_up
-        order = top[:n_top][np.argsort(group_value[top[:n_top]])]
+    threshold = np.partition(group_value[:n_groups], n_groups - n_up)[n_groups - n_up]
+    n_top = 0
+    for g in range(n_groups):
+        if not group_value[g] < threshold:  # NaN sorts last (largest), as in argsort
+            top[n_top] = g
+            n_top += 1
+        else:
+            group_greater[g] = n_up
+    order = top[:n_top][np.argsort(group_value[top[:n_top]])]
     greater = 0
     for i in range(n_top - 1, -1, -1):
         g = order[i]
@@ -506,7 +512,7 @@ def ordinal_auc(
 
     Per cell the kept entries are grouped by value (hash table on the bit pattern) and the
     distinct values sorted — only the ``n_up`` largest when there are many
-    (:func:`count_greater`) — giving each group the number of values above it. Entries of a
+    (:func:`count_greater_top`) — giving each group the number of values above it. Entries of a
     group with ``n_up`` or more values above it cannot rank within ``n_up``; the others are
     radix-sorted by position and visited in that order, so "tied and earlier" is a running
     count per group. Each signature gene ranked within ``n_up`` credits its columns
@@ -573,7 +579,12 @@ def ordinal_auc(
                 group_slot,
                 entry_group,
             )
-            count_greater(group_value, group_count, n_groups, group_greater, n_up, group_top)
+            if n_groups > SELECT_FACTOR * n_up:
+                count_greater_top(
+                    group_value, group_count, n_groups, group_greater, n_up, group_top
+                )
+            else:
+                count_greater(group_value, group_count, n_groups, group_greater)
             n_zero = n_kept - m
             for g in range(n_groups):
                 if group_value[g] < 0:
