@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from workflow_helpers import REPO, synthetic_tumour
+from workflow_helpers import REPO, sheet_row, synthetic_tumour
 
 from seedsoil.errors import InputError
 from seedsoil.ingest import ingest
@@ -19,7 +19,6 @@ from seedsoil.scoring.chunked import (
     save_sample_gene_stats,
 )
 from seedsoil.scoring.stats import GeneStatsBySample, gene_stats
-from seedsoil.sheet import load_sheet
 from seedsoil.split import write_sample_cells
 
 QC = {"min_genes": 20, "max_mito_fraction": 0.5, "min_cells_per_sample": 5}
@@ -35,14 +34,6 @@ def assert_same_stats(written, expected):
         a, b = getattr(written, field), getattr(expected, field)
         assert a.dtype == b.dtype, field
         assert a.tobytes() == b.tobytes(), field
-
-
-def sheet_row(tmp_path, source, **columns) -> dict:
-    path = tmp_path / "datasets.tsv"
-    row = {"id": "tumour", "source": str(source), "format": "h5ad", **columns}
-    pd.DataFrame([row]).to_csv(path, sep="\t", index=False)
-    sheet = load_sheet(path, REPO / "workflow" / "schemas" / "datasets.schema.yaml")
-    return {"id": sheet.index[0], **sheet.iloc[0].to_dict()}
 
 
 def interleaved_tumour(seed: int = 5) -> ad.AnnData:

@@ -7,25 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from workflow_helpers import REPO, synthetic_tumour
+from workflow_helpers import sheet_row, synthetic_tumour
 
 import seedsoil.embedding as embedding_module
 from seedsoil.errors import InputError
 from seedsoil.ingest import ingest, ingest_h5ad, sub_blocks
 from seedsoil.pipeline import ingest_dataset
-from seedsoil.sheet import load_sheet
 
 QC = {"min_genes": 20, "max_mito_fraction": 0.5, "min_cells_per_sample": 5}
 BLOCK = 7  # cells per block: small, so every input spans many blocks
-
-
-def sheet_row(tmp_path, source, **columns) -> dict:
-    """A sheet row with every default filled in, as the workflow passes it."""
-    path = tmp_path / "datasets.tsv"
-    row = {"id": "tumour", "source": str(source), "format": "h5ad", **columns}
-    pd.DataFrame([row]).to_csv(path, sep="\t", index=False)
-    sheet = load_sheet(path, REPO / "workflow" / "schemas" / "datasets.schema.yaml")
-    return {"id": sheet.index[0], **sheet.iloc[0].to_dict()}
 
 
 def tumour(seed: int = 3) -> ad.AnnData:

@@ -283,6 +283,22 @@ def auc_edge_matrix(seed: int, dtype) -> sp.csr_matrix:
     return sp.csr_matrix(dense.astype(dtype))
 
 
+def assert_auc_equals_full_ranking(X: sp.csr_matrix, gene_lists: list, n_up: int) -> None:
+    """aucell.score_chunk on ``X`` equals :func:`straightforward_auc` exactly (tmin 1)."""
+    from seedsoil.scoring import aucell
+    from seedsoil.scoring.base import GeneSet
+    from seedsoil.scoring.stats import gene_stats
+
+    sets = [
+        GeneSet(f"s{i}", np.sort(g), np.array([], np.int64), np.ones(g.size), np.ones(0), ())
+        for i, g in enumerate(gene_lists)
+    ]
+    prepared = aucell.prepare(sets, X.shape[1], gene_stats([X], X.shape[1]), n_up=n_up, tmin=1)
+    members = [g[prepared.pos_of_gene[g] >= 0] for g in gene_lists]
+    ours = aucell.score_chunk(X, prepared)
+    assert np.array_equal(ours, straightforward_auc(X, members, prepared), equal_nan=True)
+
+
 def full_length_matrix(seed: int, dtype) -> sp.csr_matrix:
     """Smart-seq2-like rows: most kept genes non-zero with distinct values, and in some rows
     a block of ties placed across the row's n_up-th largest value."""
@@ -302,23 +318,10 @@ def full_length_matrix(seed: int, dtype) -> sp.csr_matrix:
 @pytest.mark.parametrize("n_up", [2, 21, 45, 70, 120])
 def test_ordinal_auc_of_long_rows_equals_the_full_ranking(dtype, n_up):
     """Rows with more than twice n_up distinct values sort only their n_up largest
-    (count_greater's selection); tie groups across the n_up-th value still rank by position."""
-    from seedsoil.scoring import aucell
-    from seedsoil.scoring.base import GeneSet
-    from seedsoil.scoring.stats import gene_stats
-
-    X = full_length_matrix(5, dtype)
+    (count_greater_top); tie groups across the n_up-th value still rank by position."""
     rng = np.random.default_rng(11)
     gene_lists = [rng.choice(600, size, replace=False) for size in (5, 30, 200)]
-    sets = [
-        GeneSet(f"s{i}", np.sort(g), np.array([], np.int64), np.ones(g.size), np.ones(0), ())
-        for i, g in enumerate(gene_lists)
-    ]
-    prepared = aucell.prepare(sets, X.shape[1], gene_stats([X], X.shape[1]), n_up=n_up, tmin=1)
-    members = [g[prepared.pos_of_gene[g] >= 0] for g in gene_lists]
-    ours = aucell.score_chunk(X, prepared)
-    expected = straightforward_auc(X, members, prepared)
-    assert np.array_equal(ours, expected, equal_nan=True)
+    assert_auc_equals_full_ranking(full_length_matrix(5, dtype), gene_lists, n_up)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
@@ -326,20 +329,7 @@ def test_ordinal_auc_of_long_rows_equals_the_full_ranking(dtype, n_up):
 def test_ordinal_auc_equals_the_full_ranking(dtype, n_up):
     """Straddling tie groups at every n_up, all-zero and constant rows, rows with fewer
     non-zeros than n_up, negative values, and signature genes absent from a cell."""
-    from seedsoil.scoring import aucell
-    from seedsoil.scoring.base import GeneSet
-    from seedsoil.scoring.stats import gene_stats
-
-    X = auc_edge_matrix(3, dtype)
     rng = np.random.default_rng(9)
     gene_lists = [rng.choice(400, size, replace=False) for size in (5, 12, 40, 120, 300)]
     gene_lists.append(np.arange(0, 400, 3))  # overlaps the others
-    sets = [
-        GeneSet(f"s{i}", np.sort(g), np.array([], np.int64), np.ones(g.size), np.ones(0), ())
-        for i, g in enumerate(gene_lists)
-    ]
-    prepared = aucell.prepare(sets, X.shape[1], gene_stats([X], X.shape[1]), n_up=n_up, tmin=1)
-    members = [g[prepared.pos_of_gene[g] >= 0] for g in gene_lists]
-    ours = aucell.score_chunk(X, prepared)
-    expected = straightforward_auc(X, members, prepared)
-    assert np.array_equal(ours, expected, equal_nan=True)
+    assert_auc_equals_full_ranking(auc_edge_matrix(3, dtype), gene_lists, n_up)

@@ -84,6 +84,17 @@ def synthetic_tumour(n_per_type: int = 40, n_filler: int = 600, seed: int = 0) -
     )
 
 
+def sheet_row(tmp_path: Path, source, **columns) -> dict:
+    """A one-row sheet ("tumour", h5ad) with every default filled in, as the workflow passes it."""
+    from seedsoil.sheet import load_sheet
+
+    path = tmp_path / "datasets.tsv"
+    row = {"id": "tumour", "source": str(source), "format": "h5ad", **columns}
+    pd.DataFrame([row]).to_csv(path, sep="\t", index=False)
+    sheet = load_sheet(path, REPO / "workflow" / "schemas" / "datasets.schema.yaml")
+    return {"id": sheet.index[0], **sheet.iloc[0].to_dict()}
+
+
 def write_sheet(path: Path, rows: list[dict]) -> Path:
     frame = pd.DataFrame(rows, columns=SHEET_HEADER).fillna("")
     frame.to_csv(path, sep="\t", index=False)
