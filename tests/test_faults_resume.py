@@ -39,7 +39,7 @@ pytestmark = pytest.mark.faults
 #: Output file names of each heavy rule, in the order a run reaches them: a temporary of one
 #: of them (``.name.*.tmp*``) or the file itself appearing means the rule is at work.
 HEAVY_RULES = {
-    "ingest": ("ingested.h5ad", "samples.tsv"),
+    "ingest": ("ingested.h5ad", "samples.tsv", "gene_stats.npz"),
     "split_sample": ("cells.h5ad",),
     "score": ("coverage.tsv", "scores.parquet", "pvalues.parquet", "fdr.parquet"),
     "interpret": ("calls.parquet", "communication.tsv", "interpretation.json"),
@@ -78,6 +78,9 @@ def snapshot(workdir: Path) -> dict[str, object]:
             tables[name] = REPORT_TIME.sub("<time>", path.read_text())
         elif path.suffix == ".json":
             tables[name] = json.loads(path.read_text())
+        elif path.suffix == ".npz":  # ingest's gene statistics: every array, to the bit
+            with np.load(path) as arrays:
+                tables[name] = {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in arrays.items()}
         else:
             tables[name] = path.read_text()
     return tables
