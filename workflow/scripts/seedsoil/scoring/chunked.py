@@ -151,25 +151,32 @@ def continue_gene_stats(
     return GeneStats(n_cells=n_cells, sum=total, sum_native=sum_native, sum_sq=total_sq, nnz=nnz)
 
 
+#: Fields of a :class:`GeneStats` as stored in an ``.npz``.
+_FIELDS = ("n_cells", "sum", "sum_native", "sum_sq", "nnz")
+
+
+def _stats_arrays(stats: GeneStats, prefix: str = "") -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}{field}": np.int64(stats.n_cells) if field == "n_cells" else getattr(stats, field)
+        for field in _FIELDS
+    }
+
+
+def _stats_from(arrays, prefix: str = "") -> GeneStats:
+    values = {field: arrays[f"{prefix}{field}"] for field in _FIELDS}
+    values["n_cells"] = int(values["n_cells"])
+    return GeneStats(**values)
+
+
 def save_gene_stats(stats: GeneStats, path: str | os.PathLike) -> None:
     """Write ``stats`` to an ``.npz`` (exact values, dtypes kept)."""
-    np.savez(
-        path, n_cells=np.int64(stats.n_cells), sum=stats.sum, sum_native=stats.sum_native,
-        sum_sq=stats.sum_sq, nnz=stats.nnz,
-    )  # fmt: skip
+    np.savez(path, **_stats_arrays(stats))
 
 
 def load_gene_stats(path: str | os.PathLike) -> GeneStats:
     """Read what :func:`save_gene_stats` wrote."""
     with np.load(path) as f:
-        return GeneStats(
-            n_cells=int(f["n_cells"]), sum=f["sum"], sum_native=f["sum_native"],
-            sum_sq=f["sum_sq"], nnz=f["nnz"],
-        )  # fmt: skip
-
-
-#: Fields of a :class:`GeneStats` as stored by :func:`save_sample_gene_stats`.
-_FIELDS = ("n_cells", "sum", "sum_native", "sum_sq", "nnz")
+        return _stats_from(f)
 
 
 def save_sample_gene_stats(stats: Mapping[str, GeneStats], path: str | os.PathLike) -> None:
@@ -177,9 +184,7 @@ def save_sample_gene_stats(stats: Mapping[str, GeneStats], path: str | os.PathLi
     values, dtypes kept). Sample names are folder names (no ``:``; seedsoil.names)."""
     arrays = {}
     for sample, one in stats.items():
-        for field in _FIELDS:
-            value = getattr(one, field)
-            arrays[f"{sample}:{field}"] = np.int64(value) if field == "n_cells" else value
+        arrays.update(_stats_arrays(one, f"{sample}:"))
     with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a bare name
         np.savez(f, **arrays)
 
@@ -192,9 +197,7 @@ def load_sample_gene_stats(path: str | os.PathLike, sample: str) -> GeneStats:
                 f"{path} holds no gene statistics of sample {sample!r}; re-run ingest "
                 "(snakemake --forcerun ingest)"
             )
-        values = {field: f[f"{sample}:{field}"] for field in _FIELDS}
-    values["n_cells"] = int(values["n_cells"])
-    return GeneStats(**values)
+        return _stats_from(f, f"{sample}:")
 
 
 def needs_gene_stats(method: str, n_null: int, **options) -> bool:
