@@ -288,9 +288,10 @@ def load_unlabelled(name: str) -> ad.AnnData:
 
 
 def sanity(n_null: int, cache: Path | None, directory: Path = LIBRARY) -> pd.DataFrame:
-    """Calls per type on the unlabelled sets, per :data:`ABLATION` setting, with two checks on
-    the calls: plasma calls without any plasma core gene detected in the cell, and platelet calls
-    whose cell detects an epithelial core gene (EPCAM, KRT8/18/19, CDH1)."""
+    """Calls per type on the unlabelled sets, per :data:`ABLATION` setting, with three checks on
+    the calls: plasma calls without any plasma core gene detected in the cell, platelet calls
+    whose cell detects an epithelial core gene (EPCAM, KRT8/18/19, CDH1), and
+    :func:`contradicted_calls`."""
     rows = []
     for name in ("hydroseq_ctc_enriched", "celltypist_sample"):
         adata = load_unlabelled(name)
@@ -314,6 +315,7 @@ def sanity(n_null: int, cache: Path | None, directory: Path = LIBRARY) -> pd.Dat
                     "platelet with epithelial gene": int(
                         detected(adata, EPITHELIAL_GENES, platelet).sum()
                     ),
+                    "calls the cells' markers contradict": contradicted_calls(adata, calls),
                     "calls": ", ".join(f"{t} {n}" for t, n in counts.items()),
                 }
             )
@@ -340,8 +342,82 @@ def metrics(labels: pd.Series, predicted: pd.Series) -> dict:
     }
 
 
+#: Genes that define a labelled type, for :func:`label_audit` only (never used by the
+#: assignment's evaluation rows): ``(positive, negative)`` — a cell of the type detects at least
+#: one positive gene unless it drops out, and by definition detects no negative gene. T-cell
+#: subsets: their co-receptor (CD8A/CD8B; CD4/CD40LG) and FOXP3; NK cells: the NK receptors, and
+#: no CD3 complex (NK cells are CD3-negative); B/plasma cells: the B-cell receptor complex (not
+#: JCHAIN or MZB1, which plasmacytoid DCs express too); dendritic cells: the cDC1/cDC2/pDC/mregDC
+#: subset markers;
+#: monocytes/macrophages: CD14, FCN1, VCAN (classical), CDKN1C, HES4, MS4A7 (non-classical),
+#: C1QA/B and CD163 (macrophage); glia: the oligodendrocyte and astrocyte genes of ``ID_glial``.
+DEFINING_GENES = {
+    "CD8 T": (("CD8A", "CD8B"), ()),
+    "CD4 T": (("CD4", "CD40LG"), ()),
+    "Treg": (("FOXP3",), ()),
+    "NK": (("KLRF1", "NCR1", "SH2D1B", "NCAM1"), ("CD3D", "CD3E", "CD3G")),
+    "B/plasma": (("MS4A1", "CD19", "CD79A", "CD79B"), ()),
+    "dendritic": (
+        ("FCER1A", "CD1C", "CLEC10A", "CLEC9A", "XCR1", "LILRA4", "CLEC4C", "IL3RA", "LAMP3"),
+        (),
+    ),
+    "monocyte/macrophage": (
+        ("CD14", "FCN1", "VCAN", "CDKN1C", "HES4", "MS4A7", "C1QA", "C1QB", "CD163"),
+        (),
+    ),
+    "glial": (("OLIG1", "OLIG2", "SOX10", "PLP1", "MOG", "MAG", "GFAP", "AQP4", "SLC1A3"), ()),
+}
+
+
+def label_audit(adata: ad.AnnData, labels: pd.Series) -> pd.Series:
+    """Per covered cell, whether its own transcripts contradict its label (:data:`DEFINING_GENES`,
+    detection > 0 in the cell alone; the assignment's calls play no part): ``"contradicted"``
+    when the cell detects a negative gene of its labelled type, or detects none of its type's
+    positive genes but a positive gene of another type of the data set's labels; ``"consistent"``
+    otherwise; NaN for uncovered cells. A label the cell's markers contradict is where no
+    label-free method can agree with it, and a supervised one learns the labelling's error."""
+    truth = labels.replace(CLASS_FAMILIES)
+    present = set(adata.var_names)
+
+    def detects(genes) -> np.ndarray:
+        genes = [g for g in genes if g in present]
+        if not genes:
+            return np.zeros(adata.n_obs, dtype=bool)
+        return np.asarray((adata[:, genes].X > 0).sum(axis=1)).ravel() > 0
+
+    types = [t for t in truth.dropna().unique() if t in DEFINING_GENES]
+    positive = {t: detects(DEFINING_GENES[t][0]) for t in types}
+    negative = {t: detects(DEFINING_GENES[t][1]) for t in types}
+    status = pd.Series(np.nan, index=labels.index, dtype=object)
+    for own in types:
+        cells = (truth == own).to_numpy()
+        other = np.zeros(adata.n_obs, dtype=bool)
+        for t in types:
+            if t != own:
+                other |= positive[t]
+        contradicted = negative[own] | (~positive[own] & other)
+        status[cells] = np.where(contradicted[cells], "contradicted", "consistent")
+    return status
+
+
 #: Method name of the row over the labels the panel's scored signatures can name (:func:`panel_labels`).
 PANEL_COVERED = "signatures (seedsoil), types the panel's signatures name"
+
+
+def contradicted_calls(adata: ad.AnnData, calls: pd.Series) -> int:
+    """Calls (of the types :data:`DEFINING_GENES` audits) that the called cell's own markers
+    contradict, by :func:`label_audit` with the calls as labels: a label-free count that also
+    works on unlabelled data, but only counts; a contrast on the same genes lowers it by
+    construction."""
+    types = calls.astype(str).replace(CLASS_FAMILIES)
+    return int(
+        (label_audit(adata, types.where(types.isin(list(DEFINING_GENES)))) == "contradicted").sum()
+    )
+
+
+#: Method name of the row over the panel-named labels that the cells' own markers do not
+#: contradict (:func:`label_audit`).
+AUDITED = "signatures (seedsoil), panel-named labels the cells' markers do not contradict"
 #: Method name of the baseline row: the argmax of the raw scores, every cell assigned.
 ARGMAX = "plain argmax (baseline)"
 
@@ -503,8 +579,33 @@ def main(argv=None) -> None:
                 **metrics(panel_labels(labels, library), calls["cell_type_assigned"]),
             }
         )
+        audit = label_audit(adata, panel_labels(labels, library))
+        rows.append(
+            {
+                "data set": name,
+                "method": AUDITED,
+                **metrics(panel_labels(labels, library).where(audit == "consistent"),
+                          calls["cell_type_assigned"]),
+            }
+        )  # fmt: skip
         rows.append(
             {"data set": name, "method": ARGMAX, **metrics(labels, plain_argmax(tables[0]))}
+        )
+        agrees = calls["cell_type_assigned"].astype(str).replace(CLASS_FAMILIES) == panel_labels(
+            labels, library
+        ).replace(CLASS_FAMILIES)
+        print(
+            "label audit (types the panel's signatures name):",
+            pd.crosstab(
+                [panel_labels(labels, library).replace(CLASS_FAMILIES).fillna("not covered"),
+                 audit.fillna("")],
+                agrees.map({True: "assignment agrees", False: "assignment differs"}),
+            ).to_string(),
+            sep="\n",
+        )  # fmt: skip
+        print(
+            "assignment calls the cells' markers contradict:",
+            contradicted_calls(adata, calls["cell_type_assigned"]),
         )
         print(
             pd.crosstab(labels.fillna("not covered"), calls["cell_type_assigned"]).to_string(), "\n"
