@@ -258,3 +258,19 @@ def test_returning_freed_memory_to_the_system_never_raises():
     kept = [np.ones(1_000) for _ in range(100)]
     del kept[::2]
     assert return_freed_memory() is None
+
+
+def test_an_h5ad_whose_obs_and_matrix_disagree_in_length_is_refused(tmp_path):
+    import h5py
+    from anndata.io import write_elem
+
+    adata = tumour()
+    source = tmp_path / "input.h5ad"
+    adata.write_h5ad(source)
+    with h5py.File(source, "a") as f:
+        del f["obs"]
+        write_elem(f, "obs", adata.obs.iloc[:-3])
+    row = sheet_row(tmp_path, source, **COLUMNS)
+    with pytest.raises(InputError, match=r"/obs has \d+ cells but /X has \d+ rows"):
+        ingest_h5ad(source, row, QC, tmp_path / "ingested.h5ad", block_cells=BLOCK)
+    assert not (tmp_path / "ingested.h5ad").exists()

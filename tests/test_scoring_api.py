@@ -245,3 +245,24 @@ def test_in_memory_chunks_share_the_matrix_arrays(umi_lognorm):
     assert [c.shape[0] for c in chunks] == [250, 250, 100]
     assert all(np.shares_memory(c.data, umi_lognorm.data) for c in chunks)
     assert (sp.vstack(chunks) != umi_lognorm).nnz == 0
+
+
+def test_an_on_disk_source_reads_only_the_cell_names_asked_for(h5ad_path, umi_adata):
+    source = _input.open_source(h5ad_path)
+    assert source.n_cells == umi_adata.n_obs
+    assert "obs_names" not in source.__dict__  # opening reads no cell name
+    assert source.obs_slice(100, 103).equals(umi_adata.obs_names[100:103])
+    assert "obs_names" not in source.__dict__
+    assert source.obs_names.equals(umi_adata.obs_names)
+
+
+def test_an_h5ad_whose_obs_and_matrix_disagree_in_length_is_named(tmp_path, umi_adata):
+    from anndata.io import write_elem
+
+    path = tmp_path / "cells.h5ad"
+    umi_adata.write_h5ad(path)
+    with h5py.File(path, "a") as f:
+        del f["obs"]
+        write_elem(f, "obs", umi_adata.obs.iloc[:-5])
+    with pytest.raises(InputError, match=r"cells\.h5ad: /obs has \d+ cells but /X has \d+ rows"):
+        _input.open_source(path).obs_slice(0, umi_adata.n_obs)

@@ -171,6 +171,11 @@ def ingest_h5ad(
             "or not an h5ad; re-download it or fix the format column."
         ) from error
     source = open_h5ad(Path(path), key, var_group)
+    if len(obs) != source.n_cells:
+        raise InputError(
+            f"{label}: /obs has {len(obs)} cells but /{key} has {source.n_cells} rows; the file "
+            "is inconsistent: re-save it with anndata (adata.write_h5ad) or re-download it."
+        )
     plan = plan_harmonisation(
         obs, var, obsm, input_genes=source.var_names, has_raw=has_raw, layers=layers,
         **{k: v for k, v in options.items() if k not in ("fmt", "provenance")},

@@ -267,16 +267,16 @@ def score_rows(
             if n_null
             else None
         )
+        index = source.obs_slice(start, stop)
         at = 0
         for block in _blocks(source, start, stop, block_size):
             rows = slice(at, at + block.shape[0])
             scores[rows] = module.score_chunk(block, prepared)
             if nulls is not None:
-                names = source.obs_names[start + rows.start : start + rows.stop]
+                names = index[rows]
                 pvalues[rows] = null.cell_pvalues(block, nulls, names)
             at += block.shape[0]
     _report_missing(gene_sets)
-    index = source.obs_names[start:stop]
     names = [gs.name for gs in gene_sets]
     return (
         pd.DataFrame(scores, index=index, columns=names),
