@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..util import return_freed_memory
 from .knn import EXACT_MAX_CELLS, N_NEIGHBORS, neighbour_index
 from .refine import refine_calls
 from .transfer import transfer_labels
@@ -612,8 +613,15 @@ def assign_cell_types(
             seed=seed,
         )
         fill(candidates, codes, probability, "classifier")
+        del allowed, candidates, codes, probability
     if transcriptome is not None:
-        # Step 7: the cells the marker evidence could not type, typed by their neighbours
+        # Step 7: the cells the marker evidence could not type, typed by their neighbours.
+        # The marker genes' compressed copy is dropped through it and made again after (the
+        # same genes, the same values): the step reads the whole matrix, block by block.
+        remade = list(columns) if isinstance(columns, MarkerColumns) else None
+        if remade is not None:
+            columns = {}
+        return_freed_memory()
         subtype = assigned & (label_code < len(types))
         candidates = np.flatnonzero(~subtype)
         codes, share = transfer_labels(
@@ -621,6 +629,10 @@ def assign_cell_types(
             seed=seed,
         )  # fmt: skip
         fill(candidates, codes, share, "transcriptome neighbours")
+        del subtype, candidates, codes, share
+        return_freed_memory()
+        if remade is not None:
+            columns = _expression_columns(expression, remade)
     called = labels[label_code]
     if cluster_vote:
         clusters = over_cluster(neighbours, seed=seed)
