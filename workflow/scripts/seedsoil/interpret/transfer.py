@@ -30,6 +30,7 @@ from ..embedding import (
     embedding_subsample,
 )
 from ..scoring._input import open_source
+from ..util import return_freed_memory
 from .knn import KNN_WORKING_MEMORY_MB, N_NEIGHBORS
 
 #: Principal components of the neighbour search (scanpy's ``pp.pca`` default).
@@ -159,7 +160,7 @@ def _most_variable_columns(parts: list) -> np.ndarray:
 def _dense(parts: list, genes: np.ndarray, free: bool = False) -> np.ndarray:
     """The float32 dense rows of ``parts`` (CSR blocks) one after another, columns ``genes``:
     the stacked matrix's ``[:, genes].toarray()``. ``free``: each block is dropped from
-    ``parts`` once copied."""
+    ``parts`` once copied, and its memory returned to the system."""
     out = np.zeros((sum(part.shape[0] for part in parts), genes.size), dtype=np.float32)
     start = 0
     for number, part in enumerate(parts):
@@ -167,6 +168,9 @@ def _dense(parts: list, genes: np.ndarray, free: bool = False) -> np.ndarray:
         start += part.shape[0]
         if free:
             parts[number] = None
+            # the block's arrays are small (heap) ones: given back as they go, so the dense
+            # rows' pages replace them instead of adding to them
+            return_freed_memory()
     return out
 
 
