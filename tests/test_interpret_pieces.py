@@ -166,3 +166,14 @@ def test_genes_read_in_pieces_equal_the_columns_of_the_whole_matrix(tmp_path, mo
     columns = [int(g[1:]) for g in adata.var_names]
     assert sorted(adata.var_names) == sorted(wanted)
     _same(sp.csr_matrix(adata.X), matrix[:, columns])
+
+
+def test_evidence_scale_column_by_column_is_the_whole_array_formula():
+    from seedsoil.interpret.celltypes import evidence_scale
+
+    rng = np.random.default_rng(7)
+    for values in (rng.random((1001, 9)), rng.normal(size=(400, 5)) ** 3):
+        values[:, 2] = 0.25  # a constant column: MAD 0, left out
+        mad = 1.4826 * np.median(np.abs(values - np.median(values, axis=0)), axis=0)
+        assert evidence_scale(values) == float(np.median(mad[mad > 0]))
+    assert evidence_scale(np.ones((10, 3))) == 1.0
