@@ -204,6 +204,19 @@ def near_detection(detected: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return out
 
 
+def finite_values(table: pd.DataFrame, columns: Sequence[str], nan: float) -> np.ndarray:
+    """``np.nan_to_num(table[columns].to_numpy(dtype=np.float64), nan=nan)``, in the same memory
+    layout, for reading only: the table's own float64 values (no copy) when ``columns`` are
+    all of its columns in order and every value is finite — where the expression made up to
+    three cells × columns copies (~400 MB at a million cells × 20 signatures)."""
+    if list(table.columns) != list(columns):
+        table = table[list(columns)]
+    values = table.to_numpy(dtype=np.float64)
+    if np.isfinite(values).all():
+        return values  # what nan_to_num would copy, value for value
+    return np.nan_to_num(values, nan=nan)
+
+
 def shared_strings(values) -> np.ndarray:
     """``values`` (strings) as an object array in which equal strings are one Python object:
     per-cell labels of a million cells hold 8 bytes each rather than a string each."""
@@ -445,7 +458,7 @@ def assign_cell_types(
     elif neighbours.shape[0] != n_cells:
         raise ValueError(f"neighbours has {neighbours.shape[0]} rows for {n_cells} cells")
     # after the graph: the search's working memory and this array are not held together
-    values = np.nan_to_num(scores[used].to_numpy(dtype=np.float64))
+    values = finite_values(scores, used, nan=0.0)
     scale = evidence_scale(values)
     if neighbour_evidence:
         evidence = (values + neighbourhood_mean(values, neighbours)) / 2.0 / scale
@@ -461,8 +474,7 @@ def assign_cell_types(
     del pvalues
     # no copy of a table that holds just these columns (the layout differs, but the
     # significance is only compared, and averaged value by value)
-    table = table if list(table.columns) == used else table[used]
-    significance = np.nan_to_num(table.to_numpy(dtype=np.float64), nan=1.0)  # a copy
+    significance = finite_values(table, used, nan=1.0)  # only read, never written
     del table
     supported = smoothed_at_most(significance, neighbours, max_pvalue)
 
