@@ -177,3 +177,22 @@ def test_evidence_scale_column_by_column_is_the_whole_array_formula():
         mad = 1.4826 * np.median(np.abs(values - np.median(values, axis=0)), axis=0)
         assert evidence_scale(values) == float(np.median(mad[mad > 0]))
     assert evidence_scale(np.ones((10, 3))) == 1.0
+
+
+@pytest.mark.parametrize("order", [["a", "b", "c"], ["c", "a", "b"], ["b", "c"]])
+def test_finite_values_are_nan_to_num_of_the_columns_without_touching_the_table(order):
+    from seedsoil.interpret.celltypes import finite_values
+
+    rng = np.random.default_rng(2)
+    finite = pd.DataFrame(rng.random((50, 3)), columns=["a", "b", "c"])
+    holes = finite.copy()
+    holes.iloc[[3, 7], [0, 2]] = np.nan
+    holes.iloc[9, 1] = np.inf
+    for table in (finite, holes):
+        before = table.copy()
+        for nan in (0.0, 1.0):
+            want = np.nan_to_num(table[order].to_numpy(dtype=np.float64), nan=nan)
+            found = finite_values(table, order, nan=nan)
+            assert found.strides == want.strides
+            assert found.tobytes(order="A") == want.tobytes(order="A")
+        pd.testing.assert_frame_equal(table, before)
