@@ -271,6 +271,7 @@ def run_job(
         interpret_communication,
         load_pairs,
     )
+    from seedsoil.interpret.ctc import core_marker_groups, library_signature
     from seedsoil.util import (
         numba_threads,
         return_freed_memory,
@@ -297,16 +298,24 @@ def run_job(
     start = time.perf_counter()
     with numba_threads(threads):
         pairs = communication_pairs(load_pairs(), "consensus", "human")
+        # the CTC call's core markers and blood-background null, as the rule passes them
+        ctc_signature = library_signature([REPO / "resources" / "signatures"])
+        ctc_core = core_marker_groups(ctc_signature)
+        ctc_null = {"signature": ctc_signature, "n_null": 1000, "random_state": 0}
         cells = folder / "cells.h5ad"
         neighbours = identity_graph(folder / "scores.parquet", read_obs_names(cells))
-        adata = read_genes(cells, genes_needed(pairs, communication=False))
+        adata = read_genes(cells, genes_needed(pairs, ctc_core, communication=False))
         genes_mb = (current_hwm_mb(), current_rss_mb())
         read_s = time.perf_counter() - start
         read_mb = current_hwm_mb()
         held = {"graph, then markers read (peak, held)": [round(x) for x in genes_mb]}
         # as workflow/scripts/interpret.py: the tables as files, read a few columns per step
         tables = [folder / f"{n}.parquet" for n in ("scores", "pvalues", "fdr")]
-        calls, summary = interpret_cells(adata, *tables, neighbours=neighbours)
+        # the whole matrix is the cells file (the transcriptome step and the CTC null read it)
+        calls, summary = interpret_cells(
+            adata, *tables, ctc_core=ctc_core, expression=cells, ctc_null=ctc_null,
+            neighbours=neighbours,
+        )  # fmt: skip
         del neighbours
         return_freed_memory()
         table, summary = interpret_communication(

@@ -244,7 +244,9 @@ def interpret_mem_mb(wildcards, input, attempt):
     seedsoil.interpret.communication): 0.6-4.4 % of a cells.h5ad's stored values on the demo's
     five data sets (the resource's 5-15 %), so <= ~0.06 x the file's MB, counted twice for
     read_genes' concatenation. benchmarks/interpret_atlas.py at 1,000,000 cells: declared
-    3,628 MB, measured peak 1.9 GB; the workflow's 1M atlas job 2.1-2.5 GB (benchmarks/README.md).
+    3,628 MB, measured peak 1.9 GB; the workflow's 1M atlas job 2.1-2.5 GB before the cells
+    file was read in pieces cut to the rows and genes kept, 1.9 GB after, on that job's own
+    files (benchmarks/README.md).
     """
     return (
         tables_mem_mb(wildcards, attempt)

@@ -85,7 +85,8 @@ def read_genes(
     annotations = read_annotations(path)
     source = open_source(os.fspath(path), layer=layer)
     columns = np.flatnonzero(source.var_names.isin(list(genes)))
-    blocks = [block[:, columns] for block in source.chunks(block_cells, check_finite=False)]
+    # pieces of a few million stored values, each cut to the genes: no block's full rows held
+    blocks = [block for _, block in source.selected_chunks(block_cells, columns=columns)]
     matrix = (
         sp.vstack(blocks, format="csr")
         if blocks

@@ -71,9 +71,35 @@ def most_variable_genes(X) -> np.ndarray:
     X = sp.csr_matrix(X, dtype=np.float32)
     if X.shape[1] <= N_TOP_GENES:
         return np.arange(X.shape[1])
-    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-    mean_square = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
-    return np.sort(np.argsort(mean_square - mean**2, kind="stable")[::-1][:N_TOP_GENES])
+    mean, mean_square = column_means(X)
+    variance = mean_square.astype(np.float64) - mean.astype(np.float64) ** 2
+    return np.sort(np.argsort(variance, kind="stable")[::-1][:N_TOP_GENES])
+
+
+#: Stored values :func:`column_means` handles at a time (its temporaries: a few of this size).
+MEANS_PIECE_VALUES = 4_000_000
+
+
+def column_means(X) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the float32 CSR ``X`` (canonical: no duplicate entries; or a list of such
+    blocks of the same columns, their rows one after another), the float32 means of its values
+    and of their squares over the rows, as scipy computes ``X.mean(axis=0)`` and
+    ``X.multiply(X).mean(axis=0)`` of the stacked rows: each value (squared) times
+    ``1 / rows`` in float32, added to its column's float32 total in row order. Slices of the
+    stored values at a time, where scipy's makes two copies of ``X`` (a squared one and a scaled
+    one): the same additions in the same order, so the same bits."""
+    parts = X if isinstance(X, list) else [X]
+    scale = np.float32(1.0 / sum(part.shape[0] for part in parts))
+    mean = np.zeros(parts[0].shape[1], dtype=np.float32)
+    mean_square = np.zeros(parts[0].shape[1], dtype=np.float32)
+    for part in parts:
+        for start in range(0, part.nnz, MEANS_PIECE_VALUES):
+            piece = slice(start, start + MEANS_PIECE_VALUES)
+            values, columns = part.data[piece], part.indices[piece]
+            np.add.at(mean, columns, values * scale)  # unbuffered: in order, as scipy adds them
+            # scipy's product drops entries whose square is 0; adding 0 changes no total
+            np.add.at(mean_square, columns, (values * values) * scale)
+    return mean, mean_square
 
 
 def _most_variable(X) -> tuple[ad.AnnData, str]:

@@ -77,10 +77,9 @@ MAX_CELLS = 50_000
 #: groups × genes sums, or permutations × rows × subunits): bounds memory; results do not
 #: depend on it.
 BATCH_ENTRIES = 16_000_000
-#: Cells per block read for the group means and detection fractions (seedsoil.cellfile's). A
-#: block is read with all its genes (~1,600 values per droplet cell, 8 bytes each); 5,000-cell
-#: blocks did not lower the peak at 1,000,000 cells (docs/cluster.md). The sums do not depend
-#: on it beyond float rounding.
+#: Cells per block of the group means and detection fractions (seedsoil.cellfile's). A block
+#: holds the pairs' genes only: a file is read in pieces of a few million stored values, each
+#: cut to those genes. The sums do not depend on it beyond float rounding.
 BLOCK_CELLS = 20_000
 
 
@@ -154,10 +153,12 @@ def group_sums(indptr, indices, data, rows, codes, n_groups, n_genes):
 
 def _gene_blocks(source, genes: list[str], block_cells: int | None = None):
     """CSR blocks of every cell of ``source`` (a :class:`~seedsoil.scoring._input.MatrixSource`),
-    in order, holding the columns of ``genes`` in that order: float, summed duplicates."""
+    in order, holding the columns of ``genes`` in that order: float, summed duplicates. A file
+    is read a few million stored values at a time, each piece cut to the genes
+    (:meth:`~seedsoil.scoring._input.MatrixSource.selected_chunks`), so a block's full rows
+    are never held at once; the blocks, and so the sums, do not depend on the pieces."""
     columns = source.var_names.get_indexer(genes)
-    for block in source.chunks(block_cells or BLOCK_CELLS, check_finite=False):
-        block = block[:, columns]
+    for _, block in source.selected_chunks(block_cells or BLOCK_CELLS, columns=columns):
         dtype = block.dtype if block.dtype in (np.float32, np.float64) else np.float64
         block = sp.csr_matrix(block, dtype=dtype)
         block.sum_duplicates()

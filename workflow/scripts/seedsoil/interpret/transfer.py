@@ -23,8 +23,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..cellfile import BLOCK_CELLS
-from ..embedding import MAX_EMBEDDING_CELLS, embedding_subsample, most_variable_genes
+from ..embedding import (
+    MAX_EMBEDDING_CELLS,
+    N_TOP_GENES,
+    column_means,
+    embedding_subsample,
+)
 from ..scoring._input import open_source
+from ..util import return_freed_memory
 from .knn import KNN_WORKING_MEMORY_MB, N_NEIGHBORS
 
 #: Principal components of the neighbour search (scanpy's ``pp.pca`` default).
@@ -75,10 +81,17 @@ def transfer_labels(
     # Up to max_reference candidates are read in the reference's pass: one pass over the file
     one_pass = candidates.size <= max_reference
     wanted = np.union1d(reference, candidates) if one_pass else reference
-    rows = _rows(source, wanted)
-    reference_rows = rows[np.searchsorted(wanted, reference)]
-    genes = most_variable_genes(reference_rows)
-    reference_rows = reference_rows[:, genes].toarray()
+    # The rows read, kept per block of the file (no stacked copy of them); the reference's
+    # are the blocks themselves when only the reference was read
+    read = list(_row_blocks(source, wanted))
+    parts = [_among(cells, block, reference) if one_pass else block for cells, block in read]
+    if not one_pass:
+        read = None
+    genes = _most_variable_columns(parts)
+    # dense rows of the genes, block by block, each block dropped once copied when nothing
+    # else reads it (the dense array's pages are taken as they are written)
+    reference_rows = _dense(parts, genes, free=not one_pass)
+    del parts
     n_comps = min(N_PCS, reference_rows.shape[0] - 1, reference_rows.shape[1] - 1)
     if n_comps < 1:
         return codes, share
@@ -89,14 +102,14 @@ def transfer_labels(
     position = np.full(n_cells, -1, dtype=np.int64)  # cell → its row in the reference, or -1
     position[reference] = np.arange(reference.size)
     if one_pass:
-        query = rows[np.searchsorted(wanted, candidates)][:, genes].toarray()
+        query = _dense([_among(cells, block, candidates) for cells, block in read], genes)
         blocks = [(candidates, pca.transform(query))]
+        del query, read
     else:
         blocks = (
-            (cells, pca.transform(block[:, genes].toarray()))
-            for cells, block in _row_blocks(source, candidates)
+            (cells, pca.transform(block.toarray()))
+            for cells, block in _row_blocks(source, candidates, genes)
         )
-    del rows
     done = 0
     for cells, query in blocks:
         with sklearn.config_context(working_memory=KNN_WORKING_MEMORY_MB):
@@ -127,17 +140,46 @@ def _majority(found: np.ndarray, own: np.ndarray, labels: np.ndarray, k: int):
     return np.where(won, best, -1), np.where(won, count / k, np.nan)
 
 
-def _rows(source, cells: np.ndarray) -> sp.csr_matrix:
-    """The rows ``cells`` (sorted) of ``source``, as one CSR matrix."""
-    blocks = [block for _, block in _row_blocks(source, cells)]
-    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, source.n_genes))
+def _among(cells: np.ndarray, block: sp.csr_matrix, chosen: np.ndarray) -> sp.csr_matrix:
+    """The rows of ``block`` (the rows ``cells``, sorted) that are among ``chosen`` (sorted)."""
+    return block[np.flatnonzero(np.isin(cells, chosen))]
 
 
-def _row_blocks(source, cells: np.ndarray):
-    """``(cells in the block, their CSR rows)`` per block of :data:`BLOCK_CELLS` cells of
-    ``source`` holding any of ``cells`` (sorted), in order."""
-    for number, block in enumerate(source.chunks(BLOCK_CELLS, check_finite=False)):
-        first = number * BLOCK_CELLS
-        lo, hi = np.searchsorted(cells, [first, first + block.shape[0]])
-        if hi > lo:
-            yield cells[lo:hi], sp.csr_matrix(block[cells[lo:hi] - first], dtype=np.float32)
+def _most_variable_columns(parts: list) -> np.ndarray:
+    """:func:`~seedsoil.embedding.most_variable_genes` of the rows of ``parts`` (CSR blocks of
+    the same columns) one after another, without stacking them: the column means are added
+    in the same order (:func:`~seedsoil.embedding.column_means`), so the genes are the same."""
+    n_genes = parts[0].shape[1]
+    if n_genes <= N_TOP_GENES:
+        return np.arange(n_genes)
+    mean, mean_square = column_means(parts)
+    variance = mean_square.astype(np.float64) - mean.astype(np.float64) ** 2
+    return np.sort(np.argsort(variance, kind="stable")[::-1][:N_TOP_GENES])
+
+
+def _dense(parts: list, genes: np.ndarray, free: bool = False) -> np.ndarray:
+    """The float32 dense rows of ``parts`` (CSR blocks) one after another, columns ``genes``:
+    the stacked matrix's ``[:, genes].toarray()``. ``free``: each block is dropped from
+    ``parts`` once copied, and its memory returned to the system."""
+    out = np.zeros((sum(part.shape[0] for part in parts), genes.size), dtype=np.float32)
+    start = 0
+    for number, part in enumerate(parts):
+        out[start : start + part.shape[0]] = part[:, genes].toarray()
+        start += part.shape[0]
+        if free:
+            parts[number] = None
+            # the block's arrays are small (heap) ones: given back as they go, so the dense
+            # rows' pages replace them instead of adding to them
+            return_freed_memory()
+    return out
+
+
+def _row_blocks(source, cells: np.ndarray, genes: np.ndarray | None = None):
+    """``(cells in the block, their float32 CSR rows)`` per block of :data:`BLOCK_CELLS` cells
+    of ``source`` holding any of ``cells`` (sorted), in order; only the columns ``genes`` when
+    given. A file is read a few million stored values at a time, each piece cut to these rows
+    and genes (:meth:`~seedsoil.scoring._input.MatrixSource.selected_chunks`): a block's full
+    rows, 250 MB at 20,000 droplet cells of 20,000 genes, are never held at once. The blocks,
+    and so the principal components searched, do not depend on the pieces."""
+    for chosen, block in source.selected_chunks(BLOCK_CELLS, rows=cells, columns=genes):
+        yield chosen, sp.csr_matrix(block, dtype=np.float32)
