@@ -3,10 +3,10 @@ freshly computed p-values."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
+from workflow_helpers import benchmark_module
 
 from seedsoil.interpret.ctc import (
     CTC_SIGNATURE,
@@ -23,12 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def spikein_benchmark():
     """``benchmarks/ctc_spikein.py`` imported as a module (its data builders)."""
-    spec = importlib.util.spec_from_file_location(
-        "ctc_spikein", REPO / "benchmarks" / "ctc_spikein.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("ctc_spikein")
 
 
 def shipped_ctc_calls(cells, ctc, leukocyte_p, core, random_state=0, background=True):

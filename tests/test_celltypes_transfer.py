@@ -5,24 +5,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import separable_populations
 
 from seedsoil.interpret.celltypes import assign_cell_types
 from seedsoil.interpret.transfer import _majority, transfer_labels
 
 SIGNATURES = ["IMM_B", "IMM_NK"]
-
-
-def _expression(sizes, n_genes=60, seed=0):
-    """Log-normalised-like values: population ``i`` of ``sizes[i]`` cells expresses its own
-    block of 20 genes around 2 over a sparse background, so populations separate in the
-    transcriptome whatever their marker genes show."""
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for i, n in enumerate(sizes):
-        values = rng.gamma(2.0, 0.1, size=(n, n_genes)) * (rng.random((n, n_genes)) < 0.1)
-        values[:, 20 * i : 20 * (i + 1)] = rng.normal(2.0, 0.3, size=(n, 20))
-        blocks.append(values)
-    return np.vstack(blocks).astype(np.float32)
 
 
 def _adata(values):
@@ -34,7 +22,7 @@ def _adata(values):
 
 
 def test_a_candidate_gets_the_subtype_of_the_population_it_belongs_to():
-    values = _expression([30, 30])
+    values = separable_populations([30, 30])
     codes = np.r_[np.zeros(29, int), -1, np.ones(30, int)]  # cell 29: a B-like cell, no call
     found, share = transfer_labels(codes, np.array([29]), _adata(values))
     assert found.tolist() == [0]
@@ -43,7 +31,7 @@ def test_a_candidate_gets_the_subtype_of_the_population_it_belongs_to():
 
 def test_a_population_no_call_covers_keeps_no_type():
     # 30 B, 30 NK and 30 cells of a third population, none of which has a call
-    values = _expression([30, 30, 30])
+    values = separable_populations([30, 30, 30])
     codes = np.r_[np.zeros(30, int), np.ones(30, int), np.full(30, -1)]
     found, share = transfer_labels(codes, np.arange(60, 90), _adata(values))
     assert (found == -1).all()
@@ -70,7 +58,7 @@ def test_the_cell_itself_is_never_its_own_neighbour():
 
 
 def test_a_file_and_the_same_matrix_in_memory_give_the_same_labels(tmp_path):
-    values = _expression([40, 40])
+    values = separable_populations([40, 40])
     codes = np.r_[np.zeros(40, int), np.ones(40, int)]
     codes[[3, 50]] = -1
     path = tmp_path / "cells.h5ad"
@@ -85,7 +73,7 @@ def test_a_file_and_the_same_matrix_in_memory_give_the_same_labels(tmp_path):
 
 def test_a_reference_subsample_still_finds_the_population():
     # 200 cells, reference capped at 60: neighbours are searched among 60 seeded cells
-    values = _expression([100, 100])
+    values = separable_populations([100, 100])
     codes = np.r_[np.zeros(100, int), np.ones(100, int)]
     candidates = np.array([10, 150])
     codes[candidates] = -1
@@ -97,7 +85,7 @@ def _sample(n=30):
     """``n`` B cells and ``n`` NK cells with clear scores (p 0.2), except the first B cell, whose
     scores beat no null (p 0.99, also averaged with its neighbours'); no marker genes are
     given, the matrix holds the transcriptome."""
-    values = _expression([n, n])
+    values = separable_populations([n, n])
     cells = [f"c{i}" for i in range(2 * n)]
     scores = pd.DataFrame([[0.6, 0.1]] * n + [[0.1, 0.6]] * n, index=cells, columns=SIGNATURES)
     pvalues = pd.DataFrame([[0.2, 0.8]] * n + [[0.8, 0.2]] * n, index=cells, columns=SIGNATURES)
@@ -135,7 +123,7 @@ def test_transcriptome_neighbours_never_overrule_a_call():
 def test_many_candidates_are_read_in_a_second_pass_with_the_same_result():
     # reference capped at 60 of 200 cells: 100 candidates are read in a second pass, 50 in the
     # reference's pass; the reference subsample is the same, and so are the labels
-    values = _expression([100, 100])
+    values = separable_populations([100, 100])
     codes = np.r_[np.zeros(100, int), np.ones(100, int)]
     candidates = np.r_[np.arange(0, 50), np.arange(100, 150)]
     codes[candidates] = -1

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from synthetic import separable_populations
 
 from seedsoil.cellfile import read_genes
 from seedsoil.embedding import column_means, most_variable_genes
@@ -107,21 +108,11 @@ def test_most_variable_genes_rank_the_variance_of_the_columns(monkeypatch):
     assert set(top) == set(np.argsort(variance)[::-1][:5])
 
 
-def _populations(sizes, n_genes=60, seed=0):
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for i, n in enumerate(sizes):
-        values = rng.gamma(2.0, 0.1, size=(n, n_genes)) * (rng.random((n, n_genes)) < 0.1)
-        values[:, 20 * i : 20 * (i + 1)] = rng.normal(2.0, 0.3, size=(n, 20))
-        blocks.append(values)
-    return sp.csr_matrix(np.vstack(blocks).astype(np.float32))
-
-
 @pytest.mark.parametrize("max_reference", [60, 1000])  # a second pass over the file, or one
 def test_transcriptome_neighbours_do_not_depend_on_the_pieces(tmp_path, monkeypatch, max_reference):
     monkeypatch.setattr("seedsoil.embedding.N_TOP_GENES", 30)  # a gene subset is searched
     monkeypatch.setattr("seedsoil.interpret.transfer.BLOCK_CELLS", 40)  # several blocks
-    path = _file(tmp_path, _populations([100, 100]))
+    path = _file(tmp_path, sp.csr_matrix(separable_populations([100, 100])))
     codes = np.r_[np.zeros(100, int), np.ones(100, int)]
     candidates = np.r_[np.arange(0, 50), np.arange(100, 150)]
     codes[candidates] = -1

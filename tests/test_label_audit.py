@@ -3,26 +3,19 @@ cell's own detected defining genes (DEFINING_GENES), never by the assignment."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from ctc_helpers import REPO
+from workflow_helpers import benchmark_module
 
 GENES = ["CD3E", "CD8A", "CD4", "KLRF1", "FCER1A", "FCN1"]
 
 
 @pytest.fixture(scope="module")
 def evaluation():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_celltypes", REPO / "benchmarks" / "evaluate_celltypes.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("evaluate_celltypes")
 
 
 def cells(*detected: tuple[str, ...]) -> ad.AnnData:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,15 @@ TUMOUR_ROW = {
     "cell_type_column": "label",
     "condition_column": "site",
 }
+
+
+def benchmark_module(stem: str):
+    """``benchmarks/{stem}.py`` imported as a module (its data builders and evaluation
+    functions; the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(stem, REPO / "benchmarks" / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def synthetic_tumour(n_per_type: int = 40, n_filler: int = 600, seed: int = 0) -> ad.AnnData:
