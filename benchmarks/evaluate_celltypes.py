@@ -377,17 +377,10 @@ def label_audit(adata: ad.AnnData, labels: pd.Series) -> pd.Series:
     otherwise; NaN for uncovered cells. A label the cell's markers contradict is where no
     label-free method can agree with it, and a supervised one learns the labelling's error."""
     truth = labels.replace(CLASS_FAMILIES)
-    present = set(adata.var_names)
-
-    def detects(genes) -> np.ndarray:
-        genes = [g for g in genes if g in present]
-        if not genes:
-            return np.zeros(adata.n_obs, dtype=bool)
-        return np.asarray((adata[:, genes].X > 0).sum(axis=1)).ravel() > 0
-
+    every = np.arange(adata.n_obs)
     types = [t for t in truth.dropna().unique() if t in DEFINING_GENES]
-    positive = {t: detects(DEFINING_GENES[t][0]) for t in types}
-    negative = {t: detects(DEFINING_GENES[t][1]) for t in types}
+    positive = {t: detected(adata, DEFINING_GENES[t][0], every) for t in types}
+    negative = {t: detected(adata, DEFINING_GENES[t][1], every) for t in types}
     status = pd.Series(np.nan, index=labels.index, dtype=object)
     for own in types:
         cells = (truth == own).to_numpy()
@@ -572,32 +565,33 @@ def main(argv=None) -> None:
             **metrics(labels, calls["cell_type_assigned"]),
         }
         rows.append(row)
+        named = panel_labels(labels, library)
         rows.append(
             {
                 "data set": name,
                 "method": PANEL_COVERED,
-                **metrics(panel_labels(labels, library), calls["cell_type_assigned"]),
+                **metrics(named, calls["cell_type_assigned"]),
             }
         )
-        audit = label_audit(adata, panel_labels(labels, library))
+        audit = label_audit(adata, named)
         rows.append(
             {
                 "data set": name,
                 "method": AUDITED,
-                **metrics(panel_labels(labels, library).where(audit == "consistent"),
+                **metrics(named.where(audit == "consistent"),
                           calls["cell_type_assigned"]),
             }
         )  # fmt: skip
         rows.append(
             {"data set": name, "method": ARGMAX, **metrics(labels, plain_argmax(tables[0]))}
         )
-        agrees = calls["cell_type_assigned"].astype(str).replace(CLASS_FAMILIES) == panel_labels(
-            labels, library
-        ).replace(CLASS_FAMILIES)
+        agrees = calls["cell_type_assigned"].astype(str).replace(CLASS_FAMILIES) == named.replace(
+            CLASS_FAMILIES
+        )
         print(
             "label audit (types the panel's signatures name):",
             pd.crosstab(
-                [panel_labels(labels, library).replace(CLASS_FAMILIES).fillna("not covered"),
+                [named.replace(CLASS_FAMILIES).fillna("not covered"),
                  audit.fillna("")],
                 agrees.map({True: "assignment agrees", False: "assignment differs"}),
             ).to_string(),
@@ -613,7 +607,6 @@ def main(argv=None) -> None:
         rows.append(
             {"data set": name, "method": CEILING, **metrics(labels, label_ceiling(adata, labels))}
         )
-        named = panel_labels(labels, library)
         if not named.equals(labels):  # the ceiling of the panel-named labels, where they differ
             rows.append(
                 {

@@ -73,18 +73,24 @@ def ingest_and_split(tmp_path, adata: ad.AnnData, **columns):
     return samples, stats_path, cells
 
 
+def assert_accumulated_by_sample(matrix, groups, n_samples, step, native_dtype):
+    """``GeneStatsBySample`` fed ``step`` rows at a time equals ``gene_stats`` of each sample's
+    rows (group -1: rows counted nowhere), its native sums in ``native_dtype``."""
+    by_sample = GeneStatsBySample(matrix.shape[1], matrix.dtype)
+    for lo in range(0, matrix.shape[0], step):
+        by_sample.add(matrix[lo : lo + step], groups[lo : lo + step])
+    for code in range(n_samples):
+        expected = gene_stats([matrix[np.flatnonzero(groups == code)]], matrix.shape[1])
+        assert expected.sum_native.dtype == native_dtype
+        assert_same_stats(by_sample.result(code), expected)
+
+
 def test_accumulated_by_sample_equals_gene_stats_of_each_samples_rows_float32():
     rng = np.random.default_rng(0)
     matrix = sp.random(300, 50, density=0.3, format="csr", dtype=np.float32, random_state=rng)
     matrix.data = np.log1p(matrix.data * 1000).astype(np.float32)
     groups = rng.integers(-1, 3, size=300)  # three samples, -1: rows counted nowhere
-    by_sample = GeneStatsBySample(50, np.float32)
-    for lo in range(0, 300, 23):
-        by_sample.add(matrix[lo : lo + 23], groups[lo : lo + 23])
-    for code in range(3):
-        expected = gene_stats([matrix[np.flatnonzero(groups == code)]], 50)
-        assert expected.sum_native.dtype == np.float32
-        assert_same_stats(by_sample.result(code), expected)
+    assert_accumulated_by_sample(matrix, groups, 3, step=23, native_dtype=np.float32)
 
 
 def test_accumulated_by_sample_equals_gene_stats_of_each_samples_rows_integers():
@@ -93,13 +99,7 @@ def test_accumulated_by_sample_equals_gene_stats_of_each_samples_rows_integers()
     matrix = sp.csr_matrix((np.ceil(matrix.data * 50).astype(np.int32), matrix.indices,
                             matrix.indptr), shape=matrix.shape)  # fmt: skip
     groups = rng.integers(-1, 2, size=200)
-    by_sample = GeneStatsBySample(40, np.int32)
-    for lo in range(0, 200, 17):
-        by_sample.add(matrix[lo : lo + 17], groups[lo : lo + 17])
-    for code in range(2):
-        expected = gene_stats([matrix[np.flatnonzero(groups == code)]], 40)
-        assert expected.sum_native.dtype == np.int64
-        assert_same_stats(by_sample.result(code), expected)
+    assert_accumulated_by_sample(matrix, groups, 2, step=17, native_dtype=np.int64)
 
 
 def test_streamed_ingest_stats_equal_the_chained_pass_over_each_cells_file(tmp_path):

@@ -65,13 +65,14 @@ def compute_embedding(
 
 
 def most_variable_genes(X) -> np.ndarray:
-    """Sorted column numbers of the :data:`N_TOP_GENES` columns of ``X`` (cells × genes) of
+    """Sorted column numbers of the :data:`N_TOP_GENES` columns of ``X`` (cells × genes; or a
+    list of CSR blocks of the same columns, their rows one after another, never stacked) of
     highest variance over its rows (every column when there are no more); ties in variance
     keep the later column first, as a stable descending sort does."""
-    X = sp.csr_matrix(X, dtype=np.float32)
-    if X.shape[1] <= N_TOP_GENES:
-        return np.arange(X.shape[1])
-    mean, mean_square = column_means(X)
+    parts = [sp.csr_matrix(part, dtype=np.float32) for part in (X if isinstance(X, list) else [X])]
+    if parts[0].shape[1] <= N_TOP_GENES:
+        return np.arange(parts[0].shape[1])
+    mean, mean_square = column_means(parts)
     variance = mean_square.astype(np.float64) - mean.astype(np.float64) ** 2
     return np.sort(np.argsort(variance, kind="stable")[::-1][:N_TOP_GENES])
 

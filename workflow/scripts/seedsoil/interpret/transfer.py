@@ -23,12 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..cellfile import BLOCK_CELLS
-from ..embedding import (
-    MAX_EMBEDDING_CELLS,
-    N_TOP_GENES,
-    column_means,
-    embedding_subsample,
-)
+from ..embedding import MAX_EMBEDDING_CELLS, embedding_subsample, most_variable_genes
 from ..scoring._input import open_source
 from ..util import return_freed_memory
 from .knn import KNN_WORKING_MEMORY_MB, N_NEIGHBORS
@@ -87,7 +82,7 @@ def transfer_labels(
     parts = [_among(cells, block, reference) if one_pass else block for cells, block in read]
     if not one_pass:
         read = None
-    genes = _most_variable_columns(parts)
+    genes = most_variable_genes(parts)
     # dense rows of the genes, block by block, each block dropped once copied when nothing
     # else reads it (the dense array's pages are taken as they are written)
     reference_rows = _dense(parts, genes, free=not one_pass)
@@ -143,18 +138,6 @@ def _majority(found: np.ndarray, own: np.ndarray, labels: np.ndarray, k: int):
 def _among(cells: np.ndarray, block: sp.csr_matrix, chosen: np.ndarray) -> sp.csr_matrix:
     """The rows of ``block`` (the rows ``cells``, sorted) that are among ``chosen`` (sorted)."""
     return block[np.flatnonzero(np.isin(cells, chosen))]
-
-
-def _most_variable_columns(parts: list) -> np.ndarray:
-    """:func:`~seedsoil.embedding.most_variable_genes` of the rows of ``parts`` (CSR blocks of
-    the same columns) one after another, without stacking them: the column means are added
-    in the same order (:func:`~seedsoil.embedding.column_means`), so the genes are the same."""
-    n_genes = parts[0].shape[1]
-    if n_genes <= N_TOP_GENES:
-        return np.arange(n_genes)
-    mean, mean_square = column_means(parts)
-    variance = mean_square.astype(np.float64) - mean.astype(np.float64) ** 2
-    return np.sort(np.argsort(variance, kind="stable")[::-1][:N_TOP_GENES])
 
 
 def _dense(parts: list, genes: np.ndarray, free: bool = False) -> np.ndarray:
